@@ -1,0 +1,302 @@
+/**
+ * MqttBootstrap: cache -> provision (retry) -> connect -> re-provision once on rejected credentials.
+ *
+ * One retry loop owns each phase: async-retry (see retry.ts) retries provisioning and the first connect, with mqtt.js's
+ * own reconnects off; once the broker has accepted the device, mqtt.js reconnects at the caller's period.
+ */
+import { EventEmitter } from 'eventemitter3'
+import type { IClientOptions, MqttClient } from 'mqtt'
+import { inject, injectable, container as rootContainer } from 'tsyringe'
+import { type AuthStrategy, DEFAULT_MQTTS_PORT } from './auth/strategy.js'
+import { brokerUrl } from './broker-url.js'
+import type { Clock } from './clock.js'
+import type { MqttConnector } from './connector.js'
+import { type DeviceConfig, ResultCode, withRedaction } from './contract.js'
+import { applyDefaultQos } from './default-qos.js'
+import {
+  BrokerError,
+  CredentialStoreError,
+  InvalidOptionError,
+  MqttBootstrapError,
+  ProvisioningError,
+} from './errors.js'
+import type { BootstrapEvents, CacheEvent, CredentialSource } from './events.js'
+import type { Logger } from './logger.js'
+import { type BootstrapOptions, DEFAULTS, type ResolvedOptions } from './options.js'
+import { PointAccess } from './point-access.js'
+import { redactOnInspect, redactUrl, SECRET_OPTION_KEYS } from './redact.js'
+import { withRetry } from './retry.js'
+import { SingleFlight } from './single-flight.js'
+import { type CredentialStore, credentialKey } from './store/credential-store.js'
+import { registerBootstrap, TOKENS } from './tokens.js'
+import type { HttpTransport } from './transport/http-transport.js'
+
+interface Provisioned {
+  config: DeviceConfig
+  source: CredentialSource
+}
+
+/** `mqtt.connect(url, options)`-ready options, signed with the provisioned credentials. */
+export type ConnectOptions = IClientOptions & { url: string }
+
+export interface CallOptions {
+  /** Cancels this call (together with the bootstrap's own `signal` option). */
+  signal?: AbortSignal
+}
+
+@injectable()
+export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
+  readonly #options: ResolvedOptions
+  readonly #store: CredentialStore
+  readonly #auth: AuthStrategy
+  readonly #connector: MqttConnector
+  readonly #clock: Clock
+  readonly #logger: Logger
+  readonly #pointAccess: PointAccess
+  readonly #key: string
+  readonly #load = new SingleFlight<Provisioned>()
+  readonly #fresh = new SingleFlight<Provisioned>()
+
+  constructor(
+    @inject(TOKENS.Options) options: ResolvedOptions,
+    @inject(TOKENS.CredentialStore) store: CredentialStore,
+    @inject(TOKENS.HttpTransport) transport: HttpTransport,
+    @inject(TOKENS.AuthStrategy) auth: AuthStrategy,
+    @inject(TOKENS.MqttConnector) connector: MqttConnector,
+    @inject(TOKENS.Clock) clock: Clock,
+    @inject(TOKENS.Logger) logger: Logger,
+  ) {
+    super()
+    this.#options = options
+    this.#store = store
+    this.#auth = auth
+    this.#connector = connector
+    this.#clock = clock
+    this.#logger = logger
+    this.#pointAccess = new PointAccess(
+      {
+        tls: options.tls,
+        timeoutMs: options.timeoutMs,
+        maxResponseBytes: options.maxResponseBytes,
+        allowInsecureHttp: options.allowInsecureHttp,
+      },
+      { transport, clock },
+    )
+    this.#key = credentialKey(options.url, options.data)
+  }
+
+  /** The device's configuration: the cached one, else one from the server (retried). Concurrent calls share one. */
+  async provision(call: CallOptions = {}): Promise<DeviceConfig> {
+    const { config } = await this.#provisioned(call.signal)
+    return withRedaction(config)
+  }
+
+  /** Signed options for apps that call `mqtt.connect()` themselves: `mqtt.connect(opts.url, opts)`. */
+  async connectOptions(call: CallOptions = {}): Promise<ConnectOptions> {
+    const { config } = await this.#provisioned(call.signal)
+    const { url, options } = this.#clientOptions(config)
+    const reconnectPeriod = this.#options.mqtt.reconnectPeriod ?? DEFAULTS.reconnectPeriod
+    return redactOnInspect({ url, ...options, reconnectPeriod }, SECRET_OPTION_KEYS)
+  }
+
+  /**
+   * Provision (cache first), connect, and resolve with the connected mqtt.js client. Cached credentials the broker
+   * refuses are invalidated and provisioned afresh once; a second refusal rejects with `ERR_BROKER_AUTH_REJECTED`.
+   */
+  async connect(call: CallOptions = {}): Promise<MqttClient> {
+    const signal = anySignal(this.#options.signal, call.signal)
+    try {
+      let provisioned = await this.#provisioned(call.signal)
+      for (let round = 1; ; round++) {
+        try {
+          return await this.#open(provisioned, signal)
+        } catch (error) {
+          if (!(error instanceof BrokerError && error.code === 'ERR_BROKER_AUTH_REJECTED')) throw error
+          const reprovision = provisioned.source === 'cache' && round === 1
+          this.emit('auth-rejected', { returnCode: error.returnCode ?? 0, source: provisioned.source, reprovision })
+          this.#logger.warn(
+            { returnCode: error.returnCode, source: provisioned.source, reprovision },
+            'credentials rejected',
+          )
+          await this.#invalidate('auth-rejected').catch((cause: unknown) => this.#warn(cause))
+          if (!reprovision) throw error
+          provisioned = await this.#fresh.run(
+            (flight) => this.#fetch(anySignal(flight, this.#options.signal)),
+            call.signal,
+          )
+        }
+      }
+    } catch (error) {
+      this.emit('error', { error: error as Error, fatal: true })
+      throw error
+    }
+  }
+
+  /** Forget the cached credentials, so the next call provisions afresh. */
+  async invalidate(): Promise<void> {
+    await this.#invalidate('requested')
+  }
+
+  #provisioned(signal: AbortSignal | undefined): Promise<Provisioned> {
+    return this.#load.run((flight) => this.#loadOnce(anySignal(flight, this.#options.signal)), signal)
+  }
+
+  async #loadOnce(signal: AbortSignal): Promise<Provisioned> {
+    const cached = await this.#readCache()
+    if (cached === undefined) return this.#fetch(signal)
+    this.#announce(cached, 'cache')
+    return { config: cached, source: 'cache' }
+  }
+
+  async #readCache(): Promise<DeviceConfig | undefined> {
+    const key = this.#key
+    let event: CacheEvent
+    let config: DeviceConfig | undefined
+    try {
+      config = (await this.#store.get(key))?.config
+      event = config === undefined ? { action: 'miss', key, reason: 'absent' } : { action: 'hit', key }
+    } catch (cause) {
+      const error = storeError(cause, 'cannot read the credential cache')
+      const reason =
+        error.code === 'ERR_STORE_CORRUPT' ? 'corrupt' : error.code === 'ERR_STORE_VERSION' ? 'version' : 'io'
+      event = { action: 'miss', key, reason, error }
+      this.#logger.warn({ code: error.code, reason }, 'credential cache unusable, treated as a miss')
+    }
+    this.emit('cache', event)
+    return config
+  }
+
+  async #fetch(signal: AbortSignal): Promise<Provisioned> {
+    const { url, data, headers } = this.#options
+    const config = await withRetry(
+      async (attempt) => {
+        this.emit('provisioning', { url: redactUrl(url), attempt })
+        this.#logger.debug({ url: redactUrl(url), attempt }, 'provisioning')
+        const code = await this.#pointAccess.request(url, data, { headers, signal })
+        if (code === ResultCode.SUCCESS) return this.#pointAccess.deviceConfig
+        throw this.#pointAccess.lastError ?? new Error(`provisioning failed with code ${code}`)
+      },
+      {
+        policy: this.#options.retry,
+        clock: this.#clock,
+        signal,
+        onRetry: ({ attempt, delayMs, error }) => {
+          this.emit('retry', { phase: 'provision', attempt, delayMs, code: ResultCode.TRANSIENT, error })
+          this.#logger.info({ phase: 'provision', attempt, delayMs, code: errorCodeOf(error) }, 'retrying')
+        },
+      },
+    )
+    if (config.device.deviceSecret === '') {
+      throw new ProvisioningError(
+        'ERR_PROVISION_NO_DEVICE_SECRET',
+        'the server answered a productSecret without a deviceSecret; dynamic registration is not supported yet',
+        { resultCode: ResultCode.SUCCESS, transient: false },
+      )
+    }
+    try {
+      await this.#store.set(this.#key, { config, savedAt: this.#clock.now() })
+      this.emit('cache', { action: 'write', key: this.#key })
+    } catch (cause) {
+      // The device can still connect with what it holds; the next boot provisions again.
+      this.#warn(storeError(cause, 'cannot write the credential cache'))
+    }
+    this.#announce(config, 'server')
+    return { config, source: 'server' }
+  }
+
+  /** Connect with `config`, retrying transient broker failures; auth rejections and permanent errors end it. */
+  async #open({ config, source }: Provisioned, signal: AbortSignal | undefined): Promise<MqttClient> {
+    const client = await withRetry(
+      async (attempt) => {
+        // Signed per attempt: the aliyun timestamp is fresh each time.
+        const { url, options } = this.#clientOptions(config)
+        this.emit('connecting', { url, clientId: options.clientId as string, source, attempt })
+        this.#logger.debug({ url, clientId: options.clientId, attempt }, 'connecting')
+        return this.#connector.connect(url, { ...options, reconnectPeriod: 0 }, signal)
+      },
+      {
+        policy: this.#options.retry,
+        clock: this.#clock,
+        signal,
+        onRetry: ({ attempt, delayMs, error }) => {
+          this.emit('retry', { phase: 'connect', attempt, delayMs, code: errorCodeOf(error), error })
+          this.#logger.info({ phase: 'connect', attempt, delayMs, code: errorCodeOf(error) }, 'retrying')
+        },
+      },
+    )
+    // From here on mqtt.js owns reconnection, at the caller's period.
+    client.options.reconnectPeriod = this.#options.mqtt.reconnectPeriod ?? DEFAULTS.reconnectPeriod
+    redactOnInspect(client.options, SECRET_OPTION_KEYS)
+    applyDefaultQos(client, config.connect.qos)
+    // A client 'error' with no listener would throw and crash the host app; report it as an event instead.
+    client.on('error', (error) => this.#warn(error))
+    const url = brokerUrl(config.connect.host, this.#options.broker, this.#port())
+    this.emit('connected', { url, clientId: client.options.clientId ?? '', source })
+    this.#logger.info({ url, clientId: client.options.clientId, source }, 'connected')
+    return client
+  }
+
+  #clientOptions(config: DeviceConfig): { url: string; options: IClientOptions } {
+    const url = brokerUrl(config.connect.host, this.#options.broker, this.#port())
+    const credentials = this.#auth.sign(config.device, { brokerUrl: url, now: this.#clock.now() })
+    const { clientId, username, password } = credentials ?? {}
+    if (typeof clientId !== 'string' || typeof username !== 'string' || typeof password !== 'string') {
+      throw new InvalidOptionError(
+        'auth',
+        `Expected \`auth\` (${this.#auth.name}) to return clientId, username and password strings`,
+      )
+    }
+    const options = { ...this.#options.mqtt, clientId, username, password, clean: config.connect.cleanSession === 1 }
+    return { url, options: redactOnInspect(options, SECRET_OPTION_KEYS) }
+  }
+
+  #port(): number {
+    return this.#auth.defaultPort ?? DEFAULT_MQTTS_PORT
+  }
+
+  async #invalidate(reason: 'auth-rejected' | 'requested'): Promise<void> {
+    try {
+      await this.#store.delete(this.#key)
+    } catch (cause) {
+      throw storeError(cause, 'cannot invalidate the credential cache')
+    }
+    this.emit('cache', { action: 'invalidate', key: this.#key, reason })
+  }
+
+  #announce({ device, connect }: DeviceConfig, source: CredentialSource): void {
+    const { productKey, deviceName } = device
+    this.emit('provisioned', { source, productKey, deviceName, ...connect })
+    this.#logger.info({ source, productKey, deviceName, host: connect.host }, 'provisioned')
+  }
+
+  #warn(error: unknown): void {
+    const wrapped = error instanceof Error ? error : new Error(String(error))
+    this.#logger.warn({ code: errorCodeOf(wrapped), message: wrapped.message }, 'non-fatal error')
+    this.emit('error', { error: wrapped, fatal: false })
+  }
+}
+
+/** A bootstrap in a child container of `options.container` (or of tsyringe's root, which is never written to). */
+export function createBootstrap(options: BootstrapOptions): MqttBootstrap {
+  const parent = options?.container ?? rootContainer
+  const child = registerBootstrap(parent.createChildContainer(), options)
+  return child.resolve(MqttBootstrap)
+}
+
+/** Provision (cache first) and connect: a drop-in for `mqtt.connectAsync()`. */
+export async function connectProvisioned(options: BootstrapOptions): Promise<MqttClient> {
+  return createBootstrap(options).connect()
+}
+
+function anySignal(...signals: Array<AbortSignal | undefined>): AbortSignal {
+  const present = signals.filter((signal): signal is AbortSignal => signal !== undefined)
+  return present.length === 1 ? (present[0] as AbortSignal) : AbortSignal.any(present)
+}
+
+function storeError(cause: unknown, message: string): CredentialStoreError {
+  return cause instanceof CredentialStoreError ? cause : new CredentialStoreError('ERR_STORE_IO', message, { cause })
+}
+
+function errorCodeOf(error: Error): string {
+  return error instanceof MqttBootstrapError || error instanceof InvalidOptionError ? error.code : error.name
+}

@@ -1,0 +1,85 @@
+/**
+ * The MQTT seam: open one connection and settle on its first CONNACK. The bootstrap's retry loop owns boot-time
+ * retries, so the client is created with `reconnectPeriod: 0`; the bootstrap restores the caller's period once the
+ * broker has accepted the connection (one retry loop per phase).
+ */
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
+import { AbortError, BrokerError, errorCode, isCertificateError, throwIfAborted } from './errors.js'
+
+export interface MqttConnector {
+  /**
+   * Resolve with the connected client once the broker accepted it; otherwise reject with a `BrokerError` (or an
+   * `AbortError`) after ending the client. `options.reconnectPeriod` is 0.
+   */
+  connect(url: string, options: IClientOptions, signal?: AbortSignal): Promise<MqttClient>
+}
+
+/** CONNACK codes that mean "these credentials are refused": 3.1.1 4/5, MQTT 5 134/135. */
+export const AUTH_REJECTED_CODES: ReadonlySet<number> = new Set([4, 5, 134, 135])
+/** CONNACK codes worth another try: server unavailable (3, 136), busy (137), quota (151), rate (159). */
+const TRANSIENT_CONNACK_CODES: ReadonlySet<number> = new Set([3, 136, 137, 151, 159])
+
+const ignore = (): void => {}
+
+export class MqttJsConnector implements MqttConnector {
+  connect(url: string, options: IClientOptions, signal?: AbortSignal): Promise<MqttClient> {
+    throwIfAborted(signal)
+    const client = mqtt.connect(url, options)
+    return new Promise<MqttClient>((resolve, reject) => {
+      const settle = (error?: Error) => {
+        client.off('connect', onConnect)
+        client.off('error', onError)
+        client.off('close', onClose)
+        signal?.removeEventListener('abort', onAbort)
+        if (error === undefined) {
+          resolve(client)
+          return
+        }
+        // We own a client that failed to connect: end it, and keep a late 'error' from crashing the host.
+        client.on('error', ignore)
+        client.end(true)
+        reject(error)
+      }
+      const onConnect = () => settle()
+      const onError = (error: Error) => settle(brokerFailure(error))
+      const onClose = () =>
+        settle(
+          new BrokerError('ERR_BROKER_CONNECT', 'connection closed before the broker accepted it', { transient: true }),
+        )
+      const onAbort = () => settle(new AbortError(signal?.reason))
+      client.on('connect', onConnect)
+      client.on('error', onError)
+      client.on('close', onClose)
+      signal?.addEventListener('abort', onAbort, { once: true })
+    })
+  }
+}
+
+/** Classify a connect failure once: refused credentials, worth a retry, or permanent. */
+export function brokerFailure(error: unknown): BrokerError {
+  if (error instanceof BrokerError) return error
+  const returnCode = (error as { code?: unknown } | undefined)?.code
+  if (typeof returnCode === 'number') {
+    if (AUTH_REJECTED_CODES.has(returnCode)) {
+      return new BrokerError('ERR_BROKER_AUTH_REJECTED', `broker rejected the credentials (CONNACK ${returnCode})`, {
+        transient: false,
+        returnCode,
+        cause: error,
+      })
+    }
+    return new BrokerError('ERR_BROKER_CONNECT', `broker refused the connection (CONNACK ${returnCode})`, {
+      transient: TRANSIENT_CONNACK_CODES.has(returnCode),
+      returnCode,
+      cause: error,
+    })
+  }
+  if (isCertificateError(error)) {
+    const message = `broker TLS certificate verification failed (${errorCode(error)})`
+    return new BrokerError('ERR_BROKER_CONNECT', message, { transient: false, cause: error })
+  }
+  const reason = errorCode(error) ?? (error instanceof Error ? error.message : 'unknown error')
+  return new BrokerError('ERR_BROKER_CONNECT', `cannot connect to the broker (${reason})`, {
+    transient: true,
+    cause: error,
+  })
+}

@@ -1,0 +1,168 @@
+/**
+ * Errors with stable string codes. Match on `error.code`, never on the message: messages may be reworded, codes are
+ * part of the API (the convention of undici and Node itself). No message, field or `cause` carries a secret.
+ */
+
+/** Every code an error of this library can carry. */
+export type ErrorCode =
+  | InvalidOptionError['code']
+  | ProvisioningErrorCode
+  | BrokerErrorCode
+  | CredentialStoreErrorCode
+  | AbortError['code']
+
+export type ProvisioningErrorCode =
+  | 'ERR_PROVISION_NETWORK'
+  | 'ERR_PROVISION_TIMEOUT'
+  | 'ERR_PROVISION_TLS'
+  | 'ERR_PROVISION_HTTP_STATUS'
+  | 'ERR_PROVISION_SERVER_BUSY'
+  | 'ERR_PROVISION_INVALID_RESPONSE'
+  | 'ERR_PROVISION_RESPONSE_TOO_LARGE'
+  | 'ERR_PROVISION_REFUSED'
+  | 'ERR_PROVISION_NO_DEVICE_SECRET'
+
+export type BrokerErrorCode = 'ERR_BROKER_CONNECT' | 'ERR_BROKER_AUTH_REJECTED'
+
+export type CredentialStoreErrorCode = 'ERR_STORE_CORRUPT' | 'ERR_STORE_VERSION' | 'ERR_STORE_IO'
+
+/** Base class of the library's runtime errors (option errors are `TypeError`s, see {@link InvalidOptionError}). */
+export class MqttBootstrapError extends Error {
+  readonly code: ErrorCode
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.code = code
+    this.name = new.target.name
+  }
+}
+
+/** A bad option or argument, thrown before any I/O. A `TypeError`, as p-retry and Node do for bad arguments. */
+export class InvalidOptionError extends TypeError {
+  readonly code = 'ERR_INVALID_OPTION' as const
+  /** The option's path, e.g. `retry.retries` or `url`. */
+  readonly option: string
+
+  constructor(option: string, message: string) {
+    super(message)
+    this.name = 'InvalidOptionError'
+    this.option = option
+  }
+}
+
+export interface ProvisioningErrorDetails {
+  /** The result code `PointAccess.request()` returned for this failure: `"77777"`, `"99999"` or the server's own. */
+  resultCode: string
+  /** Whether retrying may help (network trouble, 5xx/408/429, the server's `"77777"`). */
+  transient: boolean
+  /** The HTTP status, when an answer came. */
+  status?: number
+  /** The server's Retry-After, in milliseconds from when the answer came. */
+  retryAfterMs?: number
+  cause?: unknown
+}
+
+/** The provisioning request failed, or its answer was not a usable configuration. */
+export class ProvisioningError extends MqttBootstrapError {
+  declare readonly code: ProvisioningErrorCode
+  readonly resultCode: string
+  readonly transient: boolean
+  readonly status?: number
+  readonly retryAfterMs?: number
+  /** How many requests were made before giving up (set by the bootstrap's retry loop). */
+  attempts?: number
+
+  constructor(code: ProvisioningErrorCode, message: string, details: ProvisioningErrorDetails) {
+    super(code, message, { cause: details.cause })
+    this.resultCode = details.resultCode
+    this.transient = details.transient
+    if (details.status !== undefined) this.status = details.status
+    if (details.retryAfterMs !== undefined) this.retryAfterMs = details.retryAfterMs
+  }
+}
+
+/** The MQTT connection could not be opened, or the broker refused the credentials. */
+export class BrokerError extends MqttBootstrapError {
+  declare readonly code: BrokerErrorCode
+  /** The CONNACK return code (MQTT 3.1.1) or reason code (MQTT 5), when the broker answered. */
+  readonly returnCode?: number
+  readonly transient: boolean
+  attempts?: number
+
+  constructor(
+    code: BrokerErrorCode,
+    message: string,
+    details: { transient: boolean; returnCode?: number; cause?: unknown },
+  ) {
+    super(code, message, { cause: details.cause })
+    this.transient = details.transient
+    if (details.returnCode !== undefined) this.returnCode = details.returnCode
+  }
+}
+
+/** The credential cache could not be read or written. Reads that fail this way count as a cache miss. */
+export class CredentialStoreError extends MqttBootstrapError {
+  declare readonly code: CredentialStoreErrorCode
+}
+
+/** The caller's AbortSignal fired. `name` is `'AbortError'`, as for fetch and timers. */
+export class AbortError extends MqttBootstrapError {
+  declare readonly code: 'ERR_ABORTED'
+
+  constructor(reason?: unknown) {
+    super('ERR_ABORTED', 'The operation was aborted', { cause: reason })
+    this.name = 'AbortError'
+  }
+}
+
+/** Reject with an {@link AbortError} when `signal` has fired. */
+export function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new AbortError(signal.reason)
+}
+
+/** Whether a retry loop may try again after `error`. */
+export function isTransient(error: unknown): boolean {
+  return (error instanceof ProvisioningError || error instanceof BrokerError) && error.transient
+}
+
+// OpenSSL's verification failures (X509_V_ERR_*, as Node names them) and Node's host name check.
+const CERTIFICATE_ERRORS = new Set([
+  'CERT_CHAIN_TOO_LONG',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_REJECTED',
+  'CERT_REVOKED',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_UNTRUSTED',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'HOSTNAME_MISMATCH',
+  'INVALID_CA',
+  'INVALID_PURPOSE',
+  'PATH_LENGTH_EXCEEDED',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY',
+  'UNABLE_TO_DECRYPT_CERT_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+])
+
+/** The error code of `error` or of the first error in its `cause` chain that has one. */
+export function errorCode(error: unknown): string | undefined {
+  for (let e = error, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
+    const code = (e as { code?: unknown }).code
+    if (typeof code === 'string') return code
+  }
+  return undefined
+}
+
+/**
+ * A certificate the client does not trust, or a client certificate the server refused (a TLS alert). Retrying cannot
+ * help, and must never fall back to an unverified connection.
+ */
+export function isCertificateError(error: unknown): boolean {
+  const code = errorCode(error)
+  if (code === undefined) return false
+  return CERTIFICATE_ERRORS.has(code) || /^ERR_SSL_.*(CERTIFICATE|BAD_CERT|UNKNOWN_CA)/.test(code)
+}

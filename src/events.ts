@@ -1,0 +1,84 @@
+/**
+ * The typed event map of `MqttBootstrap` (eventemitter3). Each payload is one object, so fields can be added later.
+ * No payload carries a secret: URLs lose their query and credentials, devices are named by productKey/deviceName.
+ */
+import type { Qos } from './contract.js'
+import type { CredentialStoreError } from './errors.js'
+
+export type CredentialSource = 'cache' | 'server'
+
+export interface ProvisioningEvent {
+  /** The provisioning URL without query string. */
+  url: string
+  /** 1 for the first request, then 2, 3, … */
+  attempt: number
+}
+
+export interface RetryEvent {
+  phase: 'provision' | 'connect'
+  /** The attempt that failed; the next one is `attempt + 1`. */
+  attempt: number
+  /** How long the bootstrap waits before the next attempt (Retry-After wins over the backoff). */
+  delayMs: number
+  /** `"77777"` in the provision phase; the error code (`ERR_BROKER_CONNECT`) in the connect phase. */
+  code: string
+  error: Error
+}
+
+export interface ProvisionedEvent {
+  source: CredentialSource
+  productKey: string
+  deviceName: string
+  host: string
+  qos: Qos
+  cleanSession: 0 | 1
+}
+
+export interface CacheEvent {
+  action: 'hit' | 'miss' | 'write' | 'invalidate'
+  /** The cache key (a hash of URL and data). */
+  key: string
+  /** miss: absent, corrupt, version, io; invalidate: auth-rejected, requested. */
+  reason?: 'absent' | 'corrupt' | 'version' | 'io' | 'auth-rejected' | 'requested'
+  /** Why a cache read failed (miss with reason corrupt, version or io). */
+  error?: CredentialStoreError
+}
+
+export interface ConnectingEvent {
+  /** The broker URL. */
+  url: string
+  clientId: string
+  source: CredentialSource
+  attempt: number
+}
+
+export interface ConnectedEvent {
+  url: string
+  clientId: string
+  source: CredentialSource
+}
+
+export interface AuthRejectedEvent {
+  /** CONNACK return code (3.1.1) or reason code (5): 4, 5, 134 or 135. */
+  returnCode: number
+  source: CredentialSource
+  /** Whether the bootstrap now provisions afresh (once, and only for cached credentials). */
+  reprovision: boolean
+}
+
+export interface ErrorEvent {
+  error: Error
+  /** `true` when the operation failed (and its promise rejects with `error`); `false` for a problem worked around. */
+  fatal: boolean
+}
+
+export interface BootstrapEvents {
+  provisioning: (event: ProvisioningEvent) => void
+  retry: (event: RetryEvent) => void
+  provisioned: (event: ProvisionedEvent) => void
+  cache: (event: CacheEvent) => void
+  connecting: (event: ConnectingEvent) => void
+  connected: (event: ConnectedEvent) => void
+  'auth-rejected': (event: AuthRejectedEvent) => void
+  error: (event: ErrorEvent) => void
+}

@@ -1,0 +1,60 @@
+/**
+ * mqtt-bootstrap: provision device credentials over HTTPS, cache them, and open the mqtt.js session.
+ *
+ * Every export is named here (no `export *`). Left out on purpose: the server side (`mqtt-bootstrap/server`), which a
+ * device never needs, and internal helpers such as the valibot schemas.
+ */
+// tsyringe needs the Reflect metadata API before it loads (it throws otherwise).
+import 'reflect-metadata'
+
+export type { AliyunAuthOptions, AliyunSignInput, AliyunSignMethod } from './auth/aliyun.js'
+export { aliyunAuth, signAliyun, verifyAliyunCredentials } from './auth/aliyun.js'
+export { plainAuth } from './auth/plain.js'
+export type { AuthFunction, AuthStrategy, MqttCredentials, SignContext } from './auth/strategy.js'
+export type { CallOptions, ConnectOptions } from './bootstrap.js'
+export { connectProvisioned, createBootstrap, MqttBootstrap } from './bootstrap.js'
+export type { BrokerOptions, BrokerProtocol } from './broker-url.js'
+export type { Clock } from './clock.js'
+export { systemClock } from './clock.js'
+export type { MqttConnector } from './connector.js'
+export { MqttJsConnector } from './connector.js'
+export type { ConnectInfo, DeviceConfig, DeviceCredentials, KnownResultCode, Qos } from './contract.js'
+export { defaultDeviceConfig, ResultCode } from './contract.js'
+export type { BrokerErrorCode, CredentialStoreErrorCode, ErrorCode, ProvisioningErrorCode } from './errors.js'
+export {
+  AbortError,
+  BrokerError,
+  CredentialStoreError,
+  InvalidOptionError,
+  MqttBootstrapError,
+  ProvisioningError,
+} from './errors.js'
+export type {
+  AuthRejectedEvent,
+  BootstrapEvents,
+  CacheEvent,
+  ConnectedEvent,
+  ConnectingEvent,
+  CredentialSource,
+  ErrorEvent,
+  ProvisionedEvent,
+  ProvisioningEvent,
+  RetryEvent,
+} from './events.js'
+export type { Logger } from './logger.js'
+export { silentLogger } from './logger.js'
+export type { AuthOption, BootstrapOptions, ResolvedOptions, TransportOptions } from './options.js'
+export { DEFAULTS, resolveOptions } from './options.js'
+export type { PointAccessDeps, PointAccessOptions, PointAccessRequestOptions } from './point-access.js'
+export { PointAccess } from './point-access.js'
+export type { RetryOptions, RetryPolicy } from './retry.js'
+export { RETRY_DEFAULTS } from './retry.js'
+export type { CredentialStore, StoredCredentials } from './store/credential-store.js'
+export { credentialKey } from './store/credential-store.js'
+export type { FileCredentialStoreOptions } from './store/file-store.js'
+export { FileCredentialStore } from './store/file-store.js'
+export { MemoryCredentialStore } from './store/memory-store.js'
+export { registerBootstrap, TOKENS } from './tokens.js'
+export type { HttpRequest, HttpResponse, HttpTransport } from './transport/http-transport.js'
+export type { TlsOptions } from './transport/undici-transport.js'
+export { UndiciTransport } from './transport/undici-transport.js'

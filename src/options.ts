@@ -1,0 +1,340 @@
+/**
+ * One options type, one frozen defaults object, one resolveOptions(): every option is checked here, before any I/O,
+ * and a bad one is a TypeError naming it (`InvalidOptionError`, code `ERR_INVALID_OPTION`). Messages describe the
+ * value's type, never its content: headers and TLS keys are secrets.
+ */
+import type { IClientOptions } from 'mqtt'
+import type { DependencyContainer } from 'tsyringe'
+import type { AuthFunction, AuthStrategy } from './auth/strategy.js'
+import { BROKER_PROTOCOLS, type BrokerOptions } from './broker-url.js'
+import { InvalidOptionError } from './errors.js'
+import type { Logger } from './logger.js'
+import { NO_RETRY, RETRY_DEFAULTS, type RetryOptions, type RetryPolicy } from './retry.js'
+import type { CredentialStore } from './store/credential-store.js'
+import type { TlsOptions } from './transport/undici-transport.js'
+
+/** How the provisioning request travels. `PointAccess` and the bootstrap take the same ones. */
+export interface TransportOptions {
+  /** CA / client certificate for the provisioning server. Verification is always on. */
+  tls?: TlsOptions
+  /** Per-request timeout in ms, headers and body included. @default 10000 */
+  timeoutMs?: number
+  /** Largest answer accepted, in bytes; a larger one gives `"99999"`. @default 65536 */
+  maxResponseBytes?: number
+  /** Allow `http://` provisioning URLs. For tests on loopback only: credentials would travel in clear. @default false */
+  allowInsecureHttp?: boolean
+}
+
+export type AuthOption = 'aliyun' | 'plain' | AuthStrategy | AuthFunction
+
+export interface BootstrapOptions extends TransportOptions {
+  /** The provisioning server's URL (`https://`). */
+  url: string
+  /** What identifies the device (IMEI, serial, …): sent as the JSON body, and part of the cache key. */
+  data: unknown
+  /** Extra request headers (e.g. an API token). `Content-Type` is always `application/json`. */
+  headers?: Record<string, string>
+  /** Retry policy for transient failures, or `false` for a single attempt. @default RETRY_DEFAULTS */
+  retry?: RetryOptions | false
+  /** Where provisioned credentials are kept. @default a new MemoryCredentialStore per bootstrap */
+  cache?: CredentialStore
+  /** How the triplet becomes MQTT CONNECT fields. @default 'aliyun' */
+  auth?: AuthOption
+  /** Scheme and port for a bare `connect.host`. @default { protocol: 'mqtts' } */
+  broker?: BrokerOptions
+  /** mqtt.js client options, passed through; clientId, username, password and clean come from provisioning. */
+  mqtt?: IClientOptions
+  /** Cancels provisioning, backoff sleeps and the connect. */
+  signal?: AbortSignal
+  /** A tsyringe container whose registrations override the defaults; the bootstrap works in a child of it. */
+  container?: DependencyContainer
+  /** A pino-compatible logger. @default silent */
+  logger?: Logger
+}
+
+export interface ResolvedTransportOptions {
+  readonly tls: TlsOptions
+  readonly timeoutMs: number
+  readonly maxResponseBytes: number
+  readonly allowInsecureHttp: boolean
+}
+
+export interface ResolvedOptions extends ResolvedTransportOptions {
+  readonly url: string
+  readonly data: unknown
+  readonly headers: Readonly<Record<string, string>>
+  readonly retry: RetryPolicy
+  readonly cache: CredentialStore | undefined
+  /** `undefined` when not given: the container's AuthStrategy, else DEFAULTS.auth. */
+  readonly auth: AuthOption | undefined
+  readonly broker: Readonly<BrokerOptions>
+  readonly mqtt: Readonly<IClientOptions>
+  readonly signal: AbortSignal | undefined
+  readonly logger: Logger | undefined
+}
+
+export const DEFAULTS = Object.freeze({
+  timeoutMs: 10_000,
+  maxResponseBytes: 64 * 1024,
+  allowInsecureHttp: false,
+  retry: RETRY_DEFAULTS,
+  auth: 'aliyun' as AuthOption,
+  broker: Object.freeze({ protocol: 'mqtts' }),
+  /** mqtt.js's own default, restored once the first CONNACK is in (boot retries belong to async-retry). */
+  reconnectPeriod: 1000,
+} as const)
+
+const KNOWN_OPTIONS = new Set([
+  'url',
+  'data',
+  'headers',
+  'tls',
+  'timeoutMs',
+  'maxResponseBytes',
+  'allowInsecureHttp',
+  'retry',
+  'cache',
+  'auth',
+  'broker',
+  'mqtt',
+  'signal',
+  'container',
+  'logger',
+])
+const TRANSPORT_OPTIONS = new Set(['tls', 'timeoutMs', 'maxResponseBytes', 'allowInsecureHttp'])
+
+/** Check every option and fill in the defaults. Throws `InvalidOptionError` (a TypeError) naming the bad option. */
+export function resolveOptions(options: BootstrapOptions): ResolvedOptions {
+  if (!isPlainObject(options)) fail('options', 'an object', typeName(options))
+  checkKnown(options, KNOWN_OPTIONS, '')
+  const transport = resolveTransportOptions(pick(options, TRANSPORT_OPTIONS))
+  const url = checkUrl(options.url, transport.allowInsecureHttp, 'url').href
+  serializeData(options.data, 'data')
+  const signal = options.signal
+  if (signal !== undefined && !(signal instanceof AbortSignal)) fail('signal', 'an AbortSignal', typeName(signal))
+  return Object.freeze({
+    ...transport,
+    url,
+    data: options.data,
+    headers: Object.freeze(checkHeaders(options.headers, 'headers')),
+    retry: resolveRetry(options.retry),
+    cache: checkCache(options.cache),
+    auth: checkAuth(options.auth),
+    broker: Object.freeze(checkBroker(options.broker)),
+    mqtt: Object.freeze(checkObject(options.mqtt, 'mqtt') ?? {}),
+    signal,
+    logger: checkLogger(options.logger),
+  })
+}
+
+export function resolveTransportOptions(options: TransportOptions = {}): ResolvedTransportOptions {
+  if (!isPlainObject(options)) fail('options', 'an object', typeName(options))
+  const allowInsecureHttp = options.allowInsecureHttp ?? DEFAULTS.allowInsecureHttp
+  if (typeof allowInsecureHttp !== 'boolean') fail('allowInsecureHttp', 'a boolean', typeName(allowInsecureHttp))
+  return Object.freeze({
+    tls: Object.freeze(checkTls(options.tls)),
+    timeoutMs: checkInteger(options.timeoutMs ?? DEFAULTS.timeoutMs, 'timeoutMs', 1, 2 ** 31 - 1),
+    maxResponseBytes: checkInteger(
+      options.maxResponseBytes ?? DEFAULTS.maxResponseBytes,
+      'maxResponseBytes',
+      1,
+      2 ** 30,
+    ),
+    allowInsecureHttp,
+  })
+}
+
+/** An https URL (http only when allowed). */
+export function checkUrl(value: unknown, allowInsecureHttp: boolean, option: string): URL {
+  if (typeof value !== 'string') fail(option, 'a URL string', typeName(value))
+  let url: URL
+  try {
+    url = new URL(value)
+  } catch {
+    fail(option, 'a valid absolute URL')
+  }
+  if (url.protocol === 'https:' || (url.protocol === 'http:' && allowInsecureHttp)) return url
+  const hint = url.protocol === 'http:' ? ' (http:// needs `allowInsecureHttp: true`, for tests only)' : ''
+  fail(option, `an https:// URL${hint}`, `a ${url.protocol.slice(0, -1)}: URL`)
+}
+
+/** The request body: `data` as JSON. */
+export function serializeData(value: unknown, option: string): string {
+  let body: string | undefined
+  try {
+    body = JSON.stringify(value)
+  } catch {
+    fail(option, 'JSON-serialisable (no cycles, no BigInt)')
+  }
+  if (body === undefined) fail(option, 'a JSON value', typeName(value))
+  return body
+}
+
+// RFC 9110 token; and the headers that describe the message itself, which the transport owns.
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
+const RESERVED_HEADERS = new Set([
+  'content-length',
+  'transfer-encoding',
+  'host',
+  'connection',
+  'keep-alive',
+  'upgrade',
+  'expect',
+  'te',
+  'trailer',
+])
+
+/** Extra request headers, with lower-case names. `content-type` is dropped: the contract fixes it. */
+export function checkHeaders(value: unknown, option: string): Record<string, string> {
+  if (value === undefined) return {}
+  if (!isPlainObject(value)) fail(option, 'an object of header names to strings', typeName(value))
+  const headers: Record<string, string> = {}
+  for (const [name, headerValue] of Object.entries(value)) {
+    const lower = name.toLowerCase()
+    if (!HEADER_NAME.test(name)) fail(`${option}`, 'valid header names', 'an invalid name')
+    if (RESERVED_HEADERS.has(lower)) fail(`${option}.${name}`, 'absent: the transport sets it')
+    if (typeof headerValue !== 'string' || /[\r\n\0]/.test(headerValue)) {
+      fail(`${option}.${name}`, 'a string without CR, LF or NUL')
+    }
+    if (lower !== 'content-type') headers[lower] = headerValue
+  }
+  return headers
+}
+
+function resolveRetry(value: unknown): RetryPolicy {
+  if (value === false) return NO_RETRY
+  if (value === undefined) return RETRY_DEFAULTS
+  if (!isPlainObject(value)) fail('retry', 'an object of retry options or false', typeName(value))
+  checkKnown(value, new Set([...Object.keys(RETRY_DEFAULTS), 'onRetry']), 'retry.')
+  const r = value as RetryOptions
+  const minTimeout = checkInteger(r.minTimeout ?? RETRY_DEFAULTS.minTimeout, 'retry.minTimeout', 0, 2 ** 31 - 1)
+  const maxTimeout = checkInteger(
+    r.maxTimeout ?? Math.max(minTimeout, RETRY_DEFAULTS.maxTimeout),
+    'retry.maxTimeout',
+    minTimeout,
+    2 ** 31 - 1,
+  )
+  const factor = r.factor ?? RETRY_DEFAULTS.factor
+  if (typeof factor !== 'number' || !Number.isFinite(factor) || factor < 1)
+    fail('retry.factor', 'a number >= 1', typeName(factor))
+  const randomize = r.randomize ?? RETRY_DEFAULTS.randomize
+  if (typeof randomize !== 'boolean') fail('retry.randomize', 'a boolean', typeName(randomize))
+  if (r.onRetry !== undefined && typeof r.onRetry !== 'function')
+    fail('retry.onRetry', 'a function', typeName(r.onRetry))
+  return Object.freeze({
+    retries: checkInteger(r.retries ?? RETRY_DEFAULTS.retries, 'retry.retries', 0, 1000),
+    factor,
+    minTimeout,
+    maxTimeout,
+    randomize,
+    maxRetryAfter: checkInteger(r.maxRetryAfter ?? RETRY_DEFAULTS.maxRetryAfter, 'retry.maxRetryAfter', 0, 2 ** 31 - 1),
+    ...(r.onRetry === undefined ? {} : { onRetry: r.onRetry }),
+  })
+}
+
+function checkTls(value: unknown): TlsOptions {
+  if (value === undefined) return {}
+  if (!isPlainObject(value)) fail('tls', 'an object with ca, cert, key', typeName(value))
+  checkKnown(value, new Set(['ca', 'cert', 'key', 'passphrase', 'servername']), 'tls.')
+  for (const field of ['ca', 'cert', 'key'] as const) {
+    const pem = value[field]
+    const items = Array.isArray(pem) ? pem : [pem]
+    if (pem !== undefined && !items.every((item) => typeof item === 'string' || Buffer.isBuffer(item))) {
+      fail(`tls.${field}`, 'a PEM string, a Buffer, or an array of them')
+    }
+  }
+  for (const field of ['passphrase', 'servername'] as const) {
+    if (value[field] !== undefined && typeof value[field] !== 'string') fail(`tls.${field}`, 'a string')
+  }
+  return { ...value } as TlsOptions
+}
+
+function checkCache(value: unknown): CredentialStore | undefined {
+  if (value === undefined) return undefined
+  const store = value as Partial<CredentialStore> | null
+  if (
+    store === null ||
+    typeof store !== 'object' ||
+    typeof store.get !== 'function' ||
+    typeof store.set !== 'function' ||
+    typeof store.delete !== 'function'
+  ) {
+    fail('cache', 'a CredentialStore (get, set, delete)', typeName(value))
+  }
+  return value as CredentialStore
+}
+
+function checkAuth(value: unknown): AuthOption | undefined {
+  if (value === undefined) return undefined
+  if (value === 'aliyun' || value === 'plain' || typeof value === 'function') return value as AuthOption
+  if (typeof value === 'object' && value !== null && typeof (value as AuthStrategy).sign === 'function') {
+    return value as AuthStrategy
+  }
+  fail('auth', "'aliyun', 'plain', a strategy { sign() } or a function", typeName(value))
+}
+
+function checkBroker(value: unknown): BrokerOptions {
+  if (value === undefined) return DEFAULTS.broker
+  if (!isPlainObject(value)) fail('broker', 'an object { protocol, port }', typeName(value))
+  checkKnown(value, new Set(['protocol', 'port']), 'broker.')
+  const { protocol, port } = value as BrokerOptions
+  if (protocol !== undefined && !BROKER_PROTOCOLS.includes(protocol)) {
+    fail('broker.protocol', `one of ${BROKER_PROTOCOLS.join(', ')}`, typeName(protocol))
+  }
+  if (port !== undefined) checkInteger(port, 'broker.port', 1, 65535)
+  return { ...DEFAULTS.broker, ...(value as BrokerOptions) }
+}
+
+function checkLogger(value: unknown): Logger | undefined {
+  if (value === undefined) return undefined
+  const logger = value as Partial<Logger> | null
+  const methods = ['debug', 'info', 'warn', 'error'] as const
+  if (logger === null || typeof logger !== 'object' || !methods.every((m) => typeof logger[m] === 'function')) {
+    fail('logger', 'a logger with debug, info, warn and error methods (pino-compatible)', typeName(value))
+  }
+  return value as Logger
+}
+
+function checkObject<T>(value: T | undefined, option: string): T | undefined {
+  if (value !== undefined && !isPlainObject(value)) fail(option, 'an object', typeName(value))
+  return value === undefined ? undefined : { ...value }
+}
+
+function checkInteger(value: unknown, option: string, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    fail(option, `an integer from ${min} to ${max}`, typeName(value))
+  }
+  return value
+}
+
+function checkKnown(value: object, known: Set<string>, prefix: string): void {
+  for (const key of Object.keys(value)) {
+    if (!known.has(key)) throw new InvalidOptionError(`${prefix}${key}`, `Unknown option \`${prefix}${key}\``)
+  }
+}
+
+function pick(value: object, keys: Set<string>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(value).filter(([key]) => keys.has(key)))
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false
+  const proto = Object.getPrototypeOf(value)
+  return proto === Object.prototype || proto === null
+}
+
+/** Throw an InvalidOptionError; `got` describes what was passed without quoting it (it may be a secret). */
+function fail(option: string, expected: string, got?: string): never {
+  throw new InvalidOptionError(
+    option,
+    `Expected \`${option}\` to be ${expected}${got === undefined ? '' : `, got ${got}`}`,
+  )
+}
+
+function typeName(value: unknown): string {
+  if (typeof value === 'number' || typeof value === 'boolean' || value === null || value === undefined) {
+    return String(value)
+  }
+  if (Array.isArray(value)) return 'an array'
+  return typeof value === 'object' ? 'an object' : `a ${typeof value}`
+}

@@ -1,0 +1,151 @@
+/**
+ * PointAccess: the original component's API, faithfully. One POST of the device's identity, one result code.
+ *
+ * Differences from the original, all on the side of not crashing: a non-JSON answer is `"99999"` (the original
+ * threw), a timeout or network failure is `"77777"`, and the reason behind any code other than `"00000"` is kept in
+ * `lastError`, a typed error with a stable `code` and the `cause`.
+ */
+import type { Clock } from './clock.js'
+import { systemClock } from './clock.js'
+import { type DeviceConfig, defaultDeviceConfig, parseAnswer, parseDeviceConfig, ResultCode } from './contract.js'
+import { AbortError, ProvisioningError, throwIfAborted } from './errors.js'
+import {
+  checkHeaders,
+  checkUrl,
+  type ResolvedTransportOptions,
+  resolveTransportOptions,
+  serializeData,
+  type TransportOptions,
+} from './options.js'
+import { parseRetryAfter } from './retry.js'
+import type { HttpResponse, HttpTransport } from './transport/http-transport.js'
+import { networkError } from './transport/http-transport.js'
+import { UndiciTransport } from './transport/undici-transport.js'
+
+export type PointAccessOptions = TransportOptions
+
+/** Seams the bootstrap's container fills in; a direct user normally passes none. */
+export interface PointAccessDeps {
+  transport?: HttpTransport
+  clock?: Clock
+}
+
+export interface PointAccessRequestOptions {
+  /** Extra headers. `Content-Type` is always `application/json`: a caller's value for it is ignored. */
+  headers?: Record<string, string>
+  /** Cancels the request: it then rejects with an `AbortError` instead of returning a code. */
+  signal?: AbortSignal
+}
+
+export class PointAccess {
+  /** The last configuration received; changes only on a valid `"00000"` answer. Holds secrets (hidden from inspect). */
+  deviceConfig: DeviceConfig = defaultDeviceConfig()
+  /** Why the last request did not return `"00000"`; `null` after a success. */
+  lastError: ProvisioningError | null = null
+
+  readonly #options: ResolvedTransportOptions
+  readonly #transport: HttpTransport
+  readonly #clock: Clock
+
+  constructor(options: PointAccessOptions = {}, deps: PointAccessDeps = {}) {
+    this.#options = resolveTransportOptions(options)
+    this.#transport = deps.transport ?? new UndiciTransport(this.#options.tls)
+    this.#clock = deps.clock ?? systemClock
+  }
+
+  /**
+   * POST `data` as JSON to `url` and return the result code: `"00000"`, `"77777"`, `"99999"` or the server's own.
+   * Rejects only for a bad argument (`TypeError`) or an aborted signal (`AbortError`).
+   */
+  async request(url: string, data: unknown, options: PointAccessRequestOptions = {}): Promise<string> {
+    const target = checkUrl(url, this.#options.allowInsecureHttp, 'url')
+    const body = serializeData(data, 'data')
+    const headers = { ...checkHeaders(options.headers, 'headers'), 'content-type': 'application/json' }
+    throwIfAborted(options.signal)
+
+    let response: HttpResponse
+    try {
+      response = await this.#transport.post({
+        url: target,
+        headers,
+        body,
+        timeoutMs: this.#options.timeoutMs,
+        maxResponseBytes: this.#options.maxResponseBytes,
+        signal: options.signal,
+      })
+    } catch (error) {
+      if (error instanceof AbortError) throw error
+      return this.#failed(error instanceof ProvisioningError ? error : networkError(error))
+    }
+
+    const outcome = interpretAnswer(response, this.#clock.now())
+    if (outcome instanceof ProvisioningError) return this.#failed(outcome)
+    this.deviceConfig = outcome
+    this.lastError = null
+    return ResultCode.SUCCESS
+  }
+
+  #failed(error: ProvisioningError): string {
+    this.lastError = error
+    return error.resultCode
+  }
+}
+
+const isTransientStatus = (status: number) => status >= 500 || status === 408 || status === 429
+
+/** An HTTP answer -> the configuration it carries, or why it carries none. */
+export function interpretAnswer(response: HttpResponse, now: number): DeviceConfig | ProvisioningError {
+  const { status } = response
+  const retryAfterMs = parseRetryAfter(response.headers['retry-after'], now)
+  if (isTransientStatus(status)) {
+    return new ProvisioningError('ERR_PROVISION_HTTP_STATUS', `provisioning server answered HTTP ${status}`, {
+      resultCode: ResultCode.TRANSIENT,
+      transient: true,
+      status,
+      retryAfterMs,
+    })
+  }
+  const ok = status >= 200 && status < 300
+  const invalid = (reason: string) =>
+    ok
+      ? new ProvisioningError('ERR_PROVISION_INVALID_RESPONSE', `provisioning answer ${reason}`, {
+          resultCode: ResultCode.INVALID_RESPONSE,
+          transient: false,
+          status,
+        })
+      : new ProvisioningError('ERR_PROVISION_HTTP_STATUS', `provisioning server answered HTTP ${status}`, {
+          resultCode: ResultCode.INVALID_RESPONSE,
+          transient: false,
+          status,
+        })
+
+  let json: unknown
+  try {
+    json = JSON.parse(response.body.replace(/^\uFEFF/, ''))
+  } catch {
+    // No `cause`: V8's SyntaxError quotes the body, which may hold secrets.
+    return invalid('is not JSON')
+  }
+  const answer = parseAnswer(json)
+  if (!answer.ok) return invalid(`envelope: ${answer.problem}`)
+  const { code, result } = answer.value
+
+  if (code === ResultCode.SUCCESS) {
+    if (!ok) return invalid(`"00000" came with HTTP ${status}`)
+    const config = parseDeviceConfig(result)
+    return config.ok ? config.value : invalid(`result: ${config.problem}`)
+  }
+  if (code === ResultCode.TRANSIENT) {
+    return new ProvisioningError('ERR_PROVISION_SERVER_BUSY', 'provisioning server answered "77777" (try again)', {
+      resultCode: code,
+      transient: true,
+      status,
+      retryAfterMs,
+    })
+  }
+  return new ProvisioningError('ERR_PROVISION_REFUSED', `provisioning server refused the device: "${code}"`, {
+    resultCode: code,
+    transient: false,
+    status,
+  })
+}

@@ -1,0 +1,40 @@
+/**
+ * Keeping secrets out of `util.inspect` (and so out of console.log, REPLs and most loggers).
+ *
+ * Library classes keep secrets in `#private` fields, which `util.inspect` never shows. Plain objects that must carry a
+ * secret by contract (`deviceConfig.device`, the options handed to mqtt.js) get a non-enumerable `util.inspect.custom`
+ * that prints `[redacted]` instead: non-enumerable, so `JSON.stringify`, spreads and deep equality ignore it.
+ */
+import { inspect } from 'node:util'
+
+export const REDACTED = '[redacted]'
+
+/** Make `util.inspect(target)` print `[redacted]` for the given keys whenever they hold a value. Returns `target`. */
+export function redactOnInspect<T extends object>(target: T, keys: readonly string[]): T {
+  Object.defineProperty(target, inspect.custom, {
+    configurable: true,
+    enumerable: false,
+    writable: true,
+    value(this: Record<string, unknown>) {
+      const copy: Record<string, unknown> = { ...this }
+      for (const key of keys) {
+        if (copy[key] !== undefined && copy[key] !== null && copy[key] !== '') copy[key] = REDACTED
+      }
+      return copy
+    },
+  })
+  return target
+}
+
+/** The TLS and MQTT option fields that hold a secret. */
+export const SECRET_OPTION_KEYS = ['password', 'key', 'passphrase', 'pfx'] as const
+
+/** A URL fit for events and logs: no credentials, query or fragment (they may carry tokens). */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url)
+    return `${parsed.protocol}//${parsed.host}${parsed.pathname}`
+  } catch {
+    return '[invalid url]'
+  }
+}

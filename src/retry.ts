@@ -1,0 +1,113 @@
+/**
+ * The retry policy: exponential backoff with full jitter, Retry-After taking precedence up to a cap.
+ *
+ * The loop itself is async-retry's (attempt counting, `bail()` for permanent errors). Its own waits are set to zero and
+ * each attempt first sleeps the delay computed here, because async-retry can neither jitter fully (its `randomize`
+ * multiplies by 1..2), nor honour a server's Retry-After, nor be cancelled or faked: our sleep comes from the injected
+ * Clock and stops at the AbortSignal.
+ */
+import retry from 'async-retry'
+import type { Clock } from './clock.js'
+import { BrokerError, isTransient, ProvisioningError, throwIfAborted } from './errors.js'
+
+/** How failed attempts are retried. The names follow async-retry's options. */
+export interface RetryOptions {
+  /** Retries after the first attempt (so at most `retries + 1` attempts). @default 5 */
+  retries?: number
+  /** Growth of the backoff ceiling per attempt. @default 2 */
+  factor?: number
+  /** Backoff ceiling of the first retry, in ms. @default 1000 */
+  minTimeout?: number
+  /** Largest backoff ceiling, in ms. @default 60000 */
+  maxTimeout?: number
+  /** Full jitter: wait a uniformly random time between 0 and the ceiling. `false` waits the ceiling. @default true */
+  randomize?: boolean
+  /** Cap on a server's Retry-After, in ms; a longer one is shortened to this. @default 300000 */
+  maxRetryAfter?: number
+  /** Called before each retry with the error and the number of the attempt that failed (as async-retry does). */
+  onRetry?: (error: Error, attempt: number) => void
+}
+
+export type RetryPolicy = Readonly<Required<Omit<RetryOptions, 'onRetry'>>> & Pick<RetryOptions, 'onRetry'>
+
+export const RETRY_DEFAULTS: RetryPolicy = Object.freeze({
+  retries: 5,
+  factor: 2,
+  minTimeout: 1000,
+  maxTimeout: 60_000,
+  randomize: true,
+  maxRetryAfter: 300_000,
+})
+
+/** No retries at all (`retry: false`). */
+export const NO_RETRY: RetryPolicy = Object.freeze({ ...RETRY_DEFAULTS, retries: 0 })
+
+/** The wait after failed attempt number `attempt` (1-based). A Retry-After, when given, wins over the backoff. */
+export function retryDelay(policy: RetryPolicy, attempt: number, random: () => number, retryAfterMs?: number): number {
+  if (retryAfterMs !== undefined) return Math.min(retryAfterMs, policy.maxRetryAfter)
+  const ceiling = Math.min(policy.maxTimeout, policy.minTimeout * policy.factor ** (attempt - 1))
+  return policy.randomize ? Math.floor(random() * ceiling) : ceiling
+}
+
+const HTTP_DATE = /^[A-Za-z]{3,9},? /
+
+/** Retry-After as milliseconds from `now`: delta-seconds or an HTTP-date (RFC 9110 §10.2.3). */
+export function parseRetryAfter(value: string | undefined, now: number): number | undefined {
+  const text = value?.trim()
+  if (!text) return undefined
+  if (/^\d+$/.test(text)) return Math.min(Number(text), 2 ** 31 / 1000) * 1000
+  if (!HTTP_DATE.test(text)) return undefined
+  const date = Date.parse(text)
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now)
+}
+
+export interface RetryInfo {
+  /** The number of the attempt that failed (1-based). */
+  attempt: number
+  delayMs: number
+  error: Error
+}
+
+export interface RetryLoop {
+  policy: RetryPolicy
+  clock: Clock
+  signal?: AbortSignal | undefined
+  /** Called once per retry, before its sleep. */
+  onRetry(info: RetryInfo): void
+}
+
+/**
+ * Run `attempt` until it succeeds, a permanent error occurs, or the retries are spent. The error that ends the loop
+ * is rejected as it is, with `attempts` set when it has such a field.
+ */
+export async function withRetry<T>(attempt: (n: number) => Promise<T>, loop: RetryLoop): Promise<T> {
+  const { policy, clock, signal } = loop
+  let wait = 0
+  return retry<T>(
+    async (bail, n) => {
+      try {
+        if (n > 1) await clock.sleep(wait, signal)
+        throwIfAborted(signal)
+        return await attempt(n)
+      } catch (caught) {
+        const error = caught instanceof Error ? caught : new Error(String(caught))
+        if (error instanceof ProvisioningError || error instanceof BrokerError) error.attempts = n
+        if (!isTransient(error) || n > policy.retries) {
+          // bail() and return: throwing after bail() would retry anyway (async-retry issue #69).
+          bail(error)
+          return undefined as T
+        }
+        wait = retryDelay(
+          policy,
+          n,
+          () => clock.random(),
+          error instanceof ProvisioningError ? error.retryAfterMs : undefined,
+        )
+        loop.onRetry({ attempt: n, delayMs: wait, error })
+        policy.onRetry?.(error, n)
+        throw error
+      }
+    },
+    { retries: policy.retries, factor: 1, minTimeout: 0, maxTimeout: 0, randomize: false },
+  )
+}

@@ -1,0 +1,39 @@
+/**
+ * The credential cache seam. Entries are keyed by {@link credentialKey} of (provisioning URL, request data), so a
+ * device that identifies itself differently never reuses another identity's credentials.
+ */
+import { createHash } from 'node:crypto'
+import type { DeviceConfig } from '../contract.js'
+
+export interface StoredCredentials {
+  config: DeviceConfig
+  /** When the configuration was received from the server (ms since the epoch). */
+  savedAt: number
+}
+
+export interface CredentialStore {
+  /**
+   * The entry for `key`, or `undefined` when there is none. A store that finds its data unusable throws a
+   * `CredentialStoreError`; the bootstrap counts that as a miss and reports it in a `cache` event.
+   */
+  get(key: string): Promise<StoredCredentials | undefined>
+  /** Save the entry. Must not leave a partly written entry behind if the process dies meanwhile. */
+  set(key: string, value: StoredCredentials): Promise<void>
+  /** Remove the entry; no error when there is none. */
+  delete(key: string): Promise<void>
+}
+
+/**
+ * SHA-256 of the URL and the canonical JSON of `data` (object keys sorted), so `{a, b}` and `{b, a}` share an entry.
+ * Headers are left out on purpose: they carry tokens that rotate, not the device's identity.
+ */
+export function credentialKey(url: string, data: unknown): string {
+  return createHash('sha256').update(new URL(url).href).update('\n').update(canonicalJson(data)).digest('hex')
+}
+
+function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) => {
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) return v
+    return Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+  })
+}

@@ -1,0 +1,61 @@
+/**
+ * Dependency injection (tsyringe). Every I/O seam has a typed symbol token; `registerBootstrap()` fills a container
+ * with the defaults for whatever the caller has not registered. Nothing is ever registered in tsyringe's global
+ * container: the bootstrap works in a child container (STYLE: no hidden global state).
+ */
+import type { DependencyContainer, InjectionToken } from 'tsyringe'
+import { aliyunAuth } from './auth/aliyun.js'
+import { plainAuth } from './auth/plain.js'
+import { type AuthStrategy, DEFAULT_MQTTS_PORT } from './auth/strategy.js'
+import { type Clock, systemClock } from './clock.js'
+import { type MqttConnector, MqttJsConnector } from './connector.js'
+import { type Logger, silentLogger } from './logger.js'
+import { type AuthOption, type BootstrapOptions, DEFAULTS, type ResolvedOptions, resolveOptions } from './options.js'
+import type { CredentialStore } from './store/credential-store.js'
+import { MemoryCredentialStore } from './store/memory-store.js'
+import type { HttpTransport } from './transport/http-transport.js'
+import { UndiciTransport } from './transport/undici-transport.js'
+
+const token = <T>(name: string) => Symbol.for(`mqtt-bootstrap:${name}`) as InjectionToken<T>
+
+export const TOKENS = Object.freeze({
+  /** The resolved options (`resolveOptions(options)`). */
+  Options: token<ResolvedOptions>('Options'),
+  HttpTransport: token<HttpTransport>('HttpTransport'),
+  CredentialStore: token<CredentialStore>('CredentialStore'),
+  AuthStrategy: token<AuthStrategy>('AuthStrategy'),
+  MqttConnector: token<MqttConnector>('MqttConnector'),
+  Clock: token<Clock>('Clock'),
+  Logger: token<Logger>('Logger'),
+})
+
+/**
+ * Register the bootstrap's options and default seams in `container`. Explicit options (`cache`, `auth`, `logger`)
+ * are registered in `container` itself, so they win; a seam without one keeps the registration the container (or one
+ * of its parents) already has, else gets the default. Pass a child container: this writes to the one it is given. Returns it.
+ */
+export function registerBootstrap(container: DependencyContainer, options: BootstrapOptions): DependencyContainer {
+  const resolved = resolveOptions(options)
+  container.register(TOKENS.Options, { useValue: resolved })
+  const fill = <T>(seam: InjectionToken<T>, explicit: T | undefined, fallback: () => T) => {
+    if (explicit !== undefined) container.register(seam, { useValue: explicit })
+    else if (!container.isRegistered(seam, true)) container.register(seam, { useValue: fallback() })
+  }
+  fill(TOKENS.CredentialStore, resolved.cache, () => new MemoryCredentialStore())
+  fill(TOKENS.AuthStrategy, resolved.auth === undefined ? undefined : toStrategy(resolved.auth), () =>
+    toStrategy(DEFAULTS.auth),
+  )
+  fill(TOKENS.Logger, resolved.logger, () => silentLogger)
+  fill(TOKENS.HttpTransport, undefined, () => new UndiciTransport(resolved.tls))
+  fill(TOKENS.MqttConnector, undefined, () => new MqttJsConnector())
+  fill(TOKENS.Clock, undefined, () => systemClock)
+  return container
+}
+
+/** 'aliyun' | 'plain' | strategy | function -> strategy. */
+export function toStrategy(auth: AuthOption): AuthStrategy {
+  if (auth === 'aliyun') return aliyunAuth()
+  if (auth === 'plain') return plainAuth()
+  if (typeof auth === 'function') return { name: auth.name || 'custom', defaultPort: DEFAULT_MQTTS_PORT, sign: auth }
+  return auth
+}

@@ -1,0 +1,101 @@
+/** A real aedes broker on 127.0.0.1, port 0 (plain TCP or TLS), checking aliyun or plain credentials. */
+import { once } from 'node:events'
+import type { AddressInfo } from 'node:net'
+import net from 'node:net'
+import tls from 'node:tls'
+import { Aedes } from 'aedes'
+import { verifyAliyunCredentials } from '../../src/index.js'
+import type { TlsFixture } from './tls.js'
+
+export interface ConnectRecord {
+  clientId: string
+  username: string | undefined
+  password: string | undefined
+  clean: boolean
+  keepalive: number
+}
+
+export interface TestBroker {
+  /** `127.0.0.1:<port>`: what a provisioning server answers as connect.host. */
+  host: string
+  port: number
+  /** Every CONNECT the broker saw, accepted or not. */
+  connects: ConnectRecord[]
+  /** Accepted connections. */
+  accepted: number
+  /** Publishes from clients: topic and QoS. */
+  published: Array<{ topic: string; qos: number; payload: string }>
+  subscribed: Array<{ topic: string; qos: number }>
+  /** Device secrets the broker accepts, by `${productKey}.${deviceName}`. */
+  secrets: Map<string, string>
+  close(): Promise<void>
+}
+
+export async function startBroker(
+  options: { auth?: 'aliyun' | 'plain' | 'none'; tls?: TlsFixture; secrets?: Record<string, string> } = {},
+): Promise<TestBroker> {
+  const auth = options.auth ?? 'aliyun'
+  const secrets = new Map(Object.entries(options.secrets ?? {}))
+  const record: Pick<TestBroker, 'connects' | 'published' | 'subscribed'> & { accepted: number } = {
+    connects: [],
+    published: [],
+    subscribed: [],
+    accepted: 0,
+  }
+  const aedes = await Aedes.createBroker({
+    preConnect(_client, packet, done) {
+      record.connects.push({
+        clientId: packet.clientId,
+        username: packet.username,
+        password: packet.password?.toString(),
+        clean: packet.clean ?? true,
+        keepalive: packet.keepalive ?? 0,
+      })
+      done(null, true)
+    },
+    authenticate(client, username, password, done) {
+      const ok = (() => {
+        if (auth === 'none') return true
+        if (auth === 'plain') {
+          const [productKey] = client.id.split('.')
+          return secrets.get(`${productKey}.${username}`) === password?.toString()
+        }
+        const lookup = (productKey: string, deviceName: string) => secrets.get(`${productKey}.${deviceName}`)
+        return verifyAliyunCredentials({ clientId: client.id, username, password }, lookup) !== undefined
+      })()
+      if (ok) {
+        record.accepted++
+        done(null, true)
+      } else {
+        done(Object.assign(new Error('bad username or password'), { returnCode: 4 as const }), false)
+      }
+    },
+  })
+  aedes.on('publish', (packet, client) => {
+    if (client) record.published.push({ topic: packet.topic, qos: packet.qos, payload: packet.payload.toString() })
+  })
+  aedes.on('subscribe', (subscriptions) => {
+    for (const { topic, qos } of subscriptions) record.subscribed.push({ topic, qos })
+  })
+  const server = options.tls
+    ? tls.createServer({ key: options.tls.key, cert: options.tls.cert }, aedes.handle)
+    : net.createServer(aedes.handle)
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const { port } = server.address() as AddressInfo
+  const sockets = new Set<net.Socket>()
+  server.on(options.tls ? 'secureConnection' : 'connection', (socket: net.Socket) => {
+    sockets.add(socket)
+    socket.on('close', () => sockets.delete(socket))
+  })
+  return Object.assign(record, {
+    host: `127.0.0.1:${port}`,
+    port,
+    secrets,
+    close: async () => {
+      for (const socket of sockets) socket.destroy()
+      await new Promise<void>((resolve) => aedes.close(() => resolve()))
+      server.close()
+    },
+  })
+}

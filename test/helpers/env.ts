@@ -1,0 +1,103 @@
+/** One test environment: a TLS fixture, an aedes broker (plain TCP, aliyun auth) and an HTTPS provisioning server. */
+import type { MqttClient } from 'mqtt'
+import { container as rootContainer } from 'tsyringe'
+import {
+  type BootstrapEvents,
+  type BootstrapOptions,
+  type Clock,
+  createBootstrap,
+  type MqttBootstrap,
+  TOKENS,
+} from '../../src/index.js'
+import { startBroker, type TestBroker } from './broker.js'
+import { configAnswer, DEVICE, json, startHttpsServer, type TestServer } from './https-server.js'
+import { type TlsFixture, tlsFixture } from './tls.js'
+
+export interface TestEnv {
+  tls: TlsFixture
+  broker: TestBroker
+  server: TestServer
+  /** Options that reach this environment's server and broker; `overrides` win. */
+  options(overrides?: Partial<BootstrapOptions>): BootstrapOptions
+  /** Answer a valid configuration pointing at the broker. */
+  answerValid(connect?: { qos?: number; cleanSession?: number | boolean; host?: string }, device?: Record<string, unknown>): void
+  /** Clients opened by a test, ended by `cleanup()`. */
+  track(client: MqttClient): MqttClient
+  cleanup(): Promise<void>
+  close(): Promise<void>
+}
+
+export async function startEnv(): Promise<TestEnv> {
+  const tls = await tlsFixture()
+  const broker = await startBroker({ secrets: { [`${DEVICE.productKey}.${DEVICE.deviceName}`]: DEVICE.deviceSecret } })
+  const server = await startHttpsServer(tls, (_req, res) => json(res, 200, configAnswer({ host: broker.host })))
+  const clients: MqttClient[] = []
+  const env: TestEnv = {
+    tls,
+    broker,
+    server,
+    options: (overrides = {}) => ({
+      url: server.url,
+      data: { imei: '860000000000001' },
+      tls: { ca: tls.ca },
+      broker: { protocol: 'mqtt' },
+      retry: { retries: 3, minTimeout: 1000, factor: 2 },
+      ...overrides,
+    }),
+    answerValid: (connect = {}, device = DEVICE) =>
+      server.handle((_req, res) => json(res, 200, configAnswer({ host: broker.host, ...connect }, device))),
+    track: (client) => {
+      clients.push(client)
+      return client
+    },
+    cleanup: async () => {
+      await Promise.all(clients.splice(0).map((client) => client.endAsync(true)))
+      server.requests.length = 0
+      broker.connects.length = 0
+      broker.published.length = 0
+      broker.subscribed.length = 0
+      env.answerValid()
+    },
+    close: async () => {
+      await env.cleanup()
+      await Promise.all([server.close(), broker.close()])
+    },
+  }
+  return env
+}
+
+export type RecordedEvent = { [K in keyof BootstrapEvents]: [K, Parameters<BootstrapEvents[K]>[0]] }[keyof BootstrapEvents]
+
+const EVENT_NAMES: Array<keyof BootstrapEvents> = [
+  'provisioning',
+  'retry',
+  'provisioned',
+  'cache',
+  'connecting',
+  'connected',
+  'auth-rejected',
+  'error',
+]
+
+/** A bootstrap with the given seams registered in a child container, and every event it emits. */
+export function boot(options: BootstrapOptions, seams: { clock?: Clock } = {}): { boot: MqttBootstrap; events: RecordedEvent[] } {
+  const container = (options.container ?? rootContainer).createChildContainer()
+  if (seams.clock) container.register(TOKENS.Clock, { useValue: seams.clock })
+  const bootstrap = createBootstrap({ ...options, container })
+  const events: RecordedEvent[] = []
+  for (const name of EVENT_NAMES) {
+    bootstrap.on(name, (payload: unknown) => {
+      events.push([name, payload] as RecordedEvent)
+    })
+  }
+  return { boot: bootstrap, events }
+}
+
+/** Event names in order, with the cache action / provisioned source appended. */
+export function eventTrail(events: RecordedEvent[]): string[] {
+  return events.map(([name, payload]) => {
+    if (name === 'cache') return `cache:${payload.action}`
+    if (name === 'provisioned') return `provisioned:${payload.source}`
+    return name
+  })
+}

@@ -1,0 +1,58 @@
+/** A throwaway CA and the certificates the tests need, signed by it (EC keys: generated in milliseconds). */
+import { generate } from 'selfsigned'
+
+export interface TlsFixture {
+  /** The CA certificate a client trusts. */
+  ca: string
+  /** Server certificate for 127.0.0.1, ::1 and localhost. */
+  cert: string
+  key: string
+  /** Server certificate for another name only (wrong.example). */
+  wrongHost: { cert: string; key: string }
+  /** A client certificate for mutual TLS. */
+  client: { cert: string; key: string }
+}
+
+const ec = { keyType: 'ec', algorithm: 'sha256' } as const
+
+async function leaf(
+  ca: { key: string; cert: string },
+  cn: string,
+  altNames: Array<{ type: 2; value: string } | { type: 7; ip: string }>,
+) {
+  const pems = await generate([{ name: 'commonName', value: cn }], {
+    ...ec,
+    ca,
+    extensions: [
+      { name: 'basicConstraints', cA: false },
+      { name: 'keyUsage', digitalSignature: true, keyEncipherment: true },
+      { name: 'extKeyUsage', serverAuth: true, clientAuth: true },
+      { name: 'subjectAltName', altNames },
+    ],
+  })
+  return { cert: pems.cert, key: pems.private }
+}
+
+let fixture: Promise<TlsFixture> | undefined
+
+export function tlsFixture(): Promise<TlsFixture> {
+  fixture ??= (async () => {
+    const root = await generate([{ name: 'commonName', value: 'mqtt-bootstrap test CA' }], {
+      ...ec,
+      extensions: [
+        { name: 'basicConstraints', cA: true, critical: true },
+        { name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true },
+      ],
+    })
+    const ca = { key: root.private, cert: root.cert }
+    const server = await leaf(ca, 'localhost', [
+      { type: 2, value: 'localhost' },
+      { type: 7, ip: '127.0.0.1' },
+      { type: 7, ip: '::1' },
+    ])
+    const wrongHost = await leaf(ca, 'wrong.example', [{ type: 2, value: 'wrong.example' }])
+    const client = await leaf(ca, 'device-001', [{ type: 2, value: 'device-001' }])
+    return { ca: root.cert, ...server, wrongHost, client }
+  })()
+  return fixture
+}
