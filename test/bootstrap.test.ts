@@ -3,15 +3,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import mqtt from 'mqtt'
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
-import {
-  connectProvisioned,
-  createBootstrap,
-  FileCredentialStore,
-  MemoryCredentialStore,
-} from '../src/index.js'
+import { connectProvisioned, createBootstrap, FileCredentialStore, MemoryCredentialStore } from '../src/index.js'
 import { startBroker } from './helpers/broker.js'
-import { DEVICE } from './helpers/https-server.js'
 import { boot, eventTrail, startEnv, type TestEnv } from './helpers/env.js'
+import { DEVICE } from './helpers/https-server.js'
 import { until } from './helpers/until.js'
 
 let env: TestEnv
@@ -144,7 +139,10 @@ describe('connectProvisioned', () => {
     try {
       env.answerValid({ host: plainBroker.host })
       const seen: string[] = []
-      const sign = (device: { productKey: string; deviceName: string; deviceSecret: string }, ctx: { brokerUrl: string }) => {
+      const sign = (
+        device: { productKey: string; deviceName: string; deviceSecret: string },
+        ctx: { brokerUrl: string },
+      ) => {
         seen.push(ctx.brokerUrl)
         return {
           clientId: `${device.productKey}.${device.deviceName}`,
@@ -190,7 +188,9 @@ describe('cache first', () => {
       const path = join(dir, 'state', 'credentials.json')
       env.track(await connectProvisioned(env.options({ url: own.url, cache: new FileCredentialStore(path) })))
       await own.close()
-      const { boot: bootstrap, events } = boot(env.options({ url: own.url, cache: new FileCredentialStore(path), retry: false }))
+      const { boot: bootstrap, events } = boot(
+        env.options({ url: own.url, cache: new FileCredentialStore(path), retry: false }),
+      )
       const client = env.track(await bootstrap.connect())
       expect(client.connected).toBe(true)
       expect(own.requests).toHaveLength(1)

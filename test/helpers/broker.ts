@@ -32,7 +32,12 @@ export interface TestBroker {
 }
 
 export async function startBroker(
-  options: { auth?: 'aliyun' | 'plain' | 'none'; tls?: TlsFixture; secrets?: Record<string, string> } = {},
+  options: {
+    auth?: 'aliyun' | 'plain' | 'none'
+    tls?: TlsFixture
+    secrets?: Record<string, string>
+    port?: number
+  } = {},
 ): Promise<TestBroker> {
   const auth = options.auth ?? 'aliyun'
   const secrets = new Map(Object.entries(options.secrets ?? {}))
@@ -80,7 +85,7 @@ export async function startBroker(
   const server = options.tls
     ? tls.createServer({ key: options.tls.key, cert: options.tls.cert }, aedes.handle)
     : net.createServer(aedes.handle)
-  server.listen(0, '127.0.0.1')
+  server.listen(options.port ?? 0, '127.0.0.1')
   await once(server, 'listening')
   const { port } = server.address() as AddressInfo
   const sockets = new Set<net.Socket>()

@@ -20,7 +20,10 @@ export interface TestEnv {
   /** Options that reach this environment's server and broker; `overrides` win. */
   options(overrides?: Partial<BootstrapOptions>): BootstrapOptions
   /** Answer a valid configuration pointing at the broker. */
-  answerValid(connect?: { qos?: number; cleanSession?: number | boolean; host?: string }, device?: Record<string, unknown>): void
+  answerValid(
+    connect?: { qos?: number; cleanSession?: number | boolean; host?: string },
+    device?: Record<string, unknown>,
+  ): void
   /** Clients opened by a test, ended by `cleanup()`. */
   track(client: MqttClient): MqttClient
   cleanup(): Promise<void>
@@ -66,7 +69,9 @@ export async function startEnv(): Promise<TestEnv> {
   return env
 }
 
-export type RecordedEvent = { [K in keyof BootstrapEvents]: [K, Parameters<BootstrapEvents[K]>[0]] }[keyof BootstrapEvents]
+export type RecordedEvent = {
+  [K in keyof BootstrapEvents]: [K, Parameters<BootstrapEvents[K]>[0]]
+}[keyof BootstrapEvents]
 
 const EVENT_NAMES: Array<keyof BootstrapEvents> = [
   'provisioning',
@@ -80,7 +85,10 @@ const EVENT_NAMES: Array<keyof BootstrapEvents> = [
 ]
 
 /** A bootstrap with the given seams registered in a child container, and every event it emits. */
-export function boot(options: BootstrapOptions, seams: { clock?: Clock } = {}): { boot: MqttBootstrap; events: RecordedEvent[] } {
+export function boot(
+  options: BootstrapOptions,
+  seams: { clock?: Clock } = {},
+): { boot: MqttBootstrap; events: RecordedEvent[] } {
   const container = (options.container ?? rootContainer).createChildContainer()
   if (seams.clock) container.register(TOKENS.Clock, { useValue: seams.clock })
   const bootstrap = createBootstrap({ ...options, container })
@@ -100,4 +108,12 @@ export function eventTrail(events: RecordedEvent[]): string[] {
     if (name === 'provisioned') return `provisioned:${payload.source}`
     return name
   })
+}
+
+/** The payloads of one event, typed. */
+export function payloads<K extends keyof BootstrapEvents>(
+  events: RecordedEvent[],
+  name: K,
+): Array<Parameters<BootstrapEvents[K]>[0]> {
+  return events.filter((event) => event[0] === name).map((event) => event[1] as Parameters<BootstrapEvents[K]>[0])
 }

@@ -1,0 +1,95 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import { afterAll, afterEach, beforeAll, expect, test } from 'vitest'
+import { BrokerError, credentialKey, MemoryCredentialStore } from '../src/index.js'
+import { boot, eventTrail, startEnv, type TestEnv } from './helpers/env.js'
+import { DEVICE } from './helpers/https-server.js'
+
+let env: TestEnv
+beforeAll(async () => {
+  env = await startEnv()
+})
+afterEach(() => env.cleanup())
+afterAll(() => env.close())
+
+const STALE = { ...DEVICE, deviceSecret: 'revoked-secret' }
+
+/** A store that already holds (revoked) credentials for this environment's url and data. */
+async function staleCache(): Promise<MemoryCredentialStore> {
+  const cache = new MemoryCredentialStore()
+  const { url, data } = env.options()
+  await cache.set(credentialKey(url, data), {
+    savedAt: 0,
+    config: {
+      device: { ...STALE, productSecret: null },
+      connect: { qos: 1, host: env.broker.host, cleanSession: 1 },
+    },
+  })
+  return cache
+}
+
+test('cached credentials the broker rejects are invalidated, provisioned afresh once, and connect', async () => {
+  const cache = await staleCache()
+  const { boot: bootstrap, events } = boot(env.options({ cache }))
+  const client = env.track(await bootstrap.connect())
+  expect(client.connected).toBe(true)
+  expect(env.server.requests).toHaveLength(1)
+  expect(env.broker.connects).toHaveLength(2)
+  expect(eventTrail(events)).toEqual([
+    'cache:hit',
+    'provisioned:cache',
+    'connecting',
+    'auth-rejected',
+    'cache:invalidate',
+    'provisioning',
+    'cache:write',
+    'provisioned:server',
+    'connecting',
+    'connected',
+  ])
+  expect(events.find(([name]) => name === 'auth-rejected')?.[1]).toEqual({
+    returnCode: 4,
+    source: 'cache',
+    reprovision: true,
+  })
+  const { url, data } = env.options()
+  expect((await cache.get(credentialKey(url, data)))?.config.device.deviceSecret).toBe(DEVICE.deviceSecret)
+})
+
+test('a second rejection, with fresh credentials, is a typed error and no loop', async () => {
+  env.answerValid({}, STALE)
+  const cache = await staleCache()
+  const { boot: bootstrap, events } = boot(env.options({ cache }))
+  const error = await bootstrap.connect().catch((e: unknown) => e)
+  expect(error).toBeInstanceOf(BrokerError)
+  expect(error).toMatchObject({ code: 'ERR_BROKER_AUTH_REJECTED', returnCode: 4, transient: false })
+  await sleep(100) // nothing reconnects behind our back
+  expect(env.broker.connects).toHaveLength(2)
+  expect(env.server.requests).toHaveLength(1)
+  expect(events.filter(([name]) => name === 'auth-rejected').map(([, e]) => e)).toEqual([
+    { returnCode: 4, source: 'cache', reprovision: true },
+    { returnCode: 4, source: 'server', reprovision: false },
+  ])
+  expect(cache.size).toBe(0)
+})
+
+test('fresh credentials rejected at first boot: one connect, no re-provisioning, cache emptied', async () => {
+  env.answerValid({}, STALE)
+  const cache = new MemoryCredentialStore()
+  const { boot: bootstrap } = boot(env.options({ cache }))
+  await expect(bootstrap.connect()).rejects.toMatchObject({ code: 'ERR_BROKER_AUTH_REJECTED' })
+  expect(env.broker.connects).toHaveLength(1)
+  expect(env.server.requests).toHaveLength(1)
+  expect(cache.size).toBe(0)
+})
+
+test('invalidate() forgets the cache: the next connect provisions', async () => {
+  const cache = new MemoryCredentialStore()
+  const { boot: bootstrap, events } = boot(env.options({ cache }))
+  env.track(await bootstrap.connect())
+  await bootstrap.invalidate()
+  env.track(await bootstrap.connect())
+  expect(env.server.requests).toHaveLength(2)
+  expect(events.find(([name, e]) => name === 'cache' && e.action === 'invalidate')?.[1]).toMatchObject({
+    reason: 'requested',
+  })
+})
