@@ -44,7 +44,7 @@ export type {
 export type { Logger } from './logger.js'
 export { silentLogger } from './logger.js'
 export type { AuthOption, BootstrapOptions, ResolvedOptions, TransportOptions } from './options.js'
-export { DEFAULTS, resolveOptions } from './options.js'
+export { DEFAULTS } from './options.js'
 export type { PointAccessDeps, PointAccessOptions, PointAccessRequestOptions } from './point-access.js'
 export { PointAccess } from './point-access.js'
 export type { RetryOptions, RetryPolicy } from './retry.js'

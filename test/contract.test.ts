@@ -1,0 +1,118 @@
+import { describe, expect, test } from 'vitest'
+import { brokerHostProblem, brokerUrl } from '../src/broker-url.js'
+import { parseAnswer, parseDeviceConfig } from '../src/contract.js'
+
+const device = { productKey: 'pk', deviceName: 'dn', deviceSecret: 'ds' }
+
+describe('parseDeviceConfig', () => {
+  test('normalises: boolean cleanSession, missing productSecret -> null, defaults for qos/cleanSession, extra fields dropped', () => {
+    const parsed = parseDeviceConfig({
+      device: { ...device, extra: 1 },
+      connect: { host: 'h:1', cleanSession: false, port: 9 },
+    })
+    expect(parsed).toEqual({
+      ok: true,
+      value: {
+        device: { ...device, productSecret: null },
+        connect: { qos: 1, host: 'h:1', cleanSession: 0 },
+      },
+    })
+  })
+
+  const invalid: Array<[string, unknown, RegExp]> = [
+    ['not an object', 'x', /expected Object/],
+    ['no device', { connect: { host: 'h' } }, /device/],
+    ['qos 3', { device, connect: { host: 'h', qos: 3 } }, /connect\.qos/],
+    ['qos "1"', { device, connect: { host: 'h', qos: '1' } }, /connect\.qos/],
+    ['cleanSession 2', { device, connect: { host: 'h', cleanSession: 2 } }, /cleanSession/],
+    ['empty productKey', { device: { ...device, productKey: '' }, connect: { host: 'h' } }, /productKey is empty/],
+    [
+      'huge deviceName',
+      { device: { ...device, deviceName: 'x'.repeat(5000) }, connect: { host: 'h' } },
+      /longer than 1024/,
+    ],
+    ['control characters', { device: { ...device, deviceName: 'a\nb' }, connect: { host: 'h' } }, /control characters/],
+    [
+      'no secret at all',
+      { device: { ...device, deviceSecret: '' }, connect: { host: 'h' } },
+      /deviceSecret or a productSecret/,
+    ],
+    ['a host with a path and no scheme', { device, connect: { host: 'h/x' } }, /host/],
+    ['an http host', { device, connect: { host: 'http://h' } }, /host/],
+  ]
+  test.each(invalid)('%s is rejected with a message naming the field', (_name, value, message) => {
+    const parsed = parseDeviceConfig(value)
+    expect(parsed.ok).toBe(false)
+    if (!parsed.ok) expect(parsed.problem).toMatch(message)
+  })
+
+  test('a productSecret without deviceSecret is a valid answer (dynamic registration)', () => {
+    const parsed = parseDeviceConfig({
+      device: { productKey: 'pk', deviceName: 'dn', productSecret: 'ps' },
+      connect: { host: 'h' },
+    })
+    expect(parsed.ok && parsed.value.device).toEqual({
+      productKey: 'pk',
+      deviceName: 'dn',
+      deviceSecret: '',
+      productSecret: 'ps',
+    })
+  })
+
+  test('__proto__ keys do not pollute anything', () => {
+    const value = JSON.parse(
+      '{"__proto__":{"polluted":1},"device":{"productKey":"pk","deviceName":"dn","deviceSecret":"s","__proto__":{"x":1}},"connect":{"host":"h"}}',
+    )
+    const parsed = parseDeviceConfig(value)
+    expect(parsed.ok).toBe(true)
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined()
+    expect(parsed.ok && Object.getPrototypeOf(parsed.value.device)).toBe(Object.prototype)
+  })
+})
+
+describe('parseAnswer', () => {
+  test('needs a non-empty string code of at most 64 printable characters', () => {
+    expect(parseAnswer({ code: '10001' })).toEqual({ ok: true, value: { code: '10001', result: undefined } })
+    for (const bad of [{}, { code: 1 }, { code: '' }, { code: 'x'.repeat(65) }, { code: 'a\u0000' }, null, []]) {
+      expect(parseAnswer(bad).ok).toBe(false)
+    }
+  })
+})
+
+describe('broker URL from connect.host', () => {
+  test('a scheme is used as given', () => {
+    for (const host of ['mqtt://b:1883', 'mqtts://b', 'ws://b:80/mqtt', 'wss://b/mqtt']) {
+      expect(brokerUrl(host, { protocol: 'mqtts' }, 1883)).toBe(host)
+    }
+  })
+
+  test('a bare host gets mqtts and the strategy port; broker options override', () => {
+    expect(brokerUrl('b.example', {}, 1883)).toBe('mqtts://b.example:1883')
+    expect(brokerUrl('b.example', {}, 8883)).toBe('mqtts://b.example:8883')
+    expect(brokerUrl('b.example:9000', {}, 1883)).toBe('mqtts://b.example:9000')
+    expect(brokerUrl('b.example', { port: 4000 }, 1883)).toBe('mqtts://b.example:4000')
+    expect(brokerUrl('b.example', { protocol: 'mqtt' }, 8883)).toBe('mqtt://b.example:1883')
+    expect(brokerUrl('b.example', { protocol: 'wss' }, 8883)).toBe('wss://b.example:443')
+    expect(brokerUrl('[::1]:1883', { protocol: 'mqtt' }, 8883)).toBe('mqtt://[::1]:1883')
+  })
+
+  test('odd hosts are refused', () => {
+    for (const host of [
+      '',
+      'http://b',
+      'javascript:alert(1)',
+      'file:///etc/passwd',
+      'b:99999',
+      'user:pw@b',
+      'mqtt://u:p@b',
+      'a b',
+      'b/path',
+      'b?x=1',
+    ]) {
+      expect(brokerHostProblem(host), host).toBeDefined()
+    }
+    for (const host of ['b', 'b.example:1', '127.0.0.1:1883', '[::1]:1883', 'iot_as-mqtt.cn.example', 'mqtts://b/x']) {
+      expect(brokerHostProblem(host), host).toBeUndefined()
+    }
+  })
+})
