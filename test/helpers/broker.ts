@@ -83,7 +83,7 @@ export async function startBroker(
     for (const { topic, qos } of subscriptions) record.subscribed.push({ topic, qos })
   })
   const server = options.tls
-    ? tls.createServer({ key: options.tls.key, cert: options.tls.cert }, aedes.handle)
+    ? tls.createServer({ key: options.tls.key, cert: options.tls.cert, noDelay: true }, aedes.handle)
     : net.createServer(aedes.handle)
   server.listen(options.port ?? 0, '127.0.0.1')
   await once(server, 'listening')

@@ -1,0 +1,11 @@
+/**
+ * mqtt-bootstrap/server: the provisioning server side. A device never imports this entry.
+ */
+export { verifyAliyunCredentials } from '../auth/aliyun.js'
+export { type DeviceConfig, ResultCode } from '../contract.js'
+export {
+  createProvisioningHandler,
+  type ProvisioningHandlerOptions,
+  type Resolution,
+  SERVER_CODES,
+} from './handler.js'
