@@ -7,8 +7,8 @@
  * again from the credential file, with zero provisioning requests. Exits 0 when every step worked.
  */
 import { once } from 'node:events'
-import { createServer } from 'node:https'
 import { mkdtemp, rm } from 'node:fs/promises'
+import { createServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -80,7 +80,9 @@ async function main(): Promise<void> {
   try {
     // 4. First boot: nothing cached, so the device provisions, caches, signs and connects.
     console.log('\nfirst boot')
-    const first = narrate(createBootstrap({ ...options, cache: new FileCredentialStore(join(dir, 'credentials.json')) }))
+    const first = narrate(
+      createBootstrap({ ...options, cache: new FileCredentialStore(join(dir, 'credentials.json')) }),
+    )
     const client = await first.connect()
 
     // 5. Publish without a qos: the provisioned qos (1) applies. Receive it back.
@@ -97,7 +99,9 @@ async function main(): Promise<void> {
     httpsServer.close()
     console.log('\nsecond boot (provisioning server stopped)')
     const before = provisioningRequests
-    const second = narrate(createBootstrap({ ...options, cache: new FileCredentialStore(join(dir, 'credentials.json')) }))
+    const second = narrate(
+      createBootstrap({ ...options, cache: new FileCredentialStore(join(dir, 'credentials.json')) }),
+    )
     const again = await second.connect()
     step(`connected again with ${provisioningRequests - before} provisioning requests`)
     await again.endAsync()
@@ -118,7 +122,9 @@ function narrate(boot: MqttBootstrap): MqttBootstrap {
   boot.on('provisioning', (e) => step(`POST ${e.url} (attempt ${e.attempt})`))
   boot.on('retry', (e) => step(`retry in ${e.delayMs} ms after ${e.code}`))
   boot.on('provisioned', (e) =>
-    step(`provisioned ${e.productKey}/${e.deviceName} from the ${e.source}: host ${e.host}, qos ${e.qos}, cleanSession ${e.cleanSession}`),
+    step(
+      `provisioned ${e.productKey}/${e.deviceName} from the ${e.source}: host ${e.host}, qos ${e.qos}, cleanSession ${e.cleanSession}`,
+    ),
   )
   boot.on('connecting', (e) => step(`connecting to ${e.url} as ${e.clientId}`))
   boot.on('connected', (e) => step(`connected (credentials from the ${e.source})`))

@@ -6,7 +6,6 @@
  */
 import 'reflect-metadata' // tsyringe needs it before it loads; mqtt-bootstrap imports it too
 import { readFileSync } from 'node:fs'
-import { container } from 'tsyringe'
 import {
   connectProvisioned,
   FileCredentialStore,
@@ -17,6 +16,7 @@ import {
   TOKENS,
   UndiciTransport,
 } from 'mqtt-bootstrap'
+import { container } from 'tsyringe'
 
 const ca = process.env.CA_FILE ? readFileSync(process.env.CA_FILE, 'utf8') : undefined
 

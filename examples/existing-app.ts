@@ -16,7 +16,9 @@ const boot = createBootstrap({
   tls: ca === undefined ? undefined : { ca },
   mqtt: ca === undefined ? {} : { ca },
 })
-boot.on('retry', ({ attempt, delayMs, code }) => console.log(`provisioning attempt ${attempt} failed (${code}), retry in ${delayMs} ms`))
+boot.on('retry', ({ attempt, delayMs, code }) =>
+  console.log(`provisioning attempt ${attempt} failed (${code}), retry in ${delayMs} ms`),
+)
 
 // Before: const client = mqtt.connect('mqtts://broker.example.com:8883', { clientId, username, password })
 const { url, ...options } = await boot.connectOptions()

@@ -33,11 +33,17 @@ afterAll(() => {
 
 const pointAccess = () => new PointAccess({ tls: { ca: tls.ca } })
 const raw = (init: { method?: string; headers?: Record<string, string>; body?: string }) =>
-  request(url, { ...init, method: (init.method ?? 'POST') as 'POST', dispatcher: new Agent({ connect: { ca: tls.ca } }) })
+  request(url, {
+    ...init,
+    method: (init.method ?? 'POST') as 'POST',
+    dispatcher: new Agent({ connect: { ca: tls.ca } }),
+  })
 
 test('answers a known device with "00000" and its configuration, and the device accepts it', async () => {
   resolve = (data) =>
-    (data as { imei?: string }).imei === '1' ? { device: DEVICE, connect: { host: 'b.example:1883', qos: 0 } } : undefined
+    (data as { imei?: string }).imei === '1'
+      ? { device: DEVICE, connect: { host: 'b.example:1883', qos: 0 } }
+      : undefined
   const pa = pointAccess()
   expect(await pa.request(url, { imei: '1' })).toBe('00000')
   expect(pa.deviceConfig).toEqual({
@@ -76,7 +82,10 @@ test('bad requests get 4xx answers with BAD_REQUEST, and answers are not cacheab
   const text = await raw({ headers: { 'content-type': 'text/plain' }, body: 'x' })
   expect(text.statusCode).toBe(415)
   await text.body.dump()
-  const big = await raw({ headers: { 'content-type': 'application/json' }, body: JSON.stringify({ pad: 'x'.repeat(5000) }) })
+  const big = await raw({
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ pad: 'x'.repeat(5000) }),
+  })
   expect(big.statusCode).toBe(413)
   await big.body.dump()
   const broken = await raw({ headers: { 'content-type': 'application/json' }, body: '{"imei":' })
