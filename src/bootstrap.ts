@@ -9,7 +9,7 @@ import type { IClientOptions, MqttClient } from 'mqtt'
 import { inject, injectable, container as rootContainer } from 'tsyringe'
 import { type AuthStrategy, DEFAULT_MQTTS_PORT } from './auth/strategy.js'
 import { brokerUrl } from './broker-url.js'
-import type { Clock } from './clock.js'
+import { type Clock, completeClock } from './clock.js'
 import type { MqttConnector } from './connector.js'
 import { type DeviceConfig, ResultCode, withRedaction } from './contract.js'
 import { applyDefaultQos } from './default-qos.js'
@@ -71,7 +71,7 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
     this.#store = store
     this.#auth = auth
     this.#connector = connector
-    this.#clock = clock
+    this.#clock = completeClock(clock)
     this.#logger = logger
     this.#pointAccess = new PointAccess(
       {
@@ -80,7 +80,7 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
         maxResponseBytes: options.maxResponseBytes,
         allowInsecureHttp: options.allowInsecureHttp,
       },
-      { transport, clock },
+      { transport, clock: this.#clock },
     )
     this.#key = credentialKey(options.url, options.data)
   }

@@ -2,8 +2,7 @@
  * Time and randomness, behind one small interface so tests replace them (the only fake the test suite uses) and
  * retry delays stay deterministic under test.
  */
-import { setTimeout as delay } from 'node:timers/promises'
-import { AbortError, throwIfAborted } from './errors.js'
+import { AbortError } from './errors.js'
 
 export interface Clock {
   /** Milliseconds since the epoch (the aliyun signature's timestamp, Retry-After dates). */
@@ -16,13 +15,32 @@ export interface Clock {
 
 export const systemClock: Clock = Object.freeze({
   now: () => Date.now(),
-  async sleep(ms: number, signal?: AbortSignal): Promise<void> {
-    throwIfAborted(signal)
-    try {
-      await delay(ms, undefined, signal === undefined ? undefined : { signal })
-    } catch (error) {
-      throw signal?.aborted ? new AbortError(signal.reason) : error
-    }
+  // The global setTimeout (not timers/promises), so test runners' fake timers drive it too.
+  sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    if (signal?.aborted) return Promise.reject(new AbortError(signal.reason))
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = () => {
+        clearTimeout(timer)
+        reject(new AbortError(signal?.reason))
+      }
+      const timer = setTimeout(() => {
+        signal?.removeEventListener('abort', onAbort)
+        resolve()
+      }, ms)
+      signal?.addEventListener('abort', onAbort, { once: true })
+    })
   },
   random: () => Math.random(),
 })
+
+/** A clock registered by a caller may implement only part of the interface; the rest comes from the system. */
+export function completeClock(clock: Partial<Clock>): Clock {
+  return {
+    now: typeof clock.now === 'function' ? () => (clock.now as () => number).call(clock) : systemClock.now,
+    sleep:
+      typeof clock.sleep === 'function'
+        ? (ms, signal) => (clock.sleep as Clock['sleep']).call(clock, ms, signal)
+        : systemClock.sleep,
+    random: typeof clock.random === 'function' ? () => (clock.random as () => number).call(clock) : systemClock.random,
+  }
+}
