@@ -8,10 +8,10 @@ import { EventEmitter } from 'eventemitter3'
 import type { IClientOptions, MqttClient } from 'mqtt'
 import { inject, injectable, container as rootContainer } from 'tsyringe'
 import { type AuthStrategy, DEFAULT_MQTTS_PORT } from './auth/strategy.js'
-import { brokerUrl } from './broker-url.js'
+import { brokerUrl, upgradeToTls } from './broker-url.js'
 import { type Clock, completeClock } from './clock.js'
 import type { MqttConnector } from './connector.js'
-import { type DeviceConfig, ResultCode, withRedaction } from './contract.js'
+import { type DeviceConfig, parseDeviceConfig, ResultCode, withRedaction } from './contract.js'
 import { applyDefaultQos } from './default-qos.js'
 import {
   BrokerError,
@@ -22,13 +22,13 @@ import {
 } from './errors.js'
 import type { BootstrapEvents, CacheEvent, CredentialSource } from './events.js'
 import type { Logger } from './logger.js'
-import { type BootstrapOptions, DEFAULTS, type ResolvedOptions } from './options.js'
+import { type BootstrapOptions, DEFAULTS, type ResolvedOptions, resolveOptions } from './options.js'
 import { PointAccess } from './point-access.js'
 import { redactOnInspect, redactUrl, SECRET_OPTION_KEYS } from './redact.js'
 import { withRetry } from './retry.js'
 import { SingleFlight } from './single-flight.js'
 import { type CredentialStore, credentialKey } from './store/credential-store.js'
-import { registerBootstrap, TOKENS } from './tokens.js'
+import { registerResolved, TOKENS } from './tokens.js'
 import type { HttpTransport } from './transport/http-transport.js'
 
 interface Provisioned {
@@ -86,26 +86,28 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
   }
 
   /** The device's configuration: the cached one, else one from the server (retried). Concurrent calls share one. */
-  async provision(call: CallOptions = {}): Promise<DeviceConfig> {
-    const { config } = await this.#provisioned(call.signal)
-    return withRedaction(config)
+  provision(call: CallOptions = {}): Promise<DeviceConfig> {
+    return this.#reporting(async () => withRedaction((await this.#provisioned(call.signal)).config))
   }
 
   /** Signed options for apps that call `mqtt.connect()` themselves: `mqtt.connect(opts.url, opts)`. */
-  async connectOptions(call: CallOptions = {}): Promise<ConnectOptions> {
-    const { config } = await this.#provisioned(call.signal)
-    const { url, options } = this.#clientOptions(config)
-    const reconnectPeriod = this.#options.mqtt.reconnectPeriod ?? DEFAULTS.reconnectPeriod
-    return redactOnInspect({ url, ...options, reconnectPeriod }, SECRET_OPTION_KEYS)
+  connectOptions(call: CallOptions = {}): Promise<ConnectOptions> {
+    return this.#reporting(async () => {
+      const { config } = await this.#provisioned(call.signal)
+      const { url, options } = this.#clientOptions(config)
+      const reconnectPeriod = this.#options.mqtt.reconnectPeriod ?? DEFAULTS.reconnectPeriod
+      return redactOnInspect({ url, ...options, reconnectPeriod }, SECRET_OPTION_KEYS)
+    })
   }
 
   /**
    * Provision (cache first), connect, and resolve with the connected mqtt.js client. Cached credentials the broker
-   * refuses are invalidated and provisioned afresh once; a second refusal rejects with `ERR_BROKER_AUTH_REJECTED`.
+   * refuses are invalidated and provisioned afresh once; a refusal of fresh credentials rejects with
+   * `ERR_BROKER_AUTH_REJECTED`.
    */
-  async connect(call: CallOptions = {}): Promise<MqttClient> {
+  connect(call: CallOptions = {}): Promise<MqttClient> {
     const signal = anySignal(this.#options.signal, call.signal)
-    try {
+    return this.#reporting(async () => {
       let provisioned = await this.#provisioned(call.signal)
       for (let round = 1; ; round++) {
         try {
@@ -113,23 +115,21 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
         } catch (error) {
           if (!(error instanceof BrokerError && error.code === 'ERR_BROKER_AUTH_REJECTED')) throw error
           const reprovision = provisioned.source === 'cache' && round === 1
-          this.emit('auth-rejected', { returnCode: error.returnCode ?? 0, source: provisioned.source, reprovision })
-          this.#logger.warn(
-            { returnCode: error.returnCode, source: provisioned.source, reprovision },
-            'credentials rejected',
-          )
-          await this.#invalidate('auth-rejected').catch((cause: unknown) => this.#warn(cause))
-          if (!reprovision) throw error
+          const { returnCode = 0 } = error
+          this.emit('auth-rejected', { returnCode, source: provisioned.source, reprovision })
+          this.#logger.warn({ returnCode, source: provisioned.source, reprovision }, 'credentials rejected')
+          if (!reprovision) {
+            await this.#invalidate('auth-rejected', provisioned.config).catch((cause: unknown) => this.#warn(cause))
+            throw error
+          }
+          const rejected = provisioned.config
           provisioned = await this.#fresh.run(
-            (flight) => this.#fetch(anySignal(flight, this.#options.signal)),
+            (flight) => this.#replace(rejected, anySignal(flight, this.#options.signal)),
             call.signal,
           )
         }
       }
-    } catch (error) {
-      this.emit('error', { error: error as Error, fatal: true })
-      throw error
-    }
+    })
   }
 
   /** Forget the cached credentials, so the next call provisions afresh. */
@@ -153,7 +153,7 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
     let event: CacheEvent
     let config: DeviceConfig | undefined
     try {
-      config = (await this.#store.get(key))?.config
+      config = await this.#readEntry()
       event = config === undefined ? { action: 'miss', key, reason: 'absent' } : { action: 'hit', key }
     } catch (cause) {
       const error = storeError(cause, 'cannot read the credential cache')
@@ -164,6 +164,19 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
     }
     this.emit('cache', event)
     return config
+  }
+
+  /**
+   * The cached configuration, checked like an answer from the server (any store may be registered, and a file can
+   * be edited by hand). An invalid entry is deleted, best effort, and reported as ERR_STORE_CORRUPT.
+   */
+  async #readEntry(): Promise<DeviceConfig | undefined> {
+    const entry = await this.#store.get(this.#key)
+    if (entry === undefined) return undefined
+    const parsed = parseDeviceConfig(entry?.config)
+    if (parsed.ok) return parsed.value
+    await this.#store.delete(this.#key).catch(() => undefined)
+    throw new CredentialStoreError('ERR_STORE_CORRUPT', `cached credentials are invalid: ${parsed.problem}`)
   }
 
   async #fetch(signal: AbortSignal): Promise<Provisioned> {
@@ -210,9 +223,11 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
       async (attempt) => {
         // Signed per attempt: the aliyun timestamp is fresh each time.
         const { url, options } = this.#clientOptions(config)
-        this.emit('connecting', { url, clientId: options.clientId as string, source, attempt })
-        this.#logger.debug({ url, clientId: options.clientId, attempt }, 'connecting')
-        return this.#connector.connect(url, { ...options, reconnectPeriod: 0 }, signal)
+        this.emit('connecting', { url: redactUrl(url), clientId: options.clientId as string, source, attempt })
+        this.#logger.debug({ url: redactUrl(url), clientId: options.clientId, attempt }, 'connecting')
+        // mqtt.js hands these options (spread) to tls.connect, which keeps a copy on the socket: the hook travels.
+        const forMqtt = redactOnInspect({ ...options, reconnectPeriod: 0 }, SECRET_OPTION_KEYS, true)
+        return this.#connector.connect(url, forMqtt, signal)
       },
       {
         policy: this.#options.retry,
@@ -226,18 +241,18 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
     )
     // From here on mqtt.js owns reconnection, at the caller's period.
     client.options.reconnectPeriod = this.#options.mqtt.reconnectPeriod ?? DEFAULTS.reconnectPeriod
-    redactOnInspect(client.options, SECRET_OPTION_KEYS)
+    redactOnInspect(client.options, SECRET_OPTION_KEYS, true)
     applyDefaultQos(client, config.connect.qos)
     // A client 'error' with no listener would throw and crash the host app; report it as an event instead.
     client.on('error', (error) => this.#warn(error))
-    const url = brokerUrl(config.connect.host, this.#options.broker, this.#port())
+    const url = redactUrl(this.#brokerUrl(config))
     this.emit('connected', { url, clientId: client.options.clientId ?? '', source })
     this.#logger.info({ url, clientId: client.options.clientId, source }, 'connected')
     return client
   }
 
   #clientOptions(config: DeviceConfig): { url: string; options: IClientOptions } {
-    const url = brokerUrl(config.connect.host, this.#options.broker, this.#port())
+    const url = this.#brokerUrl(config)
     const credentials = this.#auth.sign(config.device, { brokerUrl: url, now: this.#clock.now() })
     const { clientId, username, password } = credentials ?? {}
     if (typeof clientId !== 'string' || typeof username !== 'string' || typeof password !== 'string') {
@@ -250,12 +265,20 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
     return { url, options: redactOnInspect(options, SECRET_OPTION_KEYS) }
   }
 
-  #port(): number {
-    return this.#auth.defaultPort ?? DEFAULT_MQTTS_PORT
+  #brokerUrl(config: DeviceConfig): string {
+    const url = brokerUrl(config.connect.host, this.#options.broker, this.#auth.defaultPort ?? DEFAULT_MQTTS_PORT)
+    // mqtt.js upgrades mqtt:// and ws:// to TLS when a client certificate is given; sign for what will really happen.
+    const { cert, key } = this.#options.mqtt
+    return cert !== undefined && key !== undefined ? upgradeToTls(url) : url
   }
 
-  async #invalidate(reason: 'auth-rejected' | 'requested'): Promise<void> {
+  /** Delete the cached entry; with `rejected`, only while it still holds those credentials (not newer ones). */
+  async #invalidate(reason: 'auth-rejected' | 'requested', rejected?: DeviceConfig): Promise<void> {
     try {
+      if (rejected !== undefined) {
+        const current = await this.#readEntry()
+        if (current !== undefined && !sameCredentials(current, rejected)) return
+      }
       await this.#store.delete(this.#key)
     } catch (cause) {
       throw storeError(cause, 'cannot invalidate the credential cache')
@@ -263,10 +286,34 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
     this.emit('cache', { action: 'invalidate', key: this.#key, reason })
   }
 
+  /**
+   * After `rejected` was refused: the credentials a concurrent call has already put in the cache, else fresh ones from
+   * the server (the rejected entry is invalidated first).
+   */
+  async #replace(rejected: DeviceConfig, signal: AbortSignal): Promise<Provisioned> {
+    const current = await this.#readEntry().catch(() => undefined)
+    if (current !== undefined && !sameCredentials(current, rejected)) {
+      this.#announce(current, 'cache')
+      return { config: current, source: 'cache' }
+    }
+    await this.#invalidate('auth-rejected', rejected).catch((cause: unknown) => this.#warn(cause))
+    return this.#fetch(signal)
+  }
+
   #announce({ device, connect }: DeviceConfig, source: CredentialSource): void {
     const { productKey, deviceName } = device
     this.emit('provisioned', { source, productKey, deviceName, ...connect })
     this.#logger.info({ source, productKey, deviceName, host: connect.host }, 'provisioned')
+  }
+
+  /** Run a public operation; a failure is also reported as a fatal `error` event. */
+  async #reporting<T>(operation: () => Promise<T>): Promise<T> {
+    try {
+      return await operation()
+    } catch (error) {
+      this.emit('error', { error: error as Error, fatal: true })
+      throw error
+    }
   }
 
   #warn(error: unknown): void {
@@ -278,14 +325,23 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
 
 /** A bootstrap in a child container of `options.container` (or of tsyringe's root, which is never written to). */
 export function createBootstrap(options: BootstrapOptions): MqttBootstrap {
-  const parent = options?.container ?? rootContainer
-  const child = registerBootstrap(parent.createChildContainer(), options)
-  return child.resolve(MqttBootstrap)
+  const resolved = resolveOptions(options)
+  const parent = options.container ?? rootContainer
+  return registerResolved(parent.createChildContainer(), resolved).resolve(MqttBootstrap)
 }
 
 /** Provision (cache first) and connect: a drop-in for `mqtt.connectAsync()`. */
 export async function connectProvisioned(options: BootstrapOptions): Promise<MqttClient> {
   return createBootstrap(options).connect()
+}
+
+function sameCredentials(a: DeviceConfig, b: DeviceConfig): boolean {
+  return (
+    a.device.productKey === b.device.productKey &&
+    a.device.deviceName === b.device.deviceName &&
+    a.device.deviceSecret === b.device.deviceSecret &&
+    a.connect.host === b.connect.host
+  )
 }
 
 function anySignal(...signals: Array<AbortSignal | undefined>): AbortSignal {

@@ -37,9 +37,9 @@ export function brokerHostProblem(host: string): string | undefined {
   }
   if (!HOSTNAME.test(url.hostname)) return 'has an invalid host name'
   if (url.username !== '' || url.password !== '') return 'must not carry credentials'
-  if (scheme === undefined && (url.pathname !== '' || url.search !== '' || url.hash !== '')) {
-    return 'must be host[:port] when it has no scheme'
-  }
+  // mqtt.js reads options such as clientId from a URL's query, which would override the signed ones.
+  if (url.search !== '' || url.hash !== '') return 'must not have a query or fragment'
+  if (scheme === undefined && url.pathname !== '') return 'must be host[:port] when it has no scheme'
   return undefined
 }
 
@@ -54,6 +54,11 @@ export function brokerUrl(host: string, broker: BrokerOptions, strategyPort: num
   const fallback = protocol === 'mqtts' ? strategyPort : STANDARD_PORTS[protocol]
   const port = url.port === '' ? (broker.port ?? fallback) : Number(url.port)
   return `${protocol}://${url.hostname}:${port}`
+}
+
+/** `mqtt://` -> `mqtts://`, `ws://` -> `wss://`; other URLs unchanged. */
+export function upgradeToTls(url: string): string {
+  return url.replace(/^mqtt:\/\//i, 'mqtts://').replace(/^ws:\/\//i, 'wss://')
 }
 
 /** Whether the connection to `url` runs over TLS (Alibaba's `securemode` depends on it). */

@@ -7,8 +7,13 @@
 // tsyringe needs the Reflect metadata API before it loads (it throws otherwise).
 import 'reflect-metadata'
 
-export type { AliyunAuthOptions, AliyunSignInput, AliyunSignMethod } from './auth/aliyun.js'
-export { aliyunAuth, signAliyun, verifyAliyunCredentials } from './auth/aliyun.js'
+export type {
+  AliyunAuthOptions,
+  AliyunRegistrationSignInput,
+  AliyunSignInput,
+  AliyunSignMethod,
+} from './auth/aliyun.js'
+export { aliyunAuth, signAliyun, signAliyunRegistration, verifyAliyunCredentials } from './auth/aliyun.js'
 export { plainAuth } from './auth/plain.js'
 export type { AuthFunction, AuthStrategy, MqttCredentials, SignContext } from './auth/strategy.js'
 export type { CallOptions, ConnectOptions } from './bootstrap.js'

@@ -112,6 +112,10 @@ export function resolveOptions(options: BootstrapOptions): ResolvedOptions {
   serializeData(options.data, 'data')
   const signal = options.signal
   if (signal !== undefined && !(signal instanceof AbortSignal)) fail('signal', 'an AbortSignal', typeName(signal))
+  const container = options.container as { createChildContainer?: unknown } | undefined
+  if (container !== undefined && typeof container?.createChildContainer !== 'function') {
+    fail('container', 'a tsyringe DependencyContainer', typeName(container))
+  }
   return Object.freeze({
     ...transport,
     url,
@@ -121,7 +125,7 @@ export function resolveOptions(options: BootstrapOptions): ResolvedOptions {
     cache: checkCache(options.cache),
     auth: checkAuth(options.auth),
     broker: Object.freeze(checkBroker(options.broker)),
-    mqtt: Object.freeze(checkObject(options.mqtt, 'mqtt') ?? {}),
+    mqtt: Object.freeze(checkMqtt(options.mqtt)),
     signal,
     logger: checkLogger(options.logger),
   })
@@ -129,6 +133,7 @@ export function resolveOptions(options: BootstrapOptions): ResolvedOptions {
 
 export function resolveTransportOptions(options: TransportOptions = {}): ResolvedTransportOptions {
   if (!isPlainObject(options)) fail('options', 'an object', typeName(options))
+  checkKnown(options, TRANSPORT_OPTIONS, '')
   const allowInsecureHttp = options.allowInsecureHttp ?? DEFAULTS.allowInsecureHttp
   if (typeof allowInsecureHttp !== 'boolean') fail('allowInsecureHttp', 'a boolean', typeName(allowInsecureHttp))
   return Object.freeze({
@@ -295,9 +300,32 @@ function checkLogger(value: unknown): Logger | undefined {
   return value as Logger
 }
 
-function checkObject<T>(value: T | undefined, option: string): T | undefined {
-  if (value !== undefined && !isPlainObject(value)) fail(option, 'an object', typeName(value))
-  return value === undefined ? undefined : { ...value }
+/**
+ * mqtt.js options that would contradict provisioning: where to connect and as whom come from the answer, `clean`
+ * from cleanSession; `manualConnect` would leave the connect pending forever.
+ */
+const PROVISIONED_MQTT_OPTIONS = [
+  'host',
+  'hostname',
+  'port',
+  'protocol',
+  'servers',
+  'clientId',
+  'username',
+  'password',
+  'clean',
+  'manualConnect',
+]
+
+function checkMqtt(value: unknown): IClientOptions {
+  if (value === undefined) return {}
+  if (!isPlainObject(value)) fail('mqtt', 'an object of mqtt.js client options', typeName(value))
+  for (const key of PROVISIONED_MQTT_OPTIONS) {
+    if (value[key] !== undefined) fail(`mqtt.${key}`, 'absent: it comes from provisioning')
+  }
+  // Certificate verification is always on, for the broker as for the provisioning server.
+  if (value.rejectUnauthorized === false) fail('mqtt.rejectUnauthorized', 'absent or true: verification stays on')
+  return { ...value } as IClientOptions
 }
 
 function checkInteger(value: unknown, option: string, min: number, max: number): number {

@@ -9,14 +9,21 @@ import { inspect } from 'node:util'
 
 export const REDACTED = '[redacted]'
 
-/** Make `util.inspect(target)` print `[redacted]` for the given keys whenever they hold a value. Returns `target`. */
-export function redactOnInspect<T extends object>(target: T, keys: readonly string[]): T {
+/**
+ * Make `util.inspect(target)` print `[redacted]` for the given keys whenever they hold a value. Returns `target`.
+ *
+ * `travels: true` makes the hook enumerable, so that copies made by spreading carry it too. That is for objects
+ * handed to code that copies them: mqtt.js passes `client.options` to `tls.connect()`, which keeps a spread copy on
+ * the socket, password included.
+ */
+export function redactOnInspect<T extends object>(target: T, keys: readonly string[], travels = false): T {
   Object.defineProperty(target, inspect.custom, {
     configurable: true,
-    enumerable: false,
+    enumerable: travels,
     writable: true,
-    value(this: Record<string, unknown>) {
-      const copy: Record<string, unknown> = { ...this }
+    value(this: Record<string | symbol, unknown>) {
+      const copy: Record<string | symbol, unknown> = { ...this }
+      delete copy[inspect.custom] // the copy is what gets printed: it must not call this hook again
       for (const key of keys) {
         if (copy[key] !== undefined && copy[key] !== null && copy[key] !== '') copy[key] = REDACTED
       }

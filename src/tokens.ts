@@ -35,7 +35,11 @@ export const TOKENS = Object.freeze({
  * of its parents) already has, else gets the default. Pass a child container: this writes to the one it is given. Returns it.
  */
 export function registerBootstrap(container: DependencyContainer, options: BootstrapOptions): DependencyContainer {
-  const resolved = resolveOptions(options)
+  return registerResolved(container, resolveOptions(options))
+}
+
+/** registerBootstrap() for options already resolved. */
+export function registerResolved(container: DependencyContainer, resolved: ResolvedOptions): DependencyContainer {
   container.register(TOKENS.Options, { useValue: resolved })
   const fill = <T>(seam: InjectionToken<T>, explicit: T | undefined, fallback: () => T) => {
     if (explicit !== undefined) container.register(seam, { useValue: explicit })

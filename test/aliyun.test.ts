@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { describe, expect, test } from 'vitest'
-import { aliyunAuth, signAliyun, verifyAliyunCredentials } from '../src/index.js'
+import { aliyunAuth, signAliyun, signAliyunRegistration, verifyAliyunCredentials } from '../src/index.js'
 
 interface MqttVector {
   productKey: string
@@ -19,7 +19,18 @@ interface MqttVector {
 // below keeps identical to them.
 const SHARED = new URL('../../shared/vectors/aliyun-sign.json', import.meta.url)
 const COPY = new URL('./vectors/aliyun-sign.json', import.meta.url)
-const vectors = JSON.parse(readFileSync(existsSync(SHARED) ? SHARED : COPY, 'utf8')) as { mqtt: MqttVector[] }
+interface RegistrationVector {
+  productKey: string
+  deviceName: string
+  productSecret: string
+  random: string
+  signMethod: 'hmacsha256'
+  sign: string
+}
+const vectors = JSON.parse(readFileSync(existsSync(SHARED) ? SHARED : COPY, 'utf8')) as {
+  mqtt: MqttVector[]
+  dynamicRegistration: RegistrationVector[]
+}
 
 describe('aliyun signing matches every vector in shared/vectors/aliyun-sign.json', () => {
   test.runIf(existsSync(SHARED))('the committed copy equals the shared vectors', () => {
@@ -78,6 +89,13 @@ describe('aliyun signing matches every vector in shared/vectors/aliyun-sign.json
     expect(verifyAliyunCredentials(tampered, () => v.deviceSecret)).toBeUndefined()
     expect(verifyAliyunCredentials({ ...signed, username: 'x' }, () => v.deviceSecret)).toBeUndefined()
   })
+
+  test.each(vectors.dynamicRegistration.map((v) => [v.random, v] as const))(
+    'dynamic registration sign, random %s',
+    (_r, v) => {
+      expect(signAliyunRegistration(v)).toBe(v.sign)
+    },
+  )
 
   test('an unknown sign method is a TypeError', () => {
     expect(() => aliyunAuth({ signMethod: 'hmacsha512' as never })).toThrow(TypeError)

@@ -1,7 +1,16 @@
+import 'reflect-metadata' // before tsyringe, which this file imports first
 import { setTimeout as sleep } from 'node:timers/promises'
+import { container as rootContainer } from 'tsyringe'
 import { afterAll, afterEach, beforeAll, expect, test } from 'vitest'
-import { BrokerError, credentialKey, MemoryCredentialStore } from '../src/index.js'
-import { boot, eventTrail, startEnv, type TestEnv } from './helpers/env.js'
+import {
+  BrokerError,
+  credentialKey,
+  MemoryCredentialStore,
+  type MqttConnector,
+  MqttJsConnector,
+  TOKENS,
+} from '../src/index.js'
+import { boot, eventTrail, payloads, startEnv, type TestEnv } from './helpers/env.js'
 import { DEVICE } from './helpers/https-server.js'
 
 let env: TestEnv
@@ -80,6 +89,49 @@ test('fresh credentials rejected at first boot: one connect, no re-provisioning,
   expect(env.broker.connects).toHaveLength(1)
   expect(env.server.requests).toHaveLength(1)
   expect(cache.size).toBe(0)
+})
+
+test('concurrent connects on rejected cached credentials share one fresh provisioning', async () => {
+  const cache = await staleCache()
+  const { boot: bootstrap, events } = boot(env.options({ cache }))
+  const clients = await Promise.all([bootstrap.connect(), bootstrap.connect(), bootstrap.connect()])
+  for (const client of clients) env.track(client)
+  // All three resolved (the broker then keeps one session per clientId: that is MQTT, not us).
+  expect(clients).toHaveLength(3)
+  expect(env.server.requests).toHaveLength(1)
+  expect(payloads(events, 'auth-rejected')).toHaveLength(3)
+  const { url, data } = env.options()
+  expect((await cache.get(credentialKey(url, data)))?.config.device.deviceSecret).toBe(DEVICE.deviceSecret)
+})
+
+test('a rejection that arrives after another call re-provisioned uses the new credentials, not a second request', async () => {
+  // The second connect attempt (call B, stale credentials) is held until call A has re-provisioned and connected.
+  let release: () => void = () => {}
+  const gate = new Promise<void>((resolve) => {
+    release = resolve
+  })
+  let attempts = 0
+  const inner = new MqttJsConnector()
+  const connector: MqttConnector = {
+    async connect(url, options, signal) {
+      if (attempts++ === 1) await gate
+      return inner.connect(url, options, signal)
+    },
+  }
+  const container = rootContainer.createChildContainer()
+  container.register(TOKENS.MqttConnector, { useValue: connector })
+  const cache = await staleCache()
+  const { boot: bootstrap, events } = boot(env.options({ cache, container }))
+  const a = bootstrap.connect().then((client) => {
+    release()
+    return client
+  })
+  const b = bootstrap.connect()
+  for (const client of await Promise.all([a, b])) env.track(client)
+  expect(env.server.requests).toHaveLength(1)
+  expect(payloads(events, 'cache').filter((e) => e.action === 'invalidate')).toHaveLength(1)
+  const { url, data } = env.options()
+  expect((await cache.get(credentialKey(url, data)))?.config.device.deviceSecret).toBe(DEVICE.deviceSecret)
 })
 
 test('invalidate() forgets the cache: the next connect provisions', async () => {

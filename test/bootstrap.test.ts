@@ -3,9 +3,16 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import mqtt from 'mqtt'
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
-import { connectProvisioned, createBootstrap, FileCredentialStore, MemoryCredentialStore } from '../src/index.js'
+import {
+  type CredentialStore,
+  connectProvisioned,
+  createBootstrap,
+  FileCredentialStore,
+  MemoryCredentialStore,
+} from '../src/index.js'
 import { startBroker } from './helpers/broker.js'
-import { boot, eventTrail, startEnv, type TestEnv } from './helpers/env.js'
+import { boot, eventTrail, payloads, startEnv, type TestEnv } from './helpers/env.js'
+import { FakeClock } from './helpers/fake-clock.js'
 import { DEVICE } from './helpers/https-server.js'
 import { until } from './helpers/until.js'
 
@@ -160,12 +167,26 @@ describe('connectProvisioned', () => {
     }
   })
 
-  test('a strategy that returns no strings is a TypeError naming auth', async () => {
+  test('a strategy that returns no strings is a TypeError naming auth, never retried', async () => {
     const bad = () => ({ clientId: 'x' }) as never
-    await expect(connectProvisioned(env.options({ auth: bad, retry: false }))).rejects.toMatchObject({
+    const clock = new FakeClock()
+    await expect(boot(env.options({ auth: bad }), { clock }).boot.connect()).rejects.toMatchObject({
       name: 'InvalidOptionError',
       option: 'auth',
     })
+    expect(clock.sleeps).toEqual([])
+    expect(env.broker.connects).toHaveLength(0)
+  })
+
+  test('provision() and connectOptions() failures are fatal error events too', async () => {
+    env.server.handle((_req, res) => res.writeHead(200).end('not json'))
+    const { boot: bootstrap, events } = boot(env.options())
+    await expect(bootstrap.provision()).rejects.toMatchObject({ code: 'ERR_PROVISION_INVALID_RESPONSE' })
+    await expect(bootstrap.connectOptions()).rejects.toMatchObject({ code: 'ERR_PROVISION_INVALID_RESPONSE' })
+    expect(payloads(events, 'error').map((e) => [e.fatal, (e.error as { code?: string }).code])).toEqual([
+      [true, 'ERR_PROVISION_INVALID_RESPONSE'],
+      [true, 'ERR_PROVISION_INVALID_RESPONSE'],
+    ])
   })
 })
 
@@ -213,6 +234,23 @@ describe('cache first', () => {
     const bootstrap = createBootstrap(env.options())
     env.track(await bootstrap.connect())
     env.track(await bootstrap.connect())
+    expect(env.server.requests).toHaveLength(1)
+  })
+
+  test('an invalid entry from any store is a reported miss, deleted, and the device provisions', async () => {
+    const deleted: string[] = []
+    const broken: CredentialStore = {
+      get: async () => ({ savedAt: 1, config: { device: { productKey: 'pk' } } as never }),
+      set: async () => {},
+      delete: async (key) => {
+        deleted.push(key)
+      },
+    }
+    const { boot: bootstrap, events } = boot(env.options({ cache: broken }))
+    env.track(await bootstrap.connect())
+    expect(payloads(events, 'cache')[0]).toMatchObject({ action: 'miss', reason: 'corrupt' })
+    expect(payloads(events, 'cache')[0]?.error?.code).toBe('ERR_STORE_CORRUPT')
+    expect(deleted).toHaveLength(1)
     expect(env.server.requests).toHaveLength(1)
   })
 

@@ -1,5 +1,12 @@
 import { describe, expect, test } from 'vitest'
-import { connectProvisioned, createBootstrap, DEFAULTS, InvalidOptionError, RETRY_DEFAULTS } from '../src/index.js'
+import {
+  connectProvisioned,
+  createBootstrap,
+  DEFAULTS,
+  InvalidOptionError,
+  PointAccess,
+  RETRY_DEFAULTS,
+} from '../src/index.js'
 import { resolveOptions } from '../src/options.js'
 
 const base = { url: 'https://provision.example/bootstrap', data: { imei: '1' } }
@@ -58,6 +65,13 @@ describe('resolveOptions', () => {
     ['signal', { signal: {} }],
     ['logger', { logger: console.log }],
     ['retires', { retires: 3 }],
+    ['container', { container: {} }],
+    ['mqtt.host', { mqtt: { host: 'elsewhere' } }],
+    ['mqtt.servers', { mqtt: { servers: [{ host: 'x' }] } }],
+    ['mqtt.clientId', { mqtt: { clientId: 'mine' } }],
+    ['mqtt.clean', { mqtt: { clean: false } }],
+    ['mqtt.manualConnect', { mqtt: { manualConnect: true } }],
+    ['mqtt.rejectUnauthorized', { mqtt: { rejectUnauthorized: false } }],
   ]
   test.each(bad)('a bad `%s` is a TypeError naming it', (option, overrides) => {
     const error = (() => {
@@ -85,6 +99,10 @@ describe('resolveOptions', () => {
     expect(() => resolveOptions({ ...base, url: 'ftp://user:pw-secret@host/' })).toThrow(
       expect.objectContaining({ message: expect.not.stringContaining('pw-secret') }),
     )
+  })
+
+  test('PointAccess refuses unknown options too', () => {
+    expect(() => new PointAccess({ timeout: 5000 } as never)).toThrow(expect.objectContaining({ option: 'timeout' }))
   })
 
   test('createBootstrap throws synchronously and connectProvisioned rejects, before any I/O', async () => {

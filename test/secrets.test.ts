@@ -2,8 +2,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { inspect } from 'node:util'
-import { afterAll, afterEach, beforeAll, expect, test } from 'vitest'
+import { afterAll, afterEach, beforeAll, expect, onTestFinished, test } from 'vitest'
 import { credentialKey, FileCredentialStore, type Logger, MemoryCredentialStore, PointAccess } from '../src/index.js'
+import { startBroker } from './helpers/broker.js'
 import { boot, type RecordedEvent, startEnv, type TestEnv } from './helpers/env.js'
 import { configAnswer, DEVICE, json } from './helpers/https-server.js'
 
@@ -120,7 +121,24 @@ test('no deviceSecret, productSecret, derived password or header token appears a
   env.answerValid()
   await scenario({ cache: new FileCredentialStore(filePath) })
 
-  // 7. PointAccess itself, with mutual TLS options holding a private key
+  // 7. over TLS with plain auth: the password is the deviceSecret, and Node's TLS socket keeps a copy of the options
+  const tlsBroker = await startBroker({
+    auth: 'plain',
+    tls: env.tls,
+    secrets: { [`${DEVICE.productKey}.${DEVICE.deviceName}`]: DEVICE.deviceSecret },
+  })
+  onTestFinished(() => tlsBroker.close())
+  env.answerValid({ host: `mqtts://${tlsBroker.host}` }, withProductSecret)
+  const client = await scenario({
+    data: { imei: 'tls' },
+    auth: 'plain',
+    broker: undefined,
+    mqtt: { ca: env.tls.ca, cert: env.tls.client.cert, key: env.tls.client.key },
+  })
+  expect(client).toMatchObject({ connected: true })
+  expect(tlsBroker.connects[0]?.password).toBe(DEVICE.deviceSecret)
+
+  // 8. PointAccess itself, with mutual TLS options holding a private key
   env.answerValid({}, withProductSecret)
   const pa = new PointAccess({ tls: { ca: env.tls.ca, cert: env.tls.client.cert, key: env.tls.client.key } })
   expect(await pa.request(env.server.url, {}, { headers: { 'x-api-key': API_KEY } })).toBe('00000')

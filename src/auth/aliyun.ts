@@ -101,3 +101,23 @@ export function verifyAliyunCredentials(
   if (given.length !== wanted.length || !timingSafeEqual(given, wanted)) return undefined
   return { productKey, deviceName, timestamp: Number(timestamp) }
 }
+
+export interface AliyunRegistrationSignInput {
+  productKey: string
+  deviceName: string
+  productSecret: string
+  /** A random string chosen by the device, sent along with the sign. */
+  random: string
+  /** @default 'hmacsha256' */
+  signMethod?: AliyunSignMethod
+}
+
+/**
+ * The sign of Alibaba's HTTPS dynamic registration ("one secret per product"): lower-case hex
+ * HMAC(productSecret, "deviceName" + dn + "productKey" + pk + "random" + random).
+ */
+export function signAliyunRegistration(input: AliyunRegistrationSignInput): string {
+  const { productKey, deviceName, productSecret, random, signMethod = 'hmacsha256' } = input
+  const message = `deviceName${deviceName}productKey${productKey}random${random}`
+  return createHmac(HASH[signMethod], productSecret).update(message).digest('hex')
+}
