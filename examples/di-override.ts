@@ -2,7 +2,7 @@
  * Replacing seams through tsyringe: a logger, a credential store and an HTTP transport wrapper registered in the
  * app's own container. The bootstrap works in a child of it and never touches tsyringe's global container.
  *
- *   PROVISION_URL=https://provision.example.com/bootstrap npx tsx examples/di-override.ts
+ *   PROVISION_URL=https://provision.example.com/bootstrap CREDENTIALS=./credentials.json npx tsx examples/di-override.ts
  */
 import 'reflect-metadata' // tsyringe needs it before it loads; mqtt-bootstrap imports it too
 import { readFileSync } from 'node:fs'
@@ -42,7 +42,9 @@ const logger: Logger = {
 
 const app = container.createChildContainer()
 app.register(TOKENS.HttpTransport, { useValue: new TimedTransport() })
-app.register(TOKENS.CredentialStore, { useValue: new FileCredentialStore('./credentials.json') })
+app.register(TOKENS.CredentialStore, {
+  useValue: new FileCredentialStore(process.env.CREDENTIALS ?? './credentials.json'),
+})
 app.register(TOKENS.Logger, { useValue: logger })
 
 const client = await connectProvisioned({

@@ -1,4 +1,5 @@
 /** One test environment: a TLS fixture, an aedes broker (plain TCP, aliyun auth) and an HTTPS provisioning server. */
+import 'reflect-metadata' // tsyringe (imported below) needs it first
 import type { MqttClient } from 'mqtt'
 import { container as rootContainer } from 'tsyringe'
 import {

@@ -1,0 +1,55 @@
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, expect, test } from 'vitest'
+import { startEnv, type TestEnv } from './helpers/env.js'
+
+let env: TestEnv
+let dir: string
+beforeAll(async () => {
+  env = await startEnv()
+  dir = await mkdtemp(join(tmpdir(), 'mqtt-bootstrap-examples-'))
+  await writeFile(join(dir, 'ca.pem'), env.tls.ca)
+  env.answerValid({ host: `mqtt://${env.broker.host}` })
+})
+afterAll(async () => {
+  await env.close()
+  await rm(dir, { recursive: true, force: true })
+})
+
+/** Run an example as a user would (`npx tsx examples/x.ts`), against this file's loopback servers. */
+async function run(example: string): Promise<{ code: number | null; output: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', `examples/${example}`], {
+    env: {
+      ...process.env,
+      PROVISION_URL: env.server.url,
+      CA_FILE: join(dir, 'ca.pem'),
+      CREDENTIALS: join(dir, `${example}.json`),
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let output = ''
+  child.stdout.on('data', (chunk: Buffer) => {
+    output += chunk.toString()
+  })
+  child.stderr.on('data', (chunk: Buffer) => {
+    output += chunk.toString()
+  })
+  const timer = setTimeout(() => child.kill('SIGKILL'), 20_000)
+  const [code] = (await once(child, 'close')) as [number | null]
+  clearTimeout(timer)
+  return { code, output }
+}
+
+test.each(['basic-device.ts', 'existing-app.ts', 'di-override.ts'])(
+  'examples/%s runs to exit 0',
+  async (example) => {
+    const before = env.broker.accepted
+    const { code, output } = await run(example)
+    expect(code, output).toBe(0)
+    expect(env.broker.accepted).toBeGreaterThan(before)
+  },
+  30_000,
+)
