@@ -7,10 +7,10 @@
 import { EventEmitter } from 'eventemitter3'
 import type { IClientOptions, MqttClient } from 'mqtt'
 import { inject, injectable, container as rootContainer } from 'tsyringe'
-import { type AuthStrategy, DEFAULT_MQTTS_PORT } from './auth/strategy.js'
+import { type AuthStrategy, DEFAULT_MQTTS_PORT, type MqttCredentials } from './auth/strategy.js'
 import { brokerUrl, upgradeToTls } from './broker-url.js'
 import { type Clock, completeClock } from './clock.js'
-import type { MqttConnector } from './connector.js'
+import { AUTH_REJECTED_CODES, type MqttConnector } from './connector.js'
 import { type DeviceConfig, parseDeviceConfig, ResultCode, withRedaction } from './contract.js'
 import { applyDefaultQos } from './default-qos.js'
 import {
@@ -26,15 +26,11 @@ import { type BootstrapOptions, DEFAULTS, type ResolvedOptions, resolveOptions }
 import { PointAccess } from './point-access.js'
 import { redactOnInspect, redactUrl, SECRET_OPTION_KEYS } from './redact.js'
 import { withRetry } from './retry.js'
+import { type Provisioned, type SessionHooks, superviseSession } from './session.js'
 import { SingleFlight } from './single-flight.js'
 import { type CredentialStore, credentialKey } from './store/credential-store.js'
 import { registerResolved, TOKENS } from './tokens.js'
 import type { HttpTransport } from './transport/http-transport.js'
-
-interface Provisioned {
-  config: DeviceConfig
-  source: CredentialSource
-}
 
 /** `mqtt.connect(url, options)`-ready options, signed with the provisioned credentials. */
 export type ConnectOptions = IClientOptions & { url: string }
@@ -103,7 +99,7 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
   /**
    * Provision (cache first), connect, and resolve with the connected mqtt.js client. Cached credentials the broker
    * refuses are invalidated and provisioned afresh once; a refusal of fresh credentials rejects with
-   * `ERR_BROKER_AUTH_REJECTED`.
+   * `ERR_BROKER_AUTH_REJECTED`. Once connected, the session keeps the client connected (see session.ts).
    */
   connect(call: CallOptions = {}): Promise<MqttClient> {
     const signal = anySignal(this.#options.signal, call.signal)
@@ -118,10 +114,9 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
           const { returnCode = 0 } = error
           this.emit('auth-rejected', { returnCode, source: provisioned.source, reprovision })
           this.#logger.warn({ returnCode, source: provisioned.source, reprovision }, 'credentials rejected')
-          if (!reprovision) {
-            await this.#invalidate('auth-rejected', provisioned.config).catch((cause: unknown) => this.#warn(cause))
-            throw error
-          }
+          // The refused credentials stay cached until newer ones replace them (a failed re-provisioning must not
+          // leave the device with nothing: the refusal may pass).
+          if (!reprovision) throw error
           const rejected = provisioned.config
           provisioned = await this.#fresh.run(
             (flight) => this.#replace(rejected, anySignal(flight, this.#options.signal)),
@@ -239,20 +234,30 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
         },
       },
     )
-    // From here on mqtt.js owns reconnection, at the caller's period.
-    client.options.reconnectPeriod = this.#options.mqtt.reconnectPeriod ?? DEFAULTS.reconnectPeriod
     redactOnInspect(client.options, SECRET_OPTION_KEYS, true)
     applyDefaultQos(client, config.connect.qos)
-    // A client 'error' with no listener would throw and crash the host app; report it as an event instead.
-    client.on('error', (error) => this.#warn(error))
+    // Client errors become non-fatal error events (refused credentials are the session's to report).
+    client.on('error', (error: Error & { code?: unknown }) => {
+      if (typeof error.code !== 'number' || !AUTH_REJECTED_CODES.has(error.code)) this.#warn(error)
+    })
     const url = redactUrl(this.#brokerUrl(config))
     this.emit('connected', { url, clientId: client.options.clientId ?? '', source })
     this.#logger.info({ url, clientId: client.options.clientId, source }, 'connected')
+    // From here on mqtt.js reconnects, steered by the session; without a policy it does not reconnect at all.
+    const policy = this.#options.reconnect
+    if (policy === false) client.options.reconnectPeriod = 0
+    else superviseSession(client, { config, source }, this.#sessionHooks(), policy)
     return client
   }
 
   #clientOptions(config: DeviceConfig): { url: string; options: IClientOptions } {
     const url = this.#brokerUrl(config)
+    const credentials = this.#sign(config, url)
+    const options = { ...this.#options.mqtt, ...credentials, clean: config.connect.cleanSession === 1 }
+    return { url, options: redactOnInspect(options, SECRET_OPTION_KEYS) }
+  }
+
+  #sign(config: DeviceConfig, url: string): MqttCredentials {
     const credentials = this.#auth.sign(config.device, { brokerUrl: url, now: this.#clock.now() })
     const { clientId, username, password } = credentials ?? {}
     if (typeof clientId !== 'string' || typeof username !== 'string' || typeof password !== 'string') {
@@ -261,8 +266,22 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
         `Expected \`auth\` (${this.#auth.name}) to return clientId, username and password strings`,
       )
     }
-    const options = { ...this.#options.mqtt, clientId, username, password, clean: config.connect.cleanSession === 1 }
-    return { url, options: redactOnInspect(options, SECRET_OPTION_KEYS) }
+    return { clientId, username, password }
+  }
+
+  #sessionHooks(): SessionHooks {
+    return {
+      sign: (config) => {
+        const url = this.#brokerUrl(config)
+        return { url, credentials: this.#sign(config, url) }
+      },
+      replace: (rejected, signal) => this.#fresh.run((flight) => this.#replace(rejected, anySignal(flight, signal))),
+      emit: this.emit.bind(this),
+      clock: this.#clock,
+      logger: this.#logger,
+      servername: this.#options.mqtt.servername,
+      signal: this.#options.signal,
+    }
   }
 
   #brokerUrl(config: DeviceConfig): string {
@@ -272,13 +291,8 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
     return cert !== undefined && key !== undefined ? upgradeToTls(url) : url
   }
 
-  /** Delete the cached entry; with `rejected`, only while it still holds those credentials (not newer ones). */
-  async #invalidate(reason: 'auth-rejected' | 'requested', rejected?: DeviceConfig): Promise<void> {
+  async #invalidate(reason: 'requested'): Promise<void> {
     try {
-      if (rejected !== undefined) {
-        const current = await this.#readEntry()
-        if (current !== undefined && !sameCredentials(current, rejected)) return
-      }
       await this.#store.delete(this.#key)
     } catch (cause) {
       throw storeError(cause, 'cannot invalidate the credential cache')
@@ -287,8 +301,9 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
   }
 
   /**
-   * After `rejected` was refused: the credentials a concurrent call has already put in the cache, else fresh ones from
-   * the server (the rejected entry is invalidated first).
+   * After `rejected` was refused: credentials a concurrent call (or process) has already put in the cache, else fresh
+   * ones from the server. The refused entry is not deleted: it is overwritten once new credentials arrive, and kept
+   * if provisioning fails.
    */
   async #replace(rejected: DeviceConfig, signal: AbortSignal): Promise<Provisioned> {
     const current = await this.#readEntry().catch(() => undefined)
@@ -296,7 +311,7 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
       this.#announce(current, 'cache')
       return { config: current, source: 'cache' }
     }
-    await this.#invalidate('auth-rejected', rejected).catch((cause: unknown) => this.#warn(cause))
+    this.emit('cache', { action: 'invalidate', key: this.#key, reason: 'auth-rejected' })
     return this.#fetch(signal)
   }
 

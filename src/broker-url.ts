@@ -14,7 +14,7 @@ export interface BrokerOptions {
   port?: number
 }
 
-const STANDARD_PORTS: Record<BrokerProtocol, number> = { mqtt: 1883, mqtts: 8883, ws: 80, wss: 443 }
+export const STANDARD_PORTS: Record<BrokerProtocol, number> = { mqtt: 1883, mqtts: 8883, ws: 80, wss: 443 }
 const SCHEME = /^([a-z][a-z0-9+.-]*):\/\//i
 // A DNS name or IPv4 literal (underscores occur in private names); IPv6 comes bracketed.
 const HOSTNAME = /^(?:\[[0-9a-f:.]+\]|[a-z0-9_](?:[a-z0-9_.-]{0,251}[a-z0-9_])?)$/i

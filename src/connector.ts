@@ -19,8 +19,6 @@ export const AUTH_REJECTED_CODES: ReadonlySet<number> = new Set([4, 5, 134, 135]
 /** CONNACK codes worth another try: server unavailable (3, 136), busy (137), quota (151), rate (159). */
 const TRANSIENT_CONNACK_CODES: ReadonlySet<number> = new Set([3, 136, 137, 151, 159])
 
-const ignore = (): void => {}
-
 export class MqttJsConnector implements MqttConnector {
   connect(url: string, options: IClientOptions, signal?: AbortSignal): Promise<MqttClient> {
     throwIfAborted(signal)
@@ -35,8 +33,8 @@ export class MqttJsConnector implements MqttConnector {
           resolve(client)
           return
         }
-        // We own a client that failed to connect: end it, and keep a late 'error' from crashing the host.
-        client.on('error', ignore)
+        // We own a client that failed to connect: end it. (mqtt.connect() gives every client a no-op 'error'
+        // listener, so a late error cannot crash the host.)
         client.end(true)
         reject(error)
       }

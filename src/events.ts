@@ -15,12 +15,13 @@ export interface ProvisioningEvent {
 }
 
 export interface RetryEvent {
-  phase: 'provision' | 'connect'
-  /** The attempt that failed; the next one is `attempt + 1`. */
+  /** provision, connect: during boot. reconnect: the connection was lost (or a reconnect failed) after boot. */
+  phase: 'provision' | 'connect' | 'reconnect'
+  /** The attempt that failed (the next one is `attempt + 1`); for reconnect, attempts made since the connection was lost. */
   attempt: number
-  /** How long the bootstrap waits before the next attempt (Retry-After wins over the backoff). */
+  /** How long before the next attempt (Retry-After wins over the backoff). */
   delayMs: number
-  /** `"77777"` in the provision phase; the error code (`ERR_BROKER_CONNECT`) in the connect phase. */
+  /** `"77777"` in the provision phase; the error code (`ERR_BROKER_CONNECT`) in the others. */
   code: string
   error: Error
 }

@@ -10,6 +10,7 @@ import { BROKER_PROTOCOLS, type BrokerOptions } from './broker-url.js'
 import { InvalidOptionError } from './errors.js'
 import type { Logger } from './logger.js'
 import { NO_RETRY, RETRY_DEFAULTS, type RetryOptions, type RetryPolicy } from './retry.js'
+import { RECONNECT_DEFAULTS, type ReconnectOptions, type ReconnectPolicy } from './session.js'
 import type { CredentialStore } from './store/credential-store.js'
 import type { TlsOptions } from './transport/undici-transport.js'
 
@@ -50,6 +51,8 @@ export interface BootstrapOptions extends TransportOptions {
   container?: DependencyContainer
   /** A pino-compatible logger. @default silent */
   logger?: Logger
+  /** Reconnect backoff after the first connection, or `false` for no reconnects. @default RECONNECT_DEFAULTS */
+  reconnect?: ReconnectOptions | false
 }
 
 export interface ResolvedTransportOptions {
@@ -71,6 +74,7 @@ export interface ResolvedOptions extends ResolvedTransportOptions {
   readonly mqtt: Readonly<IClientOptions>
   readonly signal: AbortSignal | undefined
   readonly logger: Logger | undefined
+  readonly reconnect: ReconnectPolicy | false
 }
 
 export const DEFAULTS = Object.freeze({
@@ -80,8 +84,9 @@ export const DEFAULTS = Object.freeze({
   retry: RETRY_DEFAULTS,
   auth: 'aliyun' as AuthOption,
   broker: Object.freeze({ protocol: 'mqtts' }),
-  /** mqtt.js's own default, restored once the first CONNACK is in (boot retries belong to async-retry). */
+  /** mqtt.js's own default, for the options connectOptions() returns. */
   reconnectPeriod: 1000,
+  reconnect: RECONNECT_DEFAULTS,
 } as const)
 
 const KNOWN_OPTIONS = new Set([
@@ -100,6 +105,7 @@ const KNOWN_OPTIONS = new Set([
   'signal',
   'container',
   'logger',
+  'reconnect',
 ])
 const TRANSPORT_OPTIONS = new Set(['tls', 'timeoutMs', 'maxResponseBytes', 'allowInsecureHttp'])
 
@@ -128,6 +134,7 @@ export function resolveOptions(options: BootstrapOptions): ResolvedOptions {
     mqtt: Object.freeze(checkMqtt(options.mqtt)),
     signal,
     logger: checkLogger(options.logger),
+    reconnect: resolveReconnect(options.reconnect, options.mqtt?.reconnectPeriod),
   })
 }
 
@@ -235,6 +242,36 @@ function resolveRetry(value: unknown): RetryPolicy {
     maxRetryAfter: checkInteger(r.maxRetryAfter ?? RETRY_DEFAULTS.maxRetryAfter, 'retry.maxRetryAfter', 0, 2 ** 31 - 1),
     ...(r.onRetry === undefined ? {} : { onRetry: r.onRetry }),
   })
+}
+
+/** `mqtt.reconnectPeriod` keeps its meaning for apps that set it: 0 turns reconnects off, another value is minDelay. */
+function resolveReconnect(value: unknown, reconnectPeriod: unknown): ReconnectPolicy | false {
+  if (value === false) return false
+  if (reconnectPeriod !== undefined) checkInteger(reconnectPeriod, 'mqtt.reconnectPeriod', 0, 2 ** 31 - 1)
+  if (value === undefined && reconnectPeriod === 0) return false
+  if (value !== undefined && !isPlainObject(value))
+    fail('reconnect', 'an object of reconnect options or false', typeName(value))
+  const r = (value ?? {}) as ReconnectOptions
+  checkKnown(r, new Set(Object.keys(RECONNECT_DEFAULTS)), 'reconnect.')
+  const fallbackMin =
+    typeof reconnectPeriod === 'number' && reconnectPeriod > 0 ? reconnectPeriod : RECONNECT_DEFAULTS.minDelay
+  const minDelay = checkInteger(r.minDelay ?? fallbackMin, 'reconnect.minDelay', 1, 2 ** 31 - 1)
+  const maxDelay = checkInteger(
+    r.maxDelay ?? Math.max(minDelay, RECONNECT_DEFAULTS.maxDelay),
+    'reconnect.maxDelay',
+    minDelay,
+    2 ** 31 - 1,
+  )
+  const factor = r.factor ?? RECONNECT_DEFAULTS.factor
+  if (typeof factor !== 'number' || !Number.isFinite(factor) || factor < 1)
+    fail('reconnect.factor', 'a number >= 1', typeName(factor))
+  const stableAfter = checkInteger(
+    r.stableAfter ?? RECONNECT_DEFAULTS.stableAfter,
+    'reconnect.stableAfter',
+    0,
+    2 ** 31 - 1,
+  )
+  return Object.freeze({ minDelay, maxDelay, factor, stableAfter })
 }
 
 function checkTls(value: unknown): TlsOptions {

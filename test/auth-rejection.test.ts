@@ -78,17 +78,28 @@ test('a second rejection, with fresh credentials, is a typed error and no loop',
     { returnCode: 4, source: 'cache', reprovision: true },
     { returnCode: 4, source: 'server', reprovision: false },
   ])
-  expect(cache.size).toBe(0)
+  // The server's latest answer stays cached: the next boot tries it, and re-provisions if it is still refused.
+  const { url, data } = env.options()
+  expect((await cache.get(credentialKey(url, data)))?.savedAt).toBeGreaterThan(0)
 })
 
-test('fresh credentials rejected at first boot: one connect, no re-provisioning, cache emptied', async () => {
+test('a re-provisioning that fails keeps the cached credentials (nothing is deleted before replacement)', async () => {
+  env.server.handle((_req, res) => res.writeHead(503).end())
+  const cache = await staleCache()
+  const { boot: bootstrap, events } = boot(env.options({ cache, retry: { retries: 1, minTimeout: 1 } }))
+  await expect(bootstrap.connect()).rejects.toMatchObject({ code: 'ERR_PROVISION_HTTP_STATUS', attempts: 2 })
+  const { url, data } = env.options()
+  expect((await cache.get(credentialKey(url, data)))?.config.device.deviceSecret).toBe(STALE.deviceSecret)
+  expect(payloads(events, 'cache').map((e) => e.action)).toEqual(['hit', 'invalidate'])
+})
+
+test('fresh credentials rejected at first boot: one connect, no re-provisioning', async () => {
   env.answerValid({}, STALE)
   const cache = new MemoryCredentialStore()
   const { boot: bootstrap } = boot(env.options({ cache }))
   await expect(bootstrap.connect()).rejects.toMatchObject({ code: 'ERR_BROKER_AUTH_REJECTED' })
   expect(env.broker.connects).toHaveLength(1)
   expect(env.server.requests).toHaveLength(1)
-  expect(cache.size).toBe(0)
 })
 
 test('concurrent connects on rejected cached credentials share one fresh provisioning', async () => {
@@ -129,7 +140,7 @@ test('a rejection that arrives after another call re-provisioned uses the new cr
   const b = bootstrap.connect()
   for (const client of await Promise.all([a, b])) env.track(client)
   expect(env.server.requests).toHaveLength(1)
-  expect(payloads(events, 'cache').filter((e) => e.action === 'invalidate')).toHaveLength(1)
+  expect(payloads(events, 'cache').filter((e) => e.action === 'write')).toHaveLength(1)
   const { url, data } = env.options()
   expect((await cache.get(credentialKey(url, data)))?.config.device.deviceSecret).toBe(DEVICE.deviceSecret)
 })

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net'
 import net from 'node:net'
 import tls from 'node:tls'
 import { Aedes } from 'aedes'
-import { verifyAliyunCredentials } from '../../src/index.js'
+import { signAliyun, verifyAliyunCredentials } from '../../src/index.js'
 import type { TlsFixture } from './tls.js'
 
 export interface ConnectRecord {
@@ -28,6 +28,8 @@ export interface TestBroker {
   subscribed: Array<{ topic: string; qos: number }>
   /** Device secrets the broker accepts, by `${productKey}.${deviceName}`. */
   secrets: Map<string, string>
+  /** Cut every client connection (as a network failure or a broker restart would). */
+  drop(): void
   close(): Promise<void>
 }
 
@@ -97,10 +99,26 @@ export async function startBroker(
     host: `127.0.0.1:${port}`,
     port,
     secrets,
+    drop: () => {
+      for (const socket of sockets) socket.destroy()
+    },
     close: async () => {
       for (const socket of sockets) socket.destroy()
       await new Promise<void>((resolve) => aedes.close(() => resolve()))
       server.close()
     },
+  })
+}
+
+/** CONNECT fields another client can use: a valid aliyun signature for `device`, with its own clientId. */
+export function signedAs(device: { productKey: string; deviceName: string; deviceSecret: string }, suffix: string) {
+  return signAliyun({
+    cid: `${device.productKey}.${device.deviceName}-${suffix}`,
+    productKey: device.productKey,
+    deviceName: device.deviceName,
+    deviceSecret: device.deviceSecret,
+    timestamp: Date.now(),
+    signMethod: 'hmacsha256',
+    secureMode: 3,
   })
 }

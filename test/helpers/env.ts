@@ -118,3 +118,25 @@ export function payloads<K extends keyof BootstrapEvents>(
 ): Array<Parameters<BootstrapEvents[K]>[0]> {
   return events.filter((event) => event[0] === name).map((event) => event[1] as Parameters<BootstrapEvents[K]>[0])
 }
+
+/** The next event `name` (matching `predicate`) from `emitter`: bounded in time. */
+export function nextEvent<K extends keyof BootstrapEvents>(
+  bootstrap: MqttBootstrap,
+  name: K,
+  predicate: (payload: Parameters<BootstrapEvents[K]>[0]) => boolean = () => true,
+  timeoutMs = 5000,
+): Promise<Parameters<BootstrapEvents[K]>[0]> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      bootstrap.off(name, listener as never)
+      reject(new Error(`no '${String(name)}' event within ${timeoutMs} ms`))
+    }, timeoutMs)
+    const listener = (payload: Parameters<BootstrapEvents[K]>[0]) => {
+      if (!predicate(payload)) return
+      clearTimeout(timer)
+      bootstrap.off(name, listener as never)
+      resolve(payload)
+    }
+    bootstrap.on(name, listener as never)
+  })
+}

@@ -1,0 +1,190 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
+import { credentialKey, MemoryCredentialStore } from '../src/index.js'
+import { RECONNECT_DEFAULTS, reconnectDelay } from '../src/session.js'
+import { signedAs, startBroker } from './helpers/broker.js'
+import { boot, nextEvent, payloads, startEnv, type TestEnv } from './helpers/env.js'
+import { FakeClock } from './helpers/fake-clock.js'
+import { DEVICE } from './helpers/https-server.js'
+import { until } from './helpers/until.js'
+
+let env: TestEnv
+beforeAll(async () => {
+  env = await startEnv()
+})
+afterEach(async () => {
+  await env.cleanup()
+  env.broker.secrets.set(KEY, DEVICE.deviceSecret)
+})
+afterAll(() => env.close())
+
+const KEY = `${DEVICE.productKey}.${DEVICE.deviceName}`
+const ROTATED = { ...DEVICE, deviceSecret: 'rotated-secret-2222222222' }
+/** Small, real waits: mqtt.js's reconnect timers are real. random() is 0.5, so every delay is known. */
+const reconnect = { minDelay: 20, maxDelay: 200, factor: 2, stableAfter: 150 }
+
+describe('reconnect delay', () => {
+  test('full jitter between minDelay and a ceiling that grows by factor, capped by maxDelay', () => {
+    const policy = { ...RECONNECT_DEFAULTS, minDelay: 100, maxDelay: 1000, factor: 2 }
+    expect([1, 2, 3, 4, 5].map((n) => reconnectDelay(policy, n, () => 0))).toEqual([100, 100, 100, 100, 100])
+    expect([1, 2, 3, 4, 5].map((n) => reconnectDelay(policy, n, () => 0.999999))).toEqual([199, 399, 799, 999, 999])
+    expect(reconnectDelay(policy, 1, () => 0.5)).toBe(150)
+  })
+})
+
+describe('after the first connection', () => {
+  test('every reconnect is signed afresh (new aliyun timestamp) through client.options', async () => {
+    const { boot: bootstrap } = boot(env.options({ reconnect }))
+    const client = env.track(await bootstrap.connect())
+    await sleep(5)
+    env.broker.drop()
+    await nextEvent(bootstrap, 'connected')
+    expect(client.connected).toBe(true)
+    const [first, second] = env.broker.connects
+    expect(second?.clientId).not.toBe(first?.clientId)
+    expect(second?.password).not.toBe(first?.password)
+    expect(env.broker.accepted).toBe(2)
+    expect(env.server.requests).toHaveLength(1)
+  })
+
+  test('waits grow with full jitter between the bounds, and start over after a stable connection', async () => {
+    const clock = new FakeClock() // random() = 0.5; sleeps are mqtt.js's own (real) timers
+    const down = await startBroker({ secrets: { [KEY]: DEVICE.deviceSecret } })
+    env.answerValid({ host: down.host })
+    const { boot: bootstrap, events } = boot(env.options({ reconnect }), { clock })
+    const client = env.track(await bootstrap.connect())
+    await down.close() // the broker goes away: every reconnect is refused
+    await until(() => payloads(events, 'retry').length >= 5, 5000, 'five reconnect waits')
+    const waits = payloads(events, 'retry').slice(0, 5)
+    expect(waits.map((e) => [e.phase, e.attempt, e.delayMs])).toEqual([
+      ['reconnect', 0, 30], // 20 + 0.5 × (min(200, 20·2¹) − 20)
+      ['reconnect', 1, 50],
+      ['reconnect', 2, 90],
+      ['reconnect', 3, 110],
+      ['reconnect', 4, 110],
+    ])
+    // The broker comes back on the same port: the same client object reconnects.
+    const back = await startBroker({ secrets: { [KEY]: DEVICE.deviceSecret }, port: Number(down.host.split(':')[1]) })
+    try {
+      await nextEvent(bootstrap, 'connected', () => true, 3000)
+      expect(client.connected).toBe(true)
+      await sleep(reconnect.stableAfter + 50) // stable: the backoff starts over
+      const before = payloads(events, 'retry').length
+      back.drop()
+      await nextEvent(bootstrap, 'connected', () => true, 3000)
+      expect(payloads(events, 'retry')[before]).toMatchObject({ attempt: 0, delayMs: 30 })
+    } finally {
+      await env.cleanup()
+      await back.close()
+    }
+  })
+
+  test('revoked while connected: re-provisions and reconnects the same client; listeners and subscriptions survive', async () => {
+    const cache = new MemoryCredentialStore()
+    const { boot: bootstrap, events } = boot(env.options({ cache, reconnect }))
+    const client = env.track(await bootstrap.connect())
+    const received: string[] = []
+    client.on('message', (_topic, payload) => received.push(payload.toString()))
+    await client.subscribeAsync('cmd/device-001')
+
+    // The cloud rotates the device's secret and the provisioning server now hands out the new one.
+    env.broker.secrets.set(KEY, ROTATED.deviceSecret)
+    env.answerValid({}, ROTATED)
+    env.broker.drop()
+    await nextEvent(bootstrap, 'connected', () => true, 5000)
+
+    expect(client.connected).toBe(true)
+    expect(payloads(events, 'auth-rejected')).toEqual([{ returnCode: 4, source: 'server', reprovision: true }])
+    expect(env.server.requests).toHaveLength(2)
+    const { url, data } = env.options()
+    expect((await cache.get(credentialKey(url, data)))?.config.device.deviceSecret).toBe(ROTATED.deviceSecret)
+
+    // The subscription was renewed on the new session, and the app's listener still gets messages.
+    await until(
+      () => env.broker.subscribed.filter((s) => s.topic === 'cmd/device-001').length >= 2,
+      3000,
+      'resubscribe',
+    )
+    const { default: mqtt } = await import('mqtt')
+    const sender = env.track(await mqtt.connectAsync(`mqtt://${env.broker.host}`, signedAs(ROTATED, 'sender')))
+    await sender.publishAsync('cmd/device-001', 'reboot', { qos: 1 })
+    await until(() => received.includes('reboot'), 3000, 'the message after re-provisioning')
+  })
+
+  test('fresh credentials refused too: a fatal error event, the client is ended, no loop', async () => {
+    const { boot: bootstrap, events } = boot(env.options({ reconnect }))
+    const client = env.track(await bootstrap.connect())
+    env.broker.secrets.set(KEY, 'nobody-knows-this-secret') // every credential is refused from now on
+    env.answerValid({}, ROTATED)
+    const fatal = nextEvent(bootstrap, 'error', (e) => e.fatal)
+    env.broker.drop()
+    const { error } = await fatal
+    expect(error).toMatchObject({ code: 'ERR_BROKER_AUTH_REJECTED', returnCode: 4 })
+    await until(() => client.disconnected, 2000, 'the client to be ended')
+    const connects = env.broker.connects.length
+    await sleep(300)
+    expect(env.broker.connects).toHaveLength(connects) // nothing more
+    expect(connects).toBe(3) // boot, the refused reconnect, the refused fresh credentials
+    expect(payloads(events, 'auth-rejected').map((e) => e.reprovision)).toEqual([true, false])
+  })
+
+  test('a revocation that moves the device to another broker reconnects the same client there', async () => {
+    const other = await startBroker({ secrets: { [KEY]: ROTATED.deviceSecret } })
+    try {
+      const { boot: bootstrap } = boot(env.options({ reconnect }))
+      const client = env.track(await bootstrap.connect())
+      env.broker.secrets.set(KEY, 'revoked-here')
+      env.answerValid({ host: other.host }, ROTATED)
+      env.broker.drop()
+      const connected = await nextEvent(bootstrap, 'connected', () => true, 5000)
+      expect(connected.url).toBe(`mqtt://${other.host}`)
+      expect(client.connected).toBe(true)
+      expect(other.accepted).toBe(1)
+    } finally {
+      await env.cleanup()
+      await other.close()
+    }
+  })
+
+  test('a failed re-provisioning keeps the old credentials, which connect again once accepted', async () => {
+    const cache = new MemoryCredentialStore()
+    const { boot: bootstrap, events } = boot(env.options({ cache, reconnect, retry: { retries: 0 } }))
+    const client = env.track(await bootstrap.connect())
+    env.broker.secrets.set(KEY, 'temporarily-refused')
+    env.server.handle((_req, res) => res.writeHead(503).end())
+    const failed = nextEvent(
+      bootstrap,
+      'error',
+      (e) => !e.fatal && (e.error as { code?: string }).code === 'ERR_PROVISION_HTTP_STATUS',
+    )
+    env.broker.drop()
+    await failed
+    const { url, data } = env.options()
+    expect((await cache.get(credentialKey(url, data)))?.config.device.deviceSecret).toBe(DEVICE.deviceSecret)
+    env.broker.secrets.set(KEY, DEVICE.deviceSecret) // the refusal passes
+    await nextEvent(bootstrap, 'connected', () => true, 5000)
+    expect(client.connected).toBe(true)
+    expect(payloads(events, 'error').every((e) => !e.fatal)).toBe(true)
+  })
+
+  test('reconnect: false leaves a dropped client disconnected', async () => {
+    const { boot: bootstrap, events } = boot(env.options({ reconnect: false }))
+    const client = env.track(await bootstrap.connect())
+    env.broker.drop()
+    await until(() => !client.connected, 2000, 'the drop')
+    await sleep(200)
+    expect(client.connected).toBe(false)
+    expect(env.broker.connects).toHaveLength(1)
+    expect(payloads(events, 'retry')).toEqual([])
+  })
+
+  test('ending the client stops the session: no reconnect, no timer left', async () => {
+    const { boot: bootstrap, events } = boot(env.options({ reconnect }))
+    const client = await bootstrap.connect()
+    await client.endAsync()
+    env.broker.drop()
+    await sleep(200)
+    expect(env.broker.connects).toHaveLength(1)
+    expect(payloads(events, 'connecting')).toHaveLength(1)
+  })
+})
