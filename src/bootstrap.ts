@@ -14,6 +14,8 @@ import { AUTH_REJECTED_CODES, type MqttConnector } from './connector.js'
 import { type DeviceConfig, parseDeviceConfig, ResultCode, withRedaction } from './contract.js'
 import { applyDefaultQos } from './default-qos.js'
 import {
+  AbortError,
+  BootTimeoutError,
   BrokerError,
   CredentialStoreError,
   InvalidOptionError,
@@ -52,6 +54,9 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
   readonly #key: string
   readonly #load = new SingleFlight<Provisioned>()
   readonly #fresh = new SingleFlight<Provisioned>()
+  /** The last transient failure retried, the cause of a boot timeout. */
+  #lastFailure: Error | undefined
+  #jittered = false
 
   constructor(
     @inject(TOKENS.Options) options: ResolvedOptions,
@@ -83,13 +88,13 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
 
   /** The device's configuration: the cached one, else one from the server (retried). Concurrent calls share one. */
   provision(call: CallOptions = {}): Promise<DeviceConfig> {
-    return this.#reporting(async () => withRedaction((await this.#provisioned(call.signal)).config))
+    return this.#run(call, async (signal) => withRedaction((await this.#provisioned(signal)).config))
   }
 
   /** Signed options for apps that call `mqtt.connect()` themselves: `mqtt.connect(opts.url, opts)`. */
   connectOptions(call: CallOptions = {}): Promise<ConnectOptions> {
-    return this.#reporting(async () => {
-      const { config } = await this.#provisioned(call.signal)
+    return this.#run(call, async (signal) => {
+      const { config } = await this.#provisioned(signal)
       const { url, options } = this.#clientOptions(config)
       const reconnectPeriod = this.#options.mqtt.reconnectPeriod ?? DEFAULTS.reconnectPeriod
       return redactOnInspect({ url, ...options, reconnectPeriod }, SECRET_OPTION_KEYS)
@@ -102,9 +107,9 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
    * `ERR_BROKER_AUTH_REJECTED`. Once connected, the session keeps the client connected (see session.ts).
    */
   connect(call: CallOptions = {}): Promise<MqttClient> {
-    const signal = anySignal(this.#options.signal, call.signal)
-    return this.#reporting(async () => {
-      let provisioned = await this.#provisioned(call.signal)
+    return this.#run(call, async (callSignal) => {
+      const signal = anySignal(this.#options.signal, callSignal)
+      let provisioned = await this.#provisioned(callSignal)
       for (let round = 1; ; round++) {
         try {
           return await this.#open(provisioned, signal)
@@ -120,7 +125,7 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
           const rejected = provisioned.config
           provisioned = await this.#fresh.run(
             (flight) => this.#replace(rejected, anySignal(flight, this.#options.signal)),
-            call.signal,
+            callSignal,
           )
         }
       }
@@ -138,7 +143,10 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
 
   async #loadOnce(signal: AbortSignal): Promise<Provisioned> {
     const cached = await this.#readCache()
-    if (cached === undefined) return this.#fetch(signal)
+    if (cached === undefined) {
+      await this.#startupJitter(signal)
+      return this.#fetch(signal)
+    }
     this.#announce(cached, 'cache')
     return { config: cached, source: 'cache' }
   }
@@ -174,6 +182,15 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
     throw new CredentialStoreError('ERR_STORE_CORRUPT', `cached credentials are invalid: ${parsed.problem}`)
   }
 
+  /** Before this bootstrap's first provisioning request only: a fleet powered on at once spreads out. */
+  async #startupJitter(signal: AbortSignal): Promise<void> {
+    if (this.#jittered || this.#options.startupJitterMs === 0) return
+    this.#jittered = true
+    const delayMs = Math.floor(this.#clock.random() * this.#options.startupJitterMs)
+    this.#logger.debug({ delayMs }, 'start-up jitter')
+    await this.#clock.sleep(delayMs, signal)
+  }
+
   async #fetch(signal: AbortSignal): Promise<Provisioned> {
     const { url, data, headers } = this.#options
     const config = await withRetry(
@@ -189,6 +206,7 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
         clock: this.#clock,
         signal,
         onRetry: ({ attempt, delayMs, error }) => {
+          this.#lastFailure = error
           this.emit('retry', { phase: 'provision', attempt, delayMs, code: ResultCode.TRANSIENT, error })
           this.#logger.info({ phase: 'provision', attempt, delayMs, code: errorCodeOf(error) }, 'retrying')
         },
@@ -229,6 +247,7 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
         clock: this.#clock,
         signal,
         onRetry: ({ attempt, delayMs, error }) => {
+          this.#lastFailure = error
           this.emit('retry', { phase: 'connect', attempt, delayMs, code: errorCodeOf(error), error })
           this.#logger.info({ phase: 'connect', attempt, delayMs, code: errorCodeOf(error) }, 'retrying')
         },
@@ -321,11 +340,23 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
     this.#logger.info({ source, productKey, deviceName, host: connect.host }, 'provisioned')
   }
 
-  /** Run a public operation; a failure is also reported as a fatal `error` event. */
-  async #reporting<T>(operation: () => Promise<T>): Promise<T> {
+  /**
+   * Run a public operation under the caller's signal and the deadline. A failure is also reported as a fatal `error`
+   * event; an abort caused by the deadline becomes ERR_BOOT_TIMEOUT, with the last retried failure as its cause.
+   */
+  async #run<T>(call: CallOptions, operation: (signal: AbortSignal | undefined) => Promise<T>): Promise<T> {
+    const { deadlineMs } = this.#options
+    const deadline = deadlineMs === undefined ? undefined : AbortSignal.timeout(deadlineMs)
+    const signals = [call.signal, deadline].filter((s): s is AbortSignal => s !== undefined)
+    const signal = signals.length === 0 ? undefined : anySignal(...signals)
+    this.#lastFailure = undefined
     try {
-      return await operation()
-    } catch (error) {
+      return await operation(signal)
+    } catch (caught) {
+      const error =
+        deadline?.aborted && caught instanceof AbortError && !call.signal?.aborted
+          ? new BootTimeoutError(deadlineMs as number, this.#lastFailure)
+          : caught
       this.emit('error', { error: error as Error, fatal: true })
       throw error
     }

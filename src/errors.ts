@@ -6,6 +6,7 @@
 /** Every code an error of this library can carry. */
 export type ErrorCode =
   | InvalidOptionError['code']
+  | BootTimeoutError['code']
   | ProvisioningErrorCode
   | BrokerErrorCode
   | CredentialStoreErrorCode
@@ -112,6 +113,16 @@ export class AbortError extends MqttBootstrapError {
   constructor(reason?: unknown) {
     super('ERR_ABORTED', 'The operation was aborted', { cause: reason })
     this.name = 'AbortError'
+  }
+}
+
+/** The whole call (provisioning and connect, with their retries) outlasted `deadlineMs`. */
+export class BootTimeoutError extends MqttBootstrapError {
+  declare readonly code: 'ERR_BOOT_TIMEOUT'
+
+  /** @param cause the last failure that was being retried, if any */
+  constructor(deadlineMs: number, cause?: unknown) {
+    super('ERR_BOOT_TIMEOUT', `boot did not complete within ${deadlineMs} ms`, { cause })
   }
 }
 

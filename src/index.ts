@@ -28,6 +28,7 @@ export { defaultDeviceConfig, ResultCode } from './contract.js'
 export type { BrokerErrorCode, CredentialStoreErrorCode, ErrorCode, ProvisioningErrorCode } from './errors.js'
 export {
   AbortError,
+  BootTimeoutError,
   BrokerError,
   CredentialStoreError,
   InvalidOptionError,

@@ -53,6 +53,13 @@ export interface BootstrapOptions extends TransportOptions {
   logger?: Logger
   /** Reconnect backoff after the first connection, or `false` for no reconnects. @default RECONNECT_DEFAULTS */
   reconnect?: ReconnectOptions | false
+  /**
+   * Wait a random time in [0, startupJitterMs) before the first provisioning request, so that a fleet powered on at
+   * once does not reach the server at once. Cache hits do not wait. @default 0
+   */
+  startupJitterMs?: number
+  /** One deadline for a whole call (provisioning and connect, retries included), in ms. @default none */
+  deadlineMs?: number
 }
 
 export interface ResolvedTransportOptions {
@@ -75,6 +82,8 @@ export interface ResolvedOptions extends ResolvedTransportOptions {
   readonly signal: AbortSignal | undefined
   readonly logger: Logger | undefined
   readonly reconnect: ReconnectPolicy | false
+  readonly startupJitterMs: number
+  readonly deadlineMs: number | undefined
 }
 
 export const DEFAULTS = Object.freeze({
@@ -106,6 +115,8 @@ const KNOWN_OPTIONS = new Set([
   'container',
   'logger',
   'reconnect',
+  'startupJitterMs',
+  'deadlineMs',
 ])
 const TRANSPORT_OPTIONS = new Set(['tls', 'timeoutMs', 'maxResponseBytes', 'allowInsecureHttp'])
 
@@ -135,6 +146,9 @@ export function resolveOptions(options: BootstrapOptions): ResolvedOptions {
     signal,
     logger: checkLogger(options.logger),
     reconnect: resolveReconnect(options.reconnect, options.mqtt?.reconnectPeriod),
+    startupJitterMs: checkInteger(options.startupJitterMs ?? 0, 'startupJitterMs', 0, 2 ** 31 - 1),
+    deadlineMs:
+      options.deadlineMs === undefined ? undefined : checkInteger(options.deadlineMs, 'deadlineMs', 1, 2 ** 31 - 1),
   })
 }
 

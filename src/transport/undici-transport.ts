@@ -1,8 +1,12 @@
 /**
- * The default transport: undici's `request` through an `Agent` of our own, so a custom CA or client certificate
+ * The default transport: undici's `request` through dispatchers of our own, so a custom CA or client certificate
  * applies to provisioning only (`https.globalAgent` does not affect fetch/undici, and we never touch globals).
+ *
+ * Proxies: HTTPS_PROXY / HTTP_PROXY / NO_PROXY (either case) are honoured through undici's EnvHttpProxyAgent, which
+ * tunnels with CONNECT; the TLS settings then apply to the server behind the tunnel (`requestTls`). As in Go's
+ * net/http, loopback destinations (localhost, 127.0.0.0/8, ::1) never go through a proxy.
  */
-import { Agent, request } from 'undici'
+import { Agent, type Dispatcher, EnvHttpProxyAgent, request } from 'undici'
 import { AbortError, ProvisioningError } from '../errors.js'
 import type { HttpRequest, HttpResponse, HttpTransport } from './http-transport.js'
 import { networkError, timeoutError, tooLargeError } from './http-transport.js'
@@ -23,11 +27,19 @@ export interface TlsOptions {
   servername?: string
 }
 
+const PROXY_VARIABLES = ['https_proxy', 'HTTPS_PROXY', 'http_proxy', 'HTTP_PROXY']
+
 export class UndiciTransport implements HttpTransport {
-  readonly #agent: Agent
+  readonly #direct: Agent
+  /** Only when the environment names a proxy (read once, at construction). */
+  readonly #proxied: Dispatcher | undefined
 
   constructor(tls: TlsOptions = {}) {
-    this.#agent = new Agent({ connect: { ...tls }, keepAliveTimeout: 4_000 })
+    this.#direct = new Agent({ connect: { ...tls }, keepAliveTimeout: 4_000 })
+    const proxy = PROXY_VARIABLES.some((name) => (process.env[name] ?? '') !== '')
+    this.#proxied = proxy
+      ? new EnvHttpProxyAgent({ connect: { ...tls }, requestTls: { ...tls }, keepAliveTimeout: 4_000 })
+      : undefined
   }
 
   async post(req: HttpRequest): Promise<HttpResponse> {
@@ -39,7 +51,7 @@ export class UndiciTransport implements HttpTransport {
         headers: req.headers,
         body: req.body,
         signal,
-        dispatcher: this.#agent,
+        dispatcher: this.#proxied === undefined || isLoopback(req.url.hostname) ? this.#direct : this.#proxied,
       })
       const headers: Record<string, string | undefined> = {}
       for (const [name, value] of Object.entries(res.headers)) {
@@ -71,6 +83,10 @@ export class UndiciTransport implements HttpTransport {
 
   /** Close idle connections. Pending requests finish first. */
   async close(): Promise<void> {
-    await this.#agent.close()
+    await Promise.all([this.#direct.close(), this.#proxied?.close()])
   }
+}
+
+function isLoopback(hostname: string): boolean {
+  return hostname === 'localhost' || hostname === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(hostname)
 }

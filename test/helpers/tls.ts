@@ -4,7 +4,7 @@ import { generate } from 'selfsigned'
 export interface TlsFixture {
   /** The CA certificate a client trusts. */
   ca: string
-  /** Server certificate for 127.0.0.1, ::1 and localhost. */
+  /** Server certificate for 127.0.0.1, ::1, localhost and provision.test. */
   cert: string
   key: string
   /** Server certificate for another name only (wrong.example). */
@@ -47,6 +47,7 @@ export function tlsFixture(): Promise<TlsFixture> {
     const ca = { key: root.private, cert: root.cert }
     const server = await leaf(ca, 'localhost', [
       { type: 2, value: 'localhost' },
+      { type: 2, value: 'provision.test' }, // a name only a proxy can resolve (test/proxy.test.ts)
       { type: 7, ip: '127.0.0.1' },
       { type: 7, ip: '::1' },
     ])
