@@ -160,8 +160,7 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
       event = config === undefined ? { action: 'miss', key, reason: 'absent' } : { action: 'hit', key }
     } catch (cause) {
       const error = storeError(cause, 'cannot read the credential cache')
-      const reason =
-        error.code === 'ERR_STORE_CORRUPT' ? 'corrupt' : error.code === 'ERR_STORE_VERSION' ? 'version' : 'io'
+      const reason = MISS_REASONS[error.code]
       event = { action: 'miss', key, reason, error }
       this.#logger.warn({ code: error.code, reason }, 'credential cache unusable, treated as a miss')
     }
@@ -380,6 +379,13 @@ export function createBootstrap(options: BootstrapOptions): MqttBootstrap {
 export async function connectProvisioned(options: BootstrapOptions): Promise<MqttClient> {
   return createBootstrap(options).connect()
 }
+
+const MISS_REASONS = {
+  ERR_STORE_CORRUPT: 'corrupt',
+  ERR_STORE_VERSION: 'version',
+  ERR_STORE_KEY: 'key',
+  ERR_STORE_IO: 'io',
+} as const
 
 function sameCredentials(a: DeviceConfig, b: DeviceConfig): boolean {
   return (

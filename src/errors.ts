@@ -25,7 +25,7 @@ export type ProvisioningErrorCode =
 
 export type BrokerErrorCode = 'ERR_BROKER_CONNECT' | 'ERR_BROKER_AUTH_REJECTED'
 
-export type CredentialStoreErrorCode = 'ERR_STORE_CORRUPT' | 'ERR_STORE_VERSION' | 'ERR_STORE_IO'
+export type CredentialStoreErrorCode = 'ERR_STORE_CORRUPT' | 'ERR_STORE_VERSION' | 'ERR_STORE_KEY' | 'ERR_STORE_IO'
 
 /** Base class of the library's runtime errors (option errors are `TypeError`s, see {@link InvalidOptionError}). */
 export class MqttBootstrapError extends Error {

@@ -39,8 +39,8 @@ export interface CacheEvent {
   action: 'hit' | 'miss' | 'write' | 'invalidate'
   /** The cache key (a hash of URL and data). */
   key: string
-  /** miss: absent, corrupt, version, io; invalidate: auth-rejected, requested. */
-  reason?: 'absent' | 'corrupt' | 'version' | 'io' | 'auth-rejected' | 'requested'
+  /** miss: absent, corrupt, version, key, io; invalidate: auth-rejected, requested. */
+  reason?: 'absent' | 'corrupt' | 'version' | 'key' | 'io' | 'auth-rejected' | 'requested'
   /** Why a cache read failed (miss with reason corrupt, version or io). */
   error?: CredentialStoreError
 }

@@ -1,47 +1,71 @@
 /**
  * Credentials in one JSON file, for devices that must boot while the provisioning server is down.
  *
- * Writes go through write-file-atomic (npm's own: temp file, fsync, chmod, rename), so a process killed mid-write
- * leaves the old file or the new one, never a torn one; the directory is fsynced after the rename so the rename
- * itself survives a power cut. The file is mode 0600 and versioned. A file that cannot be used is never a crash:
- * reads report it as a `CredentialStoreError` (a cache miss for the bootstrap); a corrupt or foreign file is moved
- * aside to `<path>.corrupt` before the next write, and a file from a newer version of this library is left as it is.
+ * - Atomic: writes go through write-file-atomic (npm's own: temp file, fsync, chmod, rename), and the directory is
+ *   fsynced after the rename, so a process killed or a power cut mid-write leaves the old file or the new one.
+ * - Private: mode 0600, directory 0700.
+ * - Checked: the entries carry a SHA-256 checksum; with `encryptionKey` they are sealed with AES-256-GCM instead,
+ *   whose tag also proves them intact. A wrong key is an error and a cache miss, never garbage credentials.
+ * - Shared safely: read-modify-write runs under a lock file (proper-lockfile), so two processes sharing the file
+ *   never lose each other's entries; a lock left by a killed process goes stale and is taken over.
+ * - Never a crash: an unusable file is a `CredentialStoreError` (the bootstrap counts it as a miss). A corrupt or
+ *   foreign file is moved aside to `<path>.corrupt` before the next write; a file from a newer version of this
+ *   library, or sealed with another key, is left as it is.
  */
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto'
 import { mkdir, open, readFile, rename } from 'node:fs/promises'
 import { dirname } from 'node:path'
+import { lock } from 'proper-lockfile'
 import writeFileAtomic from 'write-file-atomic'
 import { type DeviceConfig, parseDeviceConfig } from '../contract.js'
-import { CredentialStoreError } from '../errors.js'
+import { CredentialStoreError, type CredentialStoreErrorCode } from '../errors.js'
 import type { CredentialStore, StoredCredentials } from './credential-store.js'
 
 export const FILE_FORMAT = 'mqtt-bootstrap/credentials'
 export const FILE_VERSION = 1
 
+type Entries = Record<string, { savedAt: number; config: DeviceConfig }>
+
+/** The file: plain entries with their checksum, or the entries sealed with AES-256-GCM. */
 interface FileContent {
   format: typeof FILE_FORMAT
   version: number
-  entries: Record<string, { savedAt: number; config: DeviceConfig }>
+  checksum?: string
+  entries?: Entries
+  sealed?: { alg: 'aes-256-gcm'; iv: string; tag: string; data: string }
 }
 
 export interface FileCredentialStoreOptions {
   /** File mode. @default 0o600 */
   mode?: number
+  /** 32 bytes: seal the entries with AES-256-GCM. Keep the key out of the file's directory. @default none */
+  encryptionKey?: Buffer | Uint8Array
+  /** A lock older than this (ms) is considered left by a dead process and taken over. @default 10000 */
+  lockStaleMs?: number
 }
 
 type ReadResult =
   | { state: 'absent' }
-  | { state: 'ok'; content: FileContent }
+  | { state: 'ok'; entries: Entries }
   | { state: 'unusable'; error: CredentialStoreError }
 
 export class FileCredentialStore implements CredentialStore {
   readonly path: string
   readonly #mode: number
+  readonly #key: Buffer | undefined
+  readonly #lockStaleMs: number
   #queue: Promise<unknown> = Promise.resolve()
 
   constructor(path: string, options: FileCredentialStoreOptions = {}) {
     if (typeof path !== 'string' || path === '') throw new TypeError('Expected `path` to be a non-empty string')
+    const key = options.encryptionKey
+    if (key !== undefined && (!(key instanceof Uint8Array) || key.length !== 32)) {
+      throw new TypeError('Expected `encryptionKey` to be 32 bytes (AES-256)')
+    }
     this.path = path
     this.#mode = options.mode ?? 0o600
+    this.#key = key === undefined ? undefined : Buffer.from(key)
+    this.#lockStaleMs = options.lockStaleMs ?? 10_000
   }
 
   get(key: string): Promise<StoredCredentials | undefined> {
@@ -49,7 +73,7 @@ export class FileCredentialStore implements CredentialStore {
       const file = await this.#read()
       if (file.state === 'absent') return undefined
       if (file.state === 'unusable') throw file.error
-      const entry = file.content.entries[key]
+      const entry = file.entries[key]
       if (entry === undefined) return undefined
       const config = parseDeviceConfig(entry.config)
       if (!config.ok || typeof entry.savedAt !== 'number') {
@@ -60,19 +84,38 @@ export class FileCredentialStore implements CredentialStore {
   }
 
   set(key: string, value: StoredCredentials): Promise<void> {
-    return this.#serial(async () => {
-      const content = await this.#writable()
-      content.entries[key] = { savedAt: value.savedAt, config: value.config }
-      await this.#write(content)
+    return this.#mutate((entries) => {
+      entries[key] = { savedAt: value.savedAt, config: plain(value.config) }
+      return true
     })
   }
 
   delete(key: string): Promise<void> {
+    return this.#mutate((entries) => Object.hasOwn(entries, key) && delete entries[key])
+  }
+
+  /** Read, change and write the entries under the in-process queue and the cross-process lock. */
+  #mutate(change: (entries: Entries) => boolean): Promise<void> {
     return this.#serial(async () => {
-      const file = await this.#read()
-      if (file.state !== 'ok' || !Object.hasOwn(file.content.entries, key)) return
-      delete file.content.entries[key]
-      await this.#write(file.content)
+      const dir = dirname(this.path)
+      await mkdir(dir, { recursive: true, mode: 0o700 }).catch((cause: unknown) => {
+        throw new CredentialStoreError('ERR_STORE_IO', `cannot create the directory of ${this.path}`, { cause })
+      })
+      const release = await lock(this.path, {
+        realpath: false,
+        stale: this.#lockStaleMs,
+        retries: { retries: 100, minTimeout: 10, maxTimeout: 200, randomize: true },
+        // Default: throw from a timer (a crash). A lost lock only risks a lost update, which the next write repairs.
+        onCompromised: () => {},
+      }).catch((cause: unknown) => {
+        throw new CredentialStoreError('ERR_STORE_IO', `cannot lock the credential file: ${this.path}`, { cause })
+      })
+      try {
+        const entries = await this.#writable()
+        if (change(entries)) await this.#write(entries)
+      } finally {
+        await release().catch(() => undefined)
+      }
     })
   }
 
@@ -89,17 +132,15 @@ export class FileCredentialStore implements CredentialStore {
       text = await readFile(this.path, 'utf8')
     } catch (cause) {
       if ((cause as NodeJS.ErrnoException).code === 'ENOENT') return { state: 'absent' }
-      const error = new CredentialStoreError('ERR_STORE_IO', `cannot read credential file: ${this.path}`, { cause })
-      return { state: 'unusable', error }
+      return unusable('ERR_STORE_IO', `cannot read credential file: ${this.path}`, cause)
     }
-    let json: unknown
+    let content: Partial<FileContent> | null
     try {
-      json = JSON.parse(text)
+      content = JSON.parse(text) as Partial<FileContent> | null
     } catch {
       // No `cause`: V8's SyntaxError quotes the file's text, which holds secrets.
       return unusable('ERR_STORE_CORRUPT', `credential file is not JSON: ${this.path}`)
     }
-    const content = json as Partial<FileContent> | null
     if (typeof content !== 'object' || content === null || content.format !== FILE_FORMAT) {
       return unusable('ERR_STORE_CORRUPT', `not an mqtt-bootstrap credential file: ${this.path}`)
     }
@@ -107,22 +148,51 @@ export class FileCredentialStore implements CredentialStore {
       return unusable('ERR_STORE_CORRUPT', `credential file has no valid version: ${this.path}`)
     }
     if (content.version > FILE_VERSION) {
-      return unusable(
-        'ERR_STORE_VERSION',
-        `credential file has format version ${content.version}, newer than ${FILE_VERSION}: ${this.path}`,
-      )
+      const message = `credential file has format version ${content.version}, newer than ${FILE_VERSION}: ${this.path}`
+      return unusable('ERR_STORE_VERSION', message)
     }
-    if (typeof content.entries !== 'object' || content.entries === null || Array.isArray(content.entries)) {
+    if (content.sealed !== undefined) return this.#unseal(content.sealed)
+    if (this.#key !== undefined && content.entries === undefined) {
       return unusable('ERR_STORE_CORRUPT', `credential file has no entries: ${this.path}`)
     }
-    return { state: 'ok', content: content as FileContent }
+    const { entries, checksum } = content
+    if (typeof entries !== 'object' || entries === null || Array.isArray(entries)) {
+      return unusable('ERR_STORE_CORRUPT', `credential file has no entries: ${this.path}`)
+    }
+    if (checksum !== digest(entries)) {
+      return unusable('ERR_STORE_CORRUPT', `credential file fails its integrity check: ${this.path}`)
+    }
+    // A plain file read with a key configured is accepted; the next write seals it.
+    return { state: 'ok', entries }
   }
 
-  /** The content to add to: the file's, or a fresh one after moving an unusable file aside. */
-  async #writable(): Promise<FileContent> {
+  #unseal(sealed: NonNullable<FileContent['sealed']>): ReadResult {
+    if (this.#key === undefined) {
+      return unusable('ERR_STORE_KEY', `credential file is encrypted and no encryptionKey was given: ${this.path}`)
+    }
+    let entries: unknown
+    try {
+      const decipher = createDecipheriv('aes-256-gcm', this.#key, Buffer.from(sealed.iv, 'base64'))
+      decipher.setAAD(Buffer.from(`${FILE_FORMAT}/${FILE_VERSION}`))
+      decipher.setAuthTag(Buffer.from(sealed.tag, 'base64'))
+      const plaintext = Buffer.concat([decipher.update(Buffer.from(sealed.data, 'base64')), decipher.final()])
+      entries = JSON.parse(plaintext.toString('utf8'))
+    } catch {
+      // GCM cannot tell a wrong key from altered data: both fail the tag.
+      return unusable('ERR_STORE_KEY', `cannot decrypt the credential file (wrong key, or altered): ${this.path}`)
+    }
+    if (typeof entries !== 'object' || entries === null || Array.isArray(entries)) {
+      return unusable('ERR_STORE_CORRUPT', `credential file has no entries: ${this.path}`)
+    }
+    return { state: 'ok', entries: entries as Entries }
+  }
+
+  /** The entries to change: the file's, or none after moving an unusable file aside. */
+  async #writable(): Promise<Entries> {
     const file = await this.#read()
-    if (file.state === 'ok') return file.content
+    if (file.state === 'ok') return file.entries
     if (file.state === 'unusable') {
+      // Newer versions and other keys hold data someone may need: never overwrite them.
       if (file.error.code !== 'ERR_STORE_CORRUPT') throw file.error
       await rename(this.path, `${this.path}.corrupt`).catch((cause: unknown) => {
         throw new CredentialStoreError('ERR_STORE_IO', `cannot move corrupt credential file aside: ${this.path}`, {
@@ -130,23 +200,48 @@ export class FileCredentialStore implements CredentialStore {
         })
       })
     }
-    return { format: FILE_FORMAT, version: FILE_VERSION, entries: Object.create(null) }
+    return {}
   }
 
-  async #write(content: FileContent): Promise<void> {
-    const dir = dirname(this.path)
+  async #write(entries: Entries): Promise<void> {
+    const content: FileContent = { format: FILE_FORMAT, version: FILE_VERSION }
+    if (this.#key === undefined) {
+      content.checksum = digest(entries)
+      content.entries = entries
+    } else {
+      const iv = randomBytes(12)
+      const cipher = createCipheriv('aes-256-gcm', this.#key, iv)
+      cipher.setAAD(Buffer.from(`${FILE_FORMAT}/${FILE_VERSION}`))
+      const data = Buffer.concat([cipher.update(JSON.stringify(entries), 'utf8'), cipher.final()])
+      const tag = cipher.getAuthTag()
+      content.sealed = {
+        alg: 'aes-256-gcm',
+        iv: iv.toString('base64'),
+        tag: tag.toString('base64'),
+        data: data.toString('base64'),
+      }
+    }
     try {
-      await mkdir(dir, { recursive: true, mode: 0o700 })
       await writeFileAtomic(this.path, `${JSON.stringify(content, null, 2)}\n`, { mode: this.#mode, fsync: true })
-      await fsyncDirectory(dir)
+      await fsyncDirectory(dirname(this.path))
     } catch (cause) {
       throw new CredentialStoreError('ERR_STORE_IO', `cannot write credential file: ${this.path}`, { cause })
     }
   }
 }
 
-function unusable(code: 'ERR_STORE_CORRUPT' | 'ERR_STORE_VERSION', message: string): ReadResult {
-  return { state: 'unusable', error: new CredentialStoreError(code, message) }
+/** SHA-256 of the entries as JSON: the integrity check of a plain file. */
+function digest(entries: object): string {
+  return `sha256:${createHash('sha256').update(JSON.stringify(entries)).digest('hex')}`
+}
+
+/** The configuration without the inspect hook (it is data to store, not an object to print). */
+function plain({ device, connect }: DeviceConfig): DeviceConfig {
+  return { device: { ...device }, connect: { ...connect } }
+}
+
+function unusable(code: CredentialStoreErrorCode, message: string, cause?: unknown): ReadResult {
+  return { state: 'unusable', error: new CredentialStoreError(code, message, { cause }) }
 }
 
 /** Make a rename durable. Some platforms cannot open a directory for fsync; the rename is still atomic there. */
