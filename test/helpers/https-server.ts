@@ -28,6 +28,7 @@ export async function startHttpsServer(
   tls: TlsFixture,
   handler: Handler,
   options: https.ServerOptions = {},
+  port = 0,
 ): Promise<TestServer> {
   const requests: RecordedRequest[] = []
   let current = handler
@@ -48,12 +49,12 @@ export async function startHttpsServer(
       })
     })
   })
-  server.listen(0, '127.0.0.1')
+  server.listen(port, '127.0.0.1')
   await once(server, 'listening')
-  const { port } = server.address() as AddressInfo
+  const address = server.address() as AddressInfo
   return {
-    url: `https://127.0.0.1:${port}/provision`,
-    port,
+    url: `https://127.0.0.1:${address.port}/provision`,
+    port: address.port,
     requests,
     handle: (next) => {
       current = next

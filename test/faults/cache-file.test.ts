@@ -1,0 +1,116 @@
+/** Faults of the credential file: each case ends connected, and no credential is lost or written half. */
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterEach, beforeEach, describe, expect, test } from 'vitest'
+import { credentialKey, FileCredentialStore } from '../../src/index.js'
+import { FILE_FORMAT } from '../../src/store/file-store.js'
+import { payloads } from '../helpers/env.js'
+import { DEVICE } from '../helpers/https-server.js'
+import { useFaultEnv } from './fault-env.js'
+
+const fault = useFaultEnv()
+let dir: string
+let path: string
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'mqtt-bootstrap-faults-'))
+  path = join(dir, 'credentials.json')
+})
+afterEach(() => rm(dir, { recursive: true, force: true }))
+
+/** A good cache file for this environment. */
+async function goodFile(): Promise<string> {
+  fault.env.track(await fault.boot({ cache: new FileCredentialStore(path) }).boot.connect())
+  fault.env.server.requests.length = 0
+  return readFile(path, 'utf8')
+}
+
+/** Boot with the file; expect connected, a miss for `reason`, and a usable file afterwards (healed). */
+async function bootsDespite(reason: string) {
+  const { boot, events } = fault.boot({ cache: new FileCredentialStore(path) })
+  const client = fault.env.track(await boot.connect())
+  expect(client.connected).toBe(true)
+  expect(payloads(events, 'cache')[0]).toMatchObject({ action: 'miss', reason })
+  expect(fault.env.server.requests).toHaveLength(1)
+  return events
+}
+
+async function cachedSecret(): Promise<string | undefined> {
+  const { url, data } = fault.env.options()
+  return (await new FileCredentialStore(path).get(credentialKey(url, data)))?.config.device.deviceSecret
+}
+
+describe('the credential file', () => {
+  test('truncated: a miss, provisioned again, the file healed', async () => {
+    const good = await goodFile()
+    await writeFile(path, good.slice(0, good.length / 2))
+    await bootsDespite('corrupt')
+    expect(await cachedSecret()).toBe(DEVICE.deviceSecret)
+    expect(await readFile(`${path}.corrupt`, 'utf8')).toBe(good.slice(0, good.length / 2))
+  })
+
+  test('filled with garbage: a miss, provisioned again, the file healed', async () => {
+    await writeFile(path, Buffer.from([0, 255, 1, 254, 0x7b, 0x22]))
+    await bootsDespite('corrupt')
+    expect(await cachedSecret()).toBe(DEVICE.deviceSecret)
+  })
+
+  test('unreadable: a miss, the device connects, the path is left alone', async () => {
+    if (process.getuid?.() === 0) {
+      await mkdir(path) // root reads any file whatever its mode: make the path unreadable as a file instead
+    } else {
+      await writeFile(path, await goodFile())
+      await chmod(path, 0o000)
+    }
+    const events = await bootsDespite('io')
+    expect(payloads(events, 'error')).toMatchObject([{ fatal: false, error: { code: 'ERR_STORE_IO' } }])
+    expect(await stat(path)).toBeDefined()
+  })
+
+  test('written by a newer format version: a miss, the device connects, the file kept as it is', async () => {
+    const newer = JSON.stringify({ format: FILE_FORMAT, version: 2, entries: {}, future: true })
+    await writeFile(path, newer)
+    const events = await bootsDespite('version')
+    expect(payloads(events, 'error')).toMatchObject([{ fatal: false, error: { code: 'ERR_STORE_VERSION' } }])
+    expect(await readFile(path, 'utf8')).toBe(newer)
+  })
+
+  test('process killed during the cache write: the file is the old one or none, and the next boot connects', async () => {
+    const old = await goodFile()
+    await writeFile(path, old)
+    // A device with other data boots in a child process, which is killed halfway through writing its credentials.
+    await writeFile(join(dir, 'ca.pem'), fault.env.tls.ca)
+    const child = spawn(
+      process.execPath,
+      ['--require', './test/fixtures/pause-mid-write.cjs', '--import', 'tsx', 'test/fixtures/device-boot.ts'],
+      {
+        env: {
+          ...process.env,
+          PAUSE_AT_WRITE: '1',
+          PROVISION_URL: fault.env.server.url.replace('/provision', '/other'),
+          CA_FILE: join(dir, 'ca.pem'),
+          CREDENTIALS: path,
+        },
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    )
+    let output = ''
+    child.stdout.on('data', (chunk: Buffer) => {
+      output += chunk.toString()
+      if (output.includes('mid-write')) child.kill('SIGKILL')
+    })
+    const killer = setTimeout(() => child.kill('SIGKILL'), 20_000)
+    await once(child, 'close')
+    clearTimeout(killer)
+    expect(output).toContain('mid-write')
+    expect(output).not.toContain('connected')
+    expect(await readFile(path, 'utf8')).toBe(old) // the old file, whole
+
+    // The next boot (the original device) still finds its credentials and connects without a request.
+    const { boot } = fault.boot({ cache: new FileCredentialStore(path) })
+    fault.env.track(await boot.connect())
+    expect(fault.env.server.requests.filter((r) => r.path === '/provision')).toHaveLength(0)
+  }, 30_000)
+})

@@ -1,0 +1,66 @@
+/**
+ * Everything a scenario exposes (log lines, event payloads, errors with stacks and causes, inspected objects), to
+ * search for secrets afterwards.
+ */
+import { inspect } from 'node:util'
+import type { Logger, MqttBootstrap } from '../../src/index.js'
+
+const deep = (value: unknown) => inspect(value, { depth: Number.POSITIVE_INFINITY, getters: true })
+const jsonSafe = (_key: string, value: unknown) =>
+  value instanceof Error ? { message: value.message, stack: value.stack, cause: value.cause } : value
+
+export class Exposure {
+  readonly #texts: string[] = []
+
+  /** A pino-shaped logger that records every line. */
+  logger(): Logger {
+    const line = (level: string) => (fields: object, message?: string) => {
+      this.#texts.push(`${level} ${message} ${deep(fields)}`)
+    }
+    return { debug: line('debug'), info: line('info'), warn: line('warn'), error: line('error') }
+  }
+
+  /** Record every event of `bootstrap`, as inspect and JSON. */
+  watch(bootstrap: MqttBootstrap): MqttBootstrap {
+    const names = [
+      'provisioning',
+      'retry',
+      'provisioned',
+      'cache',
+      'connecting',
+      'connected',
+      'auth-rejected',
+      'error',
+    ] as const
+    for (const name of names) {
+      bootstrap.on(name, (payload: unknown) => {
+        this.#texts.push(`${name} ${deep(payload)} ${JSON.stringify(payload, jsonSafe)}`)
+      })
+    }
+    return bootstrap
+  }
+
+  /** Record values: inspected, and for errors their messages and stacks down the cause chain. */
+  add(...values: unknown[]): void {
+    for (const value of values) {
+      this.#texts.push(deep(value))
+      for (let e = value; e instanceof Error; e = e.cause) this.#texts.push(`${e.message}\n${e.stack}`)
+    }
+  }
+
+  get text(): string {
+    return this.#texts.join('\n')
+  }
+
+  /** The secrets (and their first 10 characters) that appear anywhere. */
+  leaks(secrets: Iterable<string>): string[] {
+    const text = this.text
+    return [...secrets].filter(
+      (secret) => secret.length > 0 && (text.includes(secret) || text.includes(secret.slice(0, 10))),
+    )
+  }
+
+  clear(): void {
+    this.#texts.length = 0
+  }
+}
