@@ -9,7 +9,13 @@ import { boot, type RecordedEvent, startEnv, type TestEnv } from '../helpers/env
 import { Exposure } from '../helpers/exposure.js'
 import { DEVICE } from '../helpers/https-server.js'
 
-export const ROTATED = Object.freeze({ ...DEVICE, deviceSecret: 'rotated-secret-3333333333' })
+/** Every answer of the fault suite carries a productSecret too, so that its absence from logs is checked as well. */
+export const PRODUCT_SECRET = 'PS-fault-suite-product-secret'
+export const ROTATED = Object.freeze({
+  ...DEVICE,
+  deviceSecret: 'rotated-secret-3333333333',
+  productSecret: PRODUCT_SECRET,
+})
 export const KEY = `${DEVICE.productKey}.${DEVICE.deviceName}`
 
 export interface FaultEnv {
@@ -38,14 +44,18 @@ export function useFaultEnv(): FaultEnv {
     boot: (overrides = {}, seams = {}) => {
       const watched = boot(fault.env.options({ logger: exposure.logger(), ...overrides }), seams)
       exposure.watch(watched.boot)
+      bootstraps.push(watched.boot)
       return watched
     },
   }
+  const bootstraps: MqttBootstrap[] = []
   beforeAll(async () => {
-    env = await startEnv()
+    env = await startEnv({ device: { ...DEVICE, productSecret: PRODUCT_SECRET } })
   })
   afterEach(async () => {
-    const all = new Set([DEVICE.deviceSecret, ROTATED.deviceSecret, ...secrets])
+    // The library objects of the case, inspected, join what it exposed.
+    exposure.add(...bootstraps.splice(0), ...fault.env.clients)
+    const all = new Set([DEVICE.deviceSecret, ROTATED.deviceSecret, PRODUCT_SECRET, ...secrets])
     for (const connect of fault.env.broker.connects) if (connect.password) all.add(connect.password)
     const leaks = exposure.leaks(all)
     exposure.clear()

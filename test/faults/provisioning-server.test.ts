@@ -19,7 +19,7 @@ function firstThen(failure: (res: ServerResponse) => void): void {
     if (first) {
       first = false
       failure(res)
-    } else json(res, 200, configAnswer({ host: fault.env.broker.host }))
+    } else json(res, 200, configAnswer({ host: fault.env.broker.host }, fault.env.device))
   })
 }
 
@@ -48,7 +48,7 @@ describe('the provisioning server', () => {
       if (clock.sleeps.length === 2) {
         late = await startHttpsServer(
           fault.env.tls,
-          (_req, res) => json(res, 200, configAnswer({ host: fault.env.broker.host })),
+          (_req, res) => json(res, 200, configAnswer({ host: fault.env.broker.host }, fault.env.device)),
           {},
           port,
         )
@@ -77,7 +77,7 @@ describe('the provisioning server', () => {
   test('answers one byte per second: the attempt times out and is retried', async () => {
     firstThen((res) => {
       res.writeHead(200, { 'content-type': 'application/json' })
-      const body = JSON.stringify(configAnswer({ host: fault.env.broker.host }))
+      const body = JSON.stringify(configAnswer({ host: fault.env.broker.host }, fault.env.device))
       let i = 0
       const timer = setInterval(() => {
         if (i < body.length && !res.destroyed) res.write(body[i++])
@@ -162,7 +162,7 @@ describe('the provisioning server', () => {
 
   test('a certificate for another host name: fails closed, never retried, never retried insecurely', async () => {
     const wrong = await startHttpsServer({ ...fault.env.tls, ...fault.env.tls.wrongHost }, (_req, res) =>
-      json(res, 200, configAnswer({ host: fault.env.broker.host })),
+      json(res, 200, configAnswer({ host: fault.env.broker.host }, fault.env.device)),
     )
     try {
       const clock = new FakeClock()

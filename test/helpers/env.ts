@@ -25,21 +25,28 @@ export interface TestEnv {
     connect?: { qos?: number; cleanSession?: number | boolean; host?: string },
     device?: Record<string, unknown>,
   ): void
+  /** What the server answers by default (`answerValid()` without a device). */
+  device: Record<string, unknown>
   /** Clients opened by a test, ended by `cleanup()`. */
   track(client: MqttClient): MqttClient
+  /** The clients tracked and not yet ended. */
+  readonly clients: readonly MqttClient[]
   cleanup(): Promise<void>
   close(): Promise<void>
 }
 
-export async function startEnv(): Promise<TestEnv> {
+export async function startEnv(options: { device?: Record<string, unknown> } = {}): Promise<TestEnv> {
+  const device = options.device ?? DEVICE
   const tls = await tlsFixture()
   const broker = await startBroker({ secrets: { [`${DEVICE.productKey}.${DEVICE.deviceName}`]: DEVICE.deviceSecret } })
-  const server = await startHttpsServer(tls, (_req, res) => json(res, 200, configAnswer({ host: broker.host })))
+  const server = await startHttpsServer(tls, (_req, res) => json(res, 200, configAnswer({ host: broker.host }, device)))
   const clients: MqttClient[] = []
   const env: TestEnv = {
     tls,
     broker,
     server,
+    device,
+    clients,
     options: (overrides = {}) => ({
       url: server.url,
       data: { imei: '860000000000001' },
@@ -48,8 +55,8 @@ export async function startEnv(): Promise<TestEnv> {
       retry: { retries: 3, minTimeout: 1000, factor: 2 },
       ...overrides,
     }),
-    answerValid: (connect = {}, device = DEVICE) =>
-      server.handle((_req, res) => json(res, 200, configAnswer({ host: broker.host, ...connect }, device))),
+    answerValid: (connect = {}, answered = device) =>
+      server.handle((_req, res) => json(res, 200, configAnswer({ host: broker.host, ...connect }, answered))),
     track: (client) => {
       clients.push(client)
       return client
