@@ -88,13 +88,13 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
 
   /** The device's configuration: the cached one, else one from the server (retried). Concurrent calls share one. */
   provision(call: CallOptions = {}): Promise<DeviceConfig> {
-    return this.#run(call, async (signal) => withRedaction((await this.#provisioned(signal)).config))
+    return this.#run(call, async (signal) => withRedaction((await this.#provisionedAndCached(signal)).config))
   }
 
   /** Signed options for apps that call `mqtt.connect()` themselves: `mqtt.connect(opts.url, opts)`. */
   connectOptions(call: CallOptions = {}): Promise<ConnectOptions> {
     return this.#run(call, async (signal) => {
-      const { config } = await this.#provisioned(signal)
+      const { config } = await this.#provisionedAndCached(signal)
       const { url, options } = this.#clientOptions(config)
       const reconnectPeriod = this.#options.mqtt.reconnectPeriod ?? DEFAULTS.reconnectPeriod
       return redactOnInspect({ url, ...options, reconnectPeriod }, SECRET_OPTION_KEYS)
@@ -111,8 +111,9 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
       const signal = anySignal(this.#options.signal, callSignal)
       let provisioned = await this.#provisioned(callSignal)
       for (let round = 1; ; round++) {
+        let client: MqttClient
         try {
-          return await this.#open(provisioned, signal)
+          client = await this.#open(provisioned, signal)
         } catch (error) {
           if (!(error instanceof BrokerError && error.code === 'ERR_BROKER_AUTH_REJECTED')) throw error
           const reprovision = provisioned.source === 'cache' && round === 1
@@ -127,7 +128,12 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
             (flight) => this.#replace(rejected, anySignal(flight, this.#options.signal)),
             callSignal,
           )
+          continue
         }
+        // Accepted by the broker: now they are the last good credentials. The device is connected whatever happens
+        // to this write, so an abort or the deadline stops the wait for it, not the write.
+        if (provisioned.source === 'server') await untilSettledOrAborted(this.#persist(provisioned.config), signal)
+        return client
       }
     })
   }
@@ -218,15 +224,29 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
         { resultCode: ResultCode.SUCCESS, transient: false },
       )
     }
+    this.#announce(config, 'server')
+    return { config, source: 'server' }
+  }
+
+  /**
+   * Cache credentials from the server. connect() calls it once the broker has accepted them (the last good
+   * credentials stay cached until then); provision() and connectOptions(), which cannot know, call it at once.
+   * Never rejects: a cache that cannot be written is a non-fatal error event, the device works on without it.
+   */
+  async #persist(config: DeviceConfig): Promise<void> {
     try {
       await this.#store.set(this.#key, { config, savedAt: this.#clock.now() })
       this.emit('cache', { action: 'write', key: this.#key })
     } catch (cause) {
-      // The device can still connect with what it holds; the next boot provisions again.
       this.#warn(storeError(cause, 'cannot write the credential cache'))
     }
-    this.#announce(config, 'server')
-    return { config, source: 'server' }
+  }
+
+  /** #provisioned(), and credentials from the server cached at once (for callers that do not connect). */
+  async #provisionedAndCached(signal: AbortSignal | undefined): Promise<Provisioned> {
+    const provisioned = await this.#provisioned(signal)
+    if (provisioned.source === 'server') await this.#persist(provisioned.config)
+    return provisioned
   }
 
   /** Connect with `config`, retrying transient broker failures; auth rejections and permanent errors end it. */
@@ -289,16 +309,14 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
 
   #sessionHooks(): SessionHooks {
     return {
-      sign: (config) => {
-        const url = this.#brokerUrl(config)
-        return { url, credentials: this.#sign(config, url) }
-      },
+      url: (config) => this.#brokerUrl(config),
+      sign: (config) => this.#sign(config, this.#brokerUrl(config)),
       replace: (rejected, signal) => this.#fresh.run((flight) => this.#replace(rejected, anySignal(flight, signal))),
+      persist: (config) => this.#persist(config),
       emit: this.emit.bind(this),
       clock: this.#clock,
       logger: this.#logger,
       servername: this.#options.mqtt.servername,
-      signal: this.#options.signal,
     }
   }
 
@@ -330,6 +348,7 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
       return { config: current, source: 'cache' }
     }
     this.emit('cache', { action: 'invalidate', key: this.#key, reason: 'auth-rejected' })
+    await this.#startupJitter(signal)
     return this.#fetch(signal)
   }
 
@@ -394,6 +413,18 @@ function sameCredentials(a: DeviceConfig, b: DeviceConfig): boolean {
     a.device.deviceSecret === b.device.deviceSecret &&
     a.connect.host === b.connect.host
   )
+}
+
+/** Wait for `work`, or until `signal` fires, whichever comes first. */
+async function untilSettledOrAborted(work: Promise<void>, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return
+  let onAbort = () => {}
+  const aborted = new Promise<void>((resolve) => {
+    onAbort = resolve
+    signal.addEventListener('abort', onAbort, { once: true })
+  })
+  await Promise.race([work, aborted])
+  signal.removeEventListener('abort', onAbort)
 }
 
 function anySignal(...signals: Array<AbortSignal | undefined>): AbortSignal {

@@ -8,19 +8,22 @@
  * wait gets its own jittered delay; a plain mqtt.js client waits a fixed period, in lockstep with the whole fleet
  * (mqtt.js issue 561).
  *
- * A reconnect refused with 4/5/134/135 (credentials revoked) makes mqtt.js stop. We then provision afresh, point the
- * same client at the new host and credentials, and reconnect it with its stores, so the app's listeners, subscriptions
- * and queued messages survive. Fresh credentials refused too: a fatal `error` event and the client is ended, never a
- * loop. A re-provisioning that fails keeps the old credentials (in the cache too) and tries them again after a wait.
+ * A refused CONNACK makes mqtt.js stop reconnecting, so the session decides, once the refused connection has closed:
+ * - 4/5/134/135 (credentials revoked): provision afresh, point the same client at the new host and credentials, and
+ *   reconnect it with its stores, so the app's listeners, subscriptions and queued messages survive. Fresh
+ *   credentials refused too, or a provisioning refusal: a fatal `error` event and the client is ended. A
+ *   re-provisioning that fails for a transient reason keeps the old credentials and tries them again after a wait.
+ * - 3/136/137/151/159 (unavailable, busy, quota, rate): reconnect after the next jittered wait.
+ * - any other code: a fatal `error` event, the client is ended. Never a loop.
  */
 import type { EventEmitter } from 'eventemitter3'
-import type { MqttClient, MqttProtocol } from 'mqtt'
+import type { IClientOptions, MqttClient, MqttProtocol } from 'mqtt'
 import type { MqttCredentials } from './auth/strategy.js'
 import { type BrokerProtocol, STANDARD_PORTS } from './broker-url.js'
 import type { Clock } from './clock.js'
-import { AUTH_REJECTED_CODES } from './connector.js'
+import { AUTH_REJECTED_CODES, brokerFailure } from './connector.js'
 import type { DeviceConfig } from './contract.js'
-import { BrokerError } from './errors.js'
+import { AbortError, BrokerError, isTransient } from './errors.js'
 import type { BootstrapEvents, CredentialSource } from './events.js'
 import type { Logger } from './logger.js'
 import { redactUrl } from './redact.js'
@@ -59,18 +62,23 @@ export interface Provisioned {
 
 /** What the session needs from its bootstrap. */
 export interface SessionHooks {
-  /** The broker URL and freshly signed CONNECT fields for `config`. */
-  sign(config: DeviceConfig): { url: string; credentials: MqttCredentials }
+  /** The broker URL for `config`. */
+  url(config: DeviceConfig): string
+  /** Freshly signed CONNECT fields for `config` (may throw: a custom strategy's trouble). */
+  sign(config: DeviceConfig): MqttCredentials
   /** Credentials to use after `rejected` was refused: newer cached ones, else the server's (retried). */
   replace(rejected: DeviceConfig, signal: AbortSignal): Promise<Provisioned>
+  /** Cache credentials that have just been accepted by the broker. Never rejects. */
+  persist(config: DeviceConfig): Promise<void>
   emit: EventEmitter<BootstrapEvents>['emit']
   clock: Clock
   logger: Logger
-  /** The caller's mqtt.js options (a servername given there is kept when the host changes). */
+  /** The caller's mqtt.js servername, kept when the host changes. */
   servername: string | undefined
-  /** The bootstrap's own signal: stops re-provisioning. */
-  signal: AbortSignal | undefined
 }
+
+/** What a refused CONNACK asks for, decided on 'error' and done on 'close' (when the refused socket is gone). */
+type Refusal = { kind: 'retry' } | { kind: 'revoked'; returnCode: number } | { kind: 'fatal'; error: BrokerError }
 
 /** Watch `client` from its first CONNACK until it is ended. */
 export function superviseSession(
@@ -82,14 +90,19 @@ export function superviseSession(
   let current = first
   let attempt = 0 // reconnect attempts since the last stable connection
   let fresh = false // credentials provisioned after a refusal, not yet accepted by the broker
-  let revoked = false // a refusal is being handled: mqtt.js has stopped, we decide what comes next
+  let refusal: Refusal | undefined
   let stopped = false
   let stableTimer: NodeJS.Timeout | undefined
   let retryTimer: NodeJS.Timeout | undefined
+  // Ends re-provisioning when the app ends the client. (The bootstrap's `signal` is the boot's: an app may well pass
+  // AbortSignal.timeout() there, and the session must outlive it.)
   const controller = new AbortController()
-  const signal = hooks.signal === undefined ? controller.signal : AbortSignal.any([controller.signal, hooks.signal])
   const delay = (n: number) => reconnectDelay(policy, n, () => hooks.clock.random())
-  const stores = () => ({ incomingStore: client.incomingStore, outgoingStore: client.outgoingStore })
+  // The caller's own stores (mqtt.js options), restored after a reconnect that had to pin the current ones.
+  const callerStores: Pick<IClientOptions, 'incomingStore' | 'outgoingStore'> = {
+    incomingStore: client.options.incomingStore,
+    outgoingStore: client.options.outgoingStore,
+  }
 
   const markStableLater = () => {
     clearTimeout(stableTimer)
@@ -100,69 +113,111 @@ export function superviseSession(
     stableTimer.unref()
   }
 
+  /** Reconnect now, keeping the message stores (mqtt.js's reconnect() makes new, empty ones otherwise). */
+  const reconnectNow = () => {
+    if (stopped) return
+    client.reconnect({ incomingStore: client.incomingStore, outgoingStore: client.outgoingStore })
+  }
+
+  const reconnectLater = (delayMs: number, error: Error) => {
+    hooks.emit('retry', { phase: 'reconnect', attempt, delayMs, code: codeOf(error), error })
+    clearTimeout(retryTimer)
+    retryTimer = setTimeout(reconnectNow, delayMs)
+  }
+
+  const giveUp = (error: Error) => {
+    stop()
+    hooks.logger.error({ code: codeOf(error) }, 'session ended')
+    hooks.emit('error', { error, fatal: true })
+    client.end(true)
+  }
+
   const onReconnect = () => {
     attempt++
     client.options.reconnectPeriod = delay(attempt + 1)
-    const { url, credentials } = hooks.sign(current.config)
-    client.options.clientId = credentials.clientId
-    client.options.username = credentials.username
-    client.options.password = credentials.password
-    hooks.emit('connecting', { url: redactUrl(url), clientId: credentials.clientId, source: current.source, attempt })
+    const url = hooks.url(current.config)
+    try {
+      const credentials = hooks.sign(current.config)
+      client.options.clientId = credentials.clientId
+      client.options.username = credentials.username
+      client.options.password = credentials.password
+    } catch (error) {
+      // mqtt.js connects right after this event: it goes with the previous fields, and we say why.
+      hooks.emit('error', { error: error as Error, fatal: false })
+    }
+    const clientId = client.options.clientId ?? ''
+    hooks.emit('connecting', { url: redactUrl(url), clientId, source: current.source, attempt })
   }
 
   const onConnect = () => {
+    Object.assign(client.options, callerStores)
+    if (fresh) void hooks.persist(current.config) // new credentials have proven themselves: now they are kept
     fresh = false
     markStableLater()
-    const { url } = hooks.sign(current.config)
-    hooks.emit('connected', { url: redactUrl(url), clientId: client.options.clientId ?? '', source: current.source })
-    hooks.logger.info({ url: redactUrl(url), attempt }, 'reconnected')
+    const url = redactUrl(hooks.url(current.config))
+    hooks.emit('connected', { url, clientId: client.options.clientId ?? '', source: current.source })
+    hooks.logger.info({ url, attempt }, 'reconnected')
+  }
+
+  const onError = (error: Error & { code?: unknown }) => {
+    if (stopped || typeof error.code !== 'number') return
+    const failure = brokerFailure(error)
+    if (AUTH_REJECTED_CODES.has(error.code)) refusal = { kind: 'revoked', returnCode: error.code }
+    else refusal = failure.transient ? { kind: 'retry' } : { kind: 'fatal', error: failure }
   }
 
   const onClose = () => {
     clearTimeout(stableTimer)
-    if (stopped || revoked || client.disconnecting) return
-    const delayMs = client.options.reconnectPeriod ?? 0
-    const error = new BrokerError('ERR_BROKER_CONNECT', 'connection to the broker lost', { transient: true })
-    hooks.emit('retry', { phase: 'reconnect', attempt, delayMs, code: error.code, error })
+    const decided = refusal
+    refusal = undefined
+    if (stopped || client.disconnecting) return
+    const lost = new BrokerError('ERR_BROKER_CONNECT', 'connection to the broker lost', { transient: true })
+    if (decided === undefined) {
+      // mqtt.js has armed its own timer with reconnectPeriod: say so.
+      hooks.emit('retry', {
+        phase: 'reconnect',
+        attempt,
+        delayMs: client.options.reconnectPeriod ?? 0,
+        code: lost.code,
+        error: lost,
+      })
+    } else if (decided.kind === 'retry') {
+      reconnectLater(client.options.reconnectPeriod ?? delay(attempt + 1), lost)
+    } else if (decided.kind === 'fatal') {
+      giveUp(decided.error)
+    } else {
+      revoked(decided.returnCode)
+    }
   }
 
-  const onError = (error: Error & { code?: unknown }) => {
-    if (stopped || typeof error.code !== 'number' || !AUTH_REJECTED_CODES.has(error.code)) return
-    const returnCode = error.code
-    revoked = true
+  const revoked = (returnCode: number) => {
     hooks.emit('auth-rejected', { returnCode, source: current.source, reprovision: !fresh })
     hooks.logger.warn({ returnCode, source: current.source, reprovision: !fresh }, 'credentials rejected on reconnect')
     if (fresh) {
-      const refused = new BrokerError(
-        'ERR_BROKER_AUTH_REJECTED',
-        `broker rejected fresh credentials (CONNACK ${returnCode})`,
-        {
-          transient: false,
-          returnCode,
-          cause: error,
-        },
-      )
-      stop()
-      hooks.emit('error', { error: refused, fatal: true })
-      client.end(true)
+      const message = `broker rejected fresh credentials (CONNACK ${returnCode})`
+      giveUp(new BrokerError('ERR_BROKER_AUTH_REJECTED', message, { transient: false, returnCode }))
       return
     }
-    hooks.replace(current.config, signal).then(
+    hooks.replace(current.config, controller.signal).then(
       (next) => {
         if (stopped) return
         current = next
         fresh = true
-        revoked = false
-        retarget(client, hooks.sign(next.config).url, hooks.servername)
-        client.reconnect(stores())
+        retarget(client, hooks.url(next.config), hooks.servername)
+        reconnectNow()
       },
       (failure: unknown) => {
         if (stopped) return
-        // Keep what we have (the refusal may pass) and try it again after a wait.
-        revoked = false
-        hooks.emit('error', { error: failure as Error, fatal: false })
-        const wait = delay(++attempt)
-        retryTimer = setTimeout(() => client.reconnect(stores()), wait)
+        const error = failure instanceof Error ? failure : new Error(String(failure))
+        // A refusal, an answer we cannot use, or an abort will not change by trying again.
+        if (error instanceof AbortError || !isTransient(error)) {
+          giveUp(error)
+          return
+        }
+        // The server is unreachable for now: keep what we have (the refusal may pass) and try it again later.
+        hooks.emit('error', { error, fatal: false })
+        attempt++
+        reconnectLater(delay(attempt), error)
       },
     )
   }
@@ -172,6 +227,7 @@ export function superviseSession(
     clearTimeout(stableTimer)
     clearTimeout(retryTimer)
     controller.abort()
+    Object.assign(client.options, callerStores)
     client.off('reconnect', onReconnect)
     client.off('connect', onConnect)
     client.off('close', onClose)
@@ -186,6 +242,11 @@ export function superviseSession(
   client.on('close', onClose)
   client.on('error', onError)
   client.on('end', stop)
+}
+
+function codeOf(error: Error): string {
+  const code = (error as { code?: unknown }).code
+  return typeof code === 'string' ? code : error.name
 }
 
 /** Point mqtt.js at another broker: it reads these fields when it builds the next stream. */

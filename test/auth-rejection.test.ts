@@ -50,10 +50,10 @@ test('cached credentials the broker rejects are invalidated, provisioned afresh 
     'auth-rejected',
     'cache:invalidate',
     'provisioning',
-    'cache:write',
     'provisioned:server',
     'connecting',
     'connected',
+    'cache:write',
   ])
   expect(events.find(([name]) => name === 'auth-rejected')?.[1]).toEqual({
     returnCode: 4,
@@ -78,9 +78,9 @@ test('a second rejection, with fresh credentials, is a typed error and no loop',
     { returnCode: 4, source: 'cache', reprovision: true },
     { returnCode: 4, source: 'server', reprovision: false },
   ])
-  // The server's latest answer stays cached: the next boot tries it, and re-provisions if it is still refused.
+  // Fresh credentials the broker refused are never cached; the entry is left as it was for the next boot.
   const { url, data } = env.options()
-  expect((await cache.get(credentialKey(url, data)))?.savedAt).toBeGreaterThan(0)
+  expect((await cache.get(credentialKey(url, data)))?.savedAt).toBe(0)
 })
 
 test('a re-provisioning that fails keeps the cached credentials (nothing is deleted before replacement)', async () => {

@@ -32,13 +32,14 @@ describe('connectProvisioned', () => {
     expect(client).toBeInstanceOf(mqtt.MqttClient)
     expect(client.connected).toBe(true)
     expect(env.server.requests).toHaveLength(1)
+    // The credentials are cached once the broker has accepted them.
     expect(eventTrail(events)).toEqual([
       'cache:miss',
       'provisioning',
-      'cache:write',
       'provisioned:server',
       'connecting',
       'connected',
+      'cache:write',
     ])
     const [connect] = env.broker.connects
     expect(connect?.clientId).toMatch(ALIYUN_CLIENT_ID)

@@ -69,13 +69,16 @@ describe('encryption at rest (AES-256-GCM)', () => {
     })
   })
 
-  test('a plain file is read with a key configured, and sealed at the next write', async () => {
-    await new FileCredentialStore(path).set('k', entry())
+  test('with a key, a plain file is not trusted (anyone can forge a checksum): a miss, set aside at the next write', async () => {
+    await new FileCredentialStore(path).set('k', entry('forged.example:1883'))
     const store = new FileCredentialStore(path, { encryptionKey: KEY })
-    expect(await store.get('k')).toEqual(entry())
-    await store.set('other', entry('b:2'))
+    await expect(store.get('k')).rejects.toMatchObject({ code: 'ERR_STORE_CORRUPT' })
+    await store.set('k', entry())
     expect(JSON.parse(await readFile(path, 'utf8')).sealed).toBeDefined()
     expect(await store.get('k')).toEqual(entry())
+    expect(JSON.parse(await readFile(`${path}.corrupt`, 'utf8')).entries.k.config.connect.host).toBe(
+      'forged.example:1883',
+    )
   })
 
   test('a key that is not 32 bytes is a TypeError', () => {

@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net'
 import net from 'node:net'
 import { afterAll, afterEach, beforeAll, expect, test } from 'vitest'
 import { boot, startEnv, type TestEnv } from './helpers/env.js'
+import { configAnswer, json, startHttpsServer } from './helpers/https-server.js'
 
 let env: TestEnv
 let proxy: http.Server
@@ -17,8 +18,8 @@ beforeAll(async () => {
   proxy.on('connect', (req: http.IncomingMessage, client: net.Socket, head: Buffer) => {
     tunnels.push(req.url ?? '')
     const [host, port] = (req.url ?? '').split(':')
-    const target = host === 'provision.test' ? '127.0.0.1' : host
-    if (target !== '127.0.0.1') {
+    const target = host === 'provision.test' ? '127.0.0.1' : (host ?? '')
+    if (!target.startsWith('127.0.0.')) {
       client.end('HTTP/1.1 403 Forbidden\r\n\r\n')
       return
     }
@@ -38,7 +39,9 @@ beforeAll(async () => {
 afterEach(async () => {
   await env.cleanup()
   tunnels.length = 0
-  for (const name of ['HTTPS_PROXY', 'https_proxy']) delete process.env[name]
+  for (const name of ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy', 'NO_PROXY', 'no_proxy']) {
+    delete process.env[name]
+  }
 })
 afterAll(async () => {
   proxy.closeAllConnections()
@@ -46,8 +49,6 @@ afterAll(async () => {
   await env.close()
 })
 
-// NO_PROXY is undici's own matching; it is not tested here because a direct request to a name would need DNS, and
-// the tests never leave loopback.
 const viaName = () => env.server.url.replace('127.0.0.1', 'provision.test')
 
 test('HTTPS_PROXY: the provisioning request is tunnelled through the proxy, with TLS to the server behind it', async () => {
@@ -58,7 +59,47 @@ test('HTTPS_PROXY: the provisioning request is tunnelled through the proxy, with
   expect(env.server.requests).toHaveLength(1)
 })
 
-test('loopback destinations never use the proxy', async () => {
+test('NO_PROXY: a listed address goes direct; the same address unlisted goes through the proxy', async () => {
+  // 127.0.0.2 is loopback but not one of the addresses that always go direct, so NO_PROXY decides.
+  const other = await startHttpsServer(
+    env.tls,
+    (_req, res) => json(res, 200, configAnswer({ host: env.broker.host })),
+    {},
+    0,
+    '127.0.0.2',
+  )
+  try {
+    process.env.HTTPS_PROXY = proxyUrl
+    env.track(await boot(env.options({ url: other.url })).boot.connect())
+    expect(tunnels).toEqual([`127.0.0.2:${other.port}`])
+    process.env.NO_PROXY = '127.0.0.2'
+    env.track(await boot(env.options({ url: other.url })).boot.connect())
+    expect(tunnels).toHaveLength(1)
+    expect(other.requests).toHaveLength(2)
+  } finally {
+    await other.close()
+  }
+})
+
+test('HTTP_PROXY for an http:// provisioning URL (allowInsecureHttp)', async () => {
+  const plain = http.createServer((req, res) => {
+    req.resume()
+    req.on('end', () => json(res, 200, configAnswer({ host: env.broker.host })))
+  })
+  plain.listen(0, '127.0.0.1')
+  await once(plain, 'listening')
+  try {
+    process.env.HTTP_PROXY = proxyUrl
+    const url = `http://provision.test:${(plain.address() as AddressInfo).port}/provision`
+    env.track(await boot(env.options({ url, allowInsecureHttp: true })).boot.connect())
+    expect(tunnels).toEqual([`provision.test:${(plain.address() as AddressInfo).port}`])
+  } finally {
+    plain.closeAllConnections()
+    plain.close()
+  }
+})
+
+test('localhost, 127.0.0.1 and ::1 never use the proxy', async () => {
   process.env.HTTPS_PROXY = proxyUrl
   env.track(await boot(env.options()).boot.connect())
   expect(tunnels).toEqual([])

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
-import { credentialKey, MemoryCredentialStore } from '../src/index.js'
+import { aliyunAuth, credentialKey, MemoryCredentialStore } from '../src/index.js'
 import { RECONNECT_DEFAULTS, reconnectDelay } from '../src/session.js'
 import { signedAs, startBroker } from './helpers/broker.js'
 import { boot, nextEvent, payloads, startEnv, type TestEnv } from './helpers/env.js'
@@ -112,7 +112,8 @@ describe('after the first connection', () => {
   })
 
   test('fresh credentials refused too: a fatal error event, the client is ended, no loop', async () => {
-    const { boot: bootstrap, events } = boot(env.options({ reconnect }))
+    const cache = new MemoryCredentialStore()
+    const { boot: bootstrap, events } = boot(env.options({ cache, reconnect }))
     const client = env.track(await bootstrap.connect())
     env.broker.secrets.set(KEY, 'nobody-knows-this-secret') // every credential is refused from now on
     env.answerValid({}, ROTATED)
@@ -126,6 +127,90 @@ describe('after the first connection', () => {
     expect(env.broker.connects).toHaveLength(connects) // nothing more
     expect(connects).toBe(3) // boot, the refused reconnect, the refused fresh credentials
     expect(payloads(events, 'auth-rejected').map((e) => e.reprovision)).toEqual([true, false])
+    // Credentials that never connected are not cached: the last good ones stay.
+    const { url, data } = env.options()
+    expect((await cache.get(credentialKey(url, data)))?.config.device.deviceSecret).toBe(DEVICE.deviceSecret)
+  })
+
+  test('a reconnect refused as "server unavailable" (3) is retried after a jittered wait', async () => {
+    const { boot: bootstrap, events } = boot(env.options({ reconnect }))
+    const client = env.track(await bootstrap.connect())
+    env.broker.refuse.push(3, 3)
+    env.broker.drop()
+    await nextEvent(bootstrap, 'connected', () => true, 5000)
+    expect(client.connected).toBe(true)
+    expect(env.broker.connects).toHaveLength(4) // boot, two refusals, the one accepted
+    expect(payloads(events, 'retry').map((e) => e.phase)).toEqual(['reconnect', 'reconnect', 'reconnect'])
+    expect(env.server.requests).toHaveLength(1) // not a reason to provision again
+  })
+
+  test('a reconnect refused for good (2, identifier rejected): a fatal error event, the client is ended', async () => {
+    const { boot: bootstrap } = boot(env.options({ reconnect }))
+    const client = env.track(await bootstrap.connect())
+    env.broker.refuse.push(2)
+    const fatal = nextEvent(bootstrap, 'error', (e) => e.fatal)
+    env.broker.drop()
+    expect((await fatal).error).toMatchObject({ code: 'ERR_BROKER_CONNECT', returnCode: 2, transient: false })
+    await until(() => client.disconnected, 2000, 'the client to be ended')
+    await sleep(200)
+    expect(env.broker.connects).toHaveLength(2)
+  })
+
+  test('revoked, and the provisioning server refuses the device: a fatal error event, no loop', async () => {
+    const { boot: bootstrap } = boot(env.options({ reconnect }))
+    const client = env.track(await bootstrap.connect())
+    env.broker.secrets.set(KEY, 'revoked')
+    env.server.handle((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"code":"10001"}'))
+    const fatal = nextEvent(bootstrap, 'error', (e) => e.fatal)
+    env.broker.drop()
+    expect((await fatal).error).toMatchObject({ code: 'ERR_PROVISION_REFUSED', resultCode: '10001' })
+    await until(() => client.disconnected, 2000, 'the client to be ended')
+    await sleep(200)
+    expect(env.broker.connects).toHaveLength(2)
+    expect(env.server.requests).toHaveLength(2)
+  })
+
+  test('newer credentials already in a shared cache: used at once, the same client reconnects, stays connected', async () => {
+    const cache = new MemoryCredentialStore()
+    const { boot: bootstrap, events } = boot(env.options({ cache, reconnect }))
+    const client = env.track(await bootstrap.connect())
+    // Another process (sharing the cache) has already been given the rotated secret.
+    const { url, data } = env.options()
+    await cache.set(credentialKey(url, data), {
+      savedAt: 1,
+      config: {
+        device: { ...ROTATED, productSecret: null },
+        connect: { qos: 1, host: env.broker.host, cleanSession: 1 },
+      },
+    })
+    env.broker.secrets.set(KEY, ROTATED.deviceSecret)
+    env.broker.drop()
+    await nextEvent(bootstrap, 'connected', () => true, 5000)
+    await sleep(300) // nothing else happens: no stray timer, no second session
+    expect(client.connected).toBe(true)
+    expect(env.broker.connects).toHaveLength(3)
+    expect(env.server.requests).toHaveLength(1)
+    expect(payloads(events, 'provisioned').map((e) => e.source)).toEqual(['server', 'cache'])
+  })
+
+  test('an auth strategy that throws on a reconnect: a non-fatal error, the previous fields are used, no crash', async () => {
+    let calls = 0
+    const strategy = {
+      name: 'flaky',
+      sign: (
+        device: { productKey: string; deviceName: string; deviceSecret: string },
+        ctx: { brokerUrl: string; now: number },
+      ) => {
+        if (++calls === 2) throw new Error('secure element busy')
+        return aliyunAuth().sign({ ...device, productSecret: null }, ctx)
+      },
+    }
+    const { boot: bootstrap, events } = boot(env.options({ auth: strategy, reconnect }))
+    const client = env.track(await bootstrap.connect())
+    env.broker.drop()
+    await nextEvent(bootstrap, 'connected', () => true, 5000)
+    expect(client.connected).toBe(true)
+    expect(payloads(events, 'error')).toMatchObject([{ fatal: false, error: { message: 'secure element busy' } }])
   })
 
   test('a revocation that moves the device to another broker reconnects the same client there', async () => {
@@ -178,13 +263,17 @@ describe('after the first connection', () => {
     expect(payloads(events, 'retry')).toEqual([])
   })
 
-  test('ending the client stops the session: no reconnect, no timer left', async () => {
+  test('ending the client stops the session: its listeners are gone', async () => {
     const { boot: bootstrap, events } = boot(env.options({ reconnect }))
     const client = await bootstrap.connect()
+    const watched = ['reconnect', 'connect', 'close', 'end'] as const
+    const before = watched.map((name) => client.listenerCount(name))
     await client.endAsync()
-    env.broker.drop()
-    await sleep(200)
-    expect(env.broker.connects).toHaveLength(1)
+    expect(watched.map((name) => client.listenerCount(name))).toEqual(before.map((n) => n - 1))
+    // The app may reconnect the ended client itself: the session no longer signs or reports for it.
+    client.reconnect()
+    await until(() => client.connected, 2000, 'the app-driven reconnect')
     expect(payloads(events, 'connecting')).toHaveLength(1)
+    await client.endAsync()
   })
 })

@@ -4,8 +4,9 @@
  * - Atomic: writes go through write-file-atomic (npm's own: temp file, fsync, chmod, rename), and the directory is
  *   fsynced after the rename, so a process killed or a power cut mid-write leaves the old file or the new one.
  * - Private: mode 0600, directory 0700.
- * - Checked: the entries carry a SHA-256 checksum; with `encryptionKey` they are sealed with AES-256-GCM instead,
- *   whose tag also proves them intact. A wrong key is an error and a cache miss, never garbage credentials.
+ * - Checked: the entries carry a SHA-256 checksum (against accidents: bit rot, a bad edit); with `encryptionKey`
+ *   they are sealed with AES-256-GCM instead, whose tag proves them intact against anyone without the key, and an
+ *   unsealed file is then refused. A wrong key is an error and a cache miss, never garbage credentials.
  * - Shared safely: read-modify-write runs under a lock file (proper-lockfile), so two processes sharing the file
  *   never lose each other's entries; a lock left by a killed process goes stale and is taken over.
  * - Never a crash: an unusable file is a `CredentialStoreError` (the bootstrap counts it as a miss). A corrupt or
@@ -152,8 +153,10 @@ export class FileCredentialStore implements CredentialStore {
       return unusable('ERR_STORE_VERSION', message)
     }
     if (content.sealed !== undefined) return this.#unseal(content.sealed)
-    if (this.#key !== undefined && content.entries === undefined) {
-      return unusable('ERR_STORE_CORRUPT', `credential file has no entries: ${this.path}`)
+    if (this.#key !== undefined) {
+      // Anyone who can write the file can forge a checksum, not a GCM tag: with a key, only sealed files count. A
+      // plain file is set aside at the next write (to <path>.corrupt), like any file that cannot be trusted.
+      return unusable('ERR_STORE_CORRUPT', `credential file is not sealed, but an encryptionKey is set: ${this.path}`)
     }
     const { entries, checksum } = content
     if (typeof entries !== 'object' || entries === null || Array.isArray(entries)) {
@@ -162,7 +165,6 @@ export class FileCredentialStore implements CredentialStore {
     if (checksum !== digest(entries)) {
       return unusable('ERR_STORE_CORRUPT', `credential file fails its integrity check: ${this.path}`)
     }
-    // A plain file read with a key configured is accepted; the next write seals it.
     return { state: 'ok', entries }
   }
 

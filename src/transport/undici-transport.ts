@@ -3,8 +3,8 @@
  * applies to provisioning only (`https.globalAgent` does not affect fetch/undici, and we never touch globals).
  *
  * Proxies: HTTPS_PROXY / HTTP_PROXY / NO_PROXY (either case) are honoured through undici's EnvHttpProxyAgent, which
- * tunnels with CONNECT; the TLS settings then apply to the server behind the tunnel (`requestTls`). As in Go's
- * net/http, loopback destinations (localhost, 127.0.0.0/8, ::1) never go through a proxy.
+ * tunnels with CONNECT; the TLS settings then apply to the server behind the tunnel (`requestTls`). Like Go's
+ * net/http, `localhost`, 127.0.0.1 and ::1 never go through a proxy (other addresses follow NO_PROXY).
  */
 import { Agent, type Dispatcher, EnvHttpProxyAgent, request } from 'undici'
 import { AbortError, ProvisioningError } from '../errors.js'
@@ -88,5 +88,5 @@ export class UndiciTransport implements HttpTransport {
 }
 
 function isLoopback(hostname: string): boolean {
-  return hostname === 'localhost' || hostname === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(hostname)
+  return hostname === 'localhost' || hostname === '127.0.0.1' || hostname === '[::1]'
 }

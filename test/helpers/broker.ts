@@ -28,6 +28,8 @@ export interface TestBroker {
   subscribed: Array<{ topic: string; qos: number }>
   /** Device secrets the broker accepts, by `${productKey}.${deviceName}`. */
   secrets: Map<string, string>
+  /** Return codes (2 to 5) to refuse the next CONNECTs with, whatever their credentials. */
+  refuse: number[]
   /** Cut every client connection (as a network failure or a broker restart would). */
   drop(): void
   close(): Promise<void>
@@ -43,10 +45,11 @@ export async function startBroker(
 ): Promise<TestBroker> {
   const auth = options.auth ?? 'aliyun'
   const secrets = new Map(Object.entries(options.secrets ?? {}))
-  const record: Pick<TestBroker, 'connects' | 'published' | 'subscribed'> & { accepted: number } = {
+  const record: Pick<TestBroker, 'connects' | 'published' | 'subscribed' | 'refuse'> & { accepted: number } = {
     connects: [],
     published: [],
     subscribed: [],
+    refuse: [],
     accepted: 0,
   }
   const aedes = await Aedes.createBroker({
@@ -61,6 +64,11 @@ export async function startBroker(
       done(null, true)
     },
     authenticate(client, username, password, done) {
+      const forced = record.refuse.shift()
+      if (forced !== undefined) {
+        done(Object.assign(new Error('refused by the test'), { returnCode: forced as 2 | 3 | 4 | 5 }), false)
+        return
+      }
       const ok = (() => {
         if (auth === 'none') return true
         if (auth === 'plain') {

@@ -67,6 +67,7 @@ export async function startEnv(options: { device?: Record<string, unknown> } = {
       broker.connects.length = 0
       broker.published.length = 0
       broker.subscribed.length = 0
+      broker.refuse.length = 0
       env.answerValid()
     },
     close: async () => {

@@ -29,6 +29,7 @@ export async function startHttpsServer(
   handler: Handler,
   options: https.ServerOptions = {},
   port = 0,
+  host = '127.0.0.1',
 ): Promise<TestServer> {
   const requests: RecordedRequest[] = []
   let current = handler
@@ -49,11 +50,11 @@ export async function startHttpsServer(
       })
     })
   })
-  server.listen(port, '127.0.0.1')
+  server.listen(port, host)
   await once(server, 'listening')
   const address = server.address() as AddressInfo
   return {
-    url: `https://127.0.0.1:${address.port}/provision`,
+    url: `https://${host}:${address.port}/provision`,
     port: address.port,
     requests,
     handle: (next) => {

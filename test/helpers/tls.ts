@@ -49,6 +49,7 @@ export function tlsFixture(): Promise<TlsFixture> {
       { type: 2, value: 'localhost' },
       { type: 2, value: 'provision.test' }, // a name only a proxy can resolve (test/proxy.test.ts)
       { type: 7, ip: '127.0.0.1' },
+      { type: 7, ip: '127.0.0.2' }, // a loopback address that NO_PROXY decides about (test/proxy.test.ts)
       { type: 7, ip: '::1' },
     ])
     const wrongHost = await leaf(ca, 'wrong.example', [{ type: 2, value: 'wrong.example' }])
