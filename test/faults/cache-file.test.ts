@@ -9,6 +9,7 @@ import { credentialKey, FileCredentialStore } from '../../src/index.js'
 import { FILE_FORMAT } from '../../src/store/file-store.js'
 import { payloads } from '../helpers/env.js'
 import { DEVICE } from '../helpers/https-server.js'
+import { until } from '../helpers/until.js'
 import { useFaultEnv } from './fault-env.js'
 
 const fault = useFaultEnv()
@@ -76,6 +77,21 @@ describe('the credential file', () => {
     expect(payloads(events, 'error')).toMatchObject([{ fatal: false, error: { code: 'ERR_STORE_VERSION' } }])
     expect(await readFile(path, 'utf8')).toBe(newer)
   })
+
+  test('a lock left by a process killed mid-write: the boot connects within its deadline, the write follows', async () => {
+    await mkdir(`${path}.lock`) // as proper-lockfile leaves it when its process dies
+    const started = performance.now()
+    const { boot, events } = fault.boot({
+      cache: new FileCredentialStore(path, { lockStaleMs: 2000 }),
+      deadlineMs: 1000,
+    })
+    const client = fault.env.track(await boot.connect())
+    expect(client.connected).toBe(true)
+    expect(performance.now() - started).toBeLessThan(1500)
+    // Once the lock has gone stale, it is taken over and the credentials are written.
+    await until(() => payloads(events, 'cache').some((e) => e.action === 'write'), 8000, 'the cache write')
+    expect(await cachedSecret()).toBe(DEVICE.deviceSecret)
+  }, 15_000)
 
   test('process killed during the cache write: the file is the old one or none, and the next boot connects', async () => {
     const old = await goodFile()
