@@ -275,7 +275,7 @@ describe('connectOptions()', () => {
       keepalive: 42,
     })
     expect(opts.clientId).toMatch(ALIYUN_CLIENT_ID)
-    const client = env.track(await mqtt.connectAsync(opts.url, opts))
+    const client = env.track(await mqtt.connectAsync(opts.url, opts), 'test')
     expect(client.connected).toBe(true)
     expect(env.broker.accepted).toBeGreaterThanOrEqual(1)
   })

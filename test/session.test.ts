@@ -106,7 +106,7 @@ describe('after the first connection', () => {
       'resubscribe',
     )
     const { default: mqtt } = await import('mqtt')
-    const sender = env.track(await mqtt.connectAsync(`mqtt://${env.broker.host}`, signedAs(ROTATED, 'sender')))
+    const sender = env.track(await mqtt.connectAsync(`mqtt://${env.broker.host}`, signedAs(ROTATED, 'sender')), 'test')
     await sender.publishAsync('cmd/device-001', 'reboot', { qos: 1 })
     await until(() => received.includes('reboot'), 3000, 'the message after re-provisioning')
   })

@@ -39,7 +39,6 @@ describe('the broker', () => {
       expect(client.connected).toBe(true)
       expect(payloads(events, 'retry').map((e) => e.phase)).toEqual(['connect', 'connect', 'connect'])
       expect(fault.env.server.requests).toHaveLength(1) // provisioned once, not again per connect attempt
-      for (const c of late?.connects ?? []) if (c.password) fault.secrets.add(c.password)
     } finally {
       await fault.env.cleanup()
       await late?.close()
@@ -66,11 +65,13 @@ describe('the broker', () => {
       await until(() => broker.published.some((p) => p.payload === 'sent while offline'), 2000, 'the queued message')
       await until(() => broker.subscribed.some((s) => s.topic === 'cmd/device-001'), 2000, 'the resubscription')
 
-      const sender = fault.env.track(await mqtt.connectAsync(`mqtt://${broker.host}`, signedAs(DEVICE, 'sender')))
+      const sender = fault.env.track(
+        await mqtt.connectAsync(`mqtt://${broker.host}`, signedAs(DEVICE, 'sender')),
+        'test',
+      )
       await sender.publishAsync('cmd/device-001', 'after restart', { qos: 1 })
       await until(() => received.includes('after restart'), 2000, 'a message after the restart')
       expect(client.connected).toBe(true)
-      for (const c of broker.connects) if (c.password) fault.secrets.add(c.password)
     } finally {
       await fault.env.cleanup()
       await broker.close()

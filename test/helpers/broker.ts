@@ -5,6 +5,7 @@ import net from 'node:net'
 import tls from 'node:tls'
 import { Aedes } from 'aedes'
 import { signAliyun, verifyAliyunCredentials } from '../../src/index.js'
+import { suite } from './exposure.js'
 import type { TlsFixture } from './tls.js'
 
 export interface ConnectRecord {
@@ -54,6 +55,7 @@ export async function startBroker(
   }
   const aedes = await Aedes.createBroker({
     preConnect(_client, packet, done) {
+      suite.secret(packet.password?.toString())
       record.connects.push({
         clientId: packet.clientId,
         username: packet.username,

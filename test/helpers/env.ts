@@ -11,6 +11,7 @@ import {
   TOKENS,
 } from '../../src/index.js'
 import { startBroker, type TestBroker } from './broker.js'
+import { suite } from './exposure.js'
 import { configAnswer, DEVICE, json, startHttpsServer, type TestServer } from './https-server.js'
 import { type TlsFixture, tlsFixture } from './tls.js'
 
@@ -27,8 +28,11 @@ export interface TestEnv {
   ): void
   /** What the server answers by default (`answerValid()` without a device). */
   device: Record<string, unknown>
-  /** Clients opened by a test, ended by `cleanup()`. */
-  track(client: MqttClient): MqttClient
+  /**
+   * Clients opened by a test, ended by `cleanup()`. The library's clients are also inspected for secrets after the
+   * test; `by: 'test'` marks a client the test made itself with mqtt.js (its options are mqtt.js's, not ours).
+   */
+  track(client: MqttClient, by?: 'library' | 'test'): MqttClient
   /** The clients tracked and not yet ended. */
   readonly clients: readonly MqttClient[]
   cleanup(): Promise<void>
@@ -57,8 +61,9 @@ export async function startEnv(options: { device?: Record<string, unknown> } = {
     }),
     answerValid: (connect = {}, answered = device) =>
       server.handle((_req, res) => json(res, 200, configAnswer({ host: broker.host, ...connect }, answered))),
-    track: (client) => {
+    track: (client, by = 'library') => {
       clients.push(client)
+      if (by === 'library') suite.objects.push(client)
       return client
     },
     cleanup: async () => {
@@ -100,7 +105,10 @@ export function boot(
 ): { boot: MqttBootstrap; events: RecordedEvent[] } {
   const container = (options.container ?? rootContainer).createChildContainer()
   if (seams.clock) container.register(TOKENS.Clock, { useValue: seams.clock })
-  const bootstrap = createBootstrap({ ...options, container })
+  // Everything it logs and emits goes to the suite's exposure (checked for secrets after each test).
+  const logger = options.logger ?? suite.exposure.logger()
+  const bootstrap = suite.exposure.watch(createBootstrap({ ...options, logger, container }))
+  suite.objects.push(bootstrap)
   const events: RecordedEvent[] = []
   for (const name of EVENT_NAMES) {
     bootstrap.on(name, (payload: unknown) => {

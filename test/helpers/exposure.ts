@@ -64,3 +64,19 @@ export class Exposure {
     this.#texts.length = 0
   }
 }
+
+/**
+ * The whole suite's exposure: every bootstrap made by the test helpers logs and emits here, and test/setup.ts checks
+ * after every test that none of the secrets the helpers have seen (answered device and product secrets, passwords
+ * brokers received) appears in it.
+ */
+export const suite = {
+  exposure: new Exposure(),
+  secrets: new Set<string>(),
+  /** Library objects of the current test, inspected at its end. */
+  objects: [] as unknown[],
+  /** Remember a secret the helpers handed out or saw (short or empty values are not secrets). */
+  secret(value: unknown): void {
+    if (typeof value === 'string' && value.length >= 8) suite.secrets.add(value)
+  },
+}

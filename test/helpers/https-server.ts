@@ -3,6 +3,7 @@ import { once } from 'node:events'
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http'
 import https from 'node:https'
 import type { AddressInfo } from 'node:net'
+import { suite } from './exposure.js'
 import type { TlsFixture } from './tls.js'
 
 export interface RecordedRequest {
@@ -90,5 +91,7 @@ export function configAnswer(
   connect: { host: string; qos?: number; cleanSession?: number | boolean },
   device: Record<string, unknown> = DEVICE,
 ): { code: string; result: unknown } {
+  suite.secret(device.deviceSecret)
+  suite.secret(device.productSecret)
   return { code: '00000', result: { device, connect: { qos: 1, cleanSession: 1, ...connect } } }
 }
