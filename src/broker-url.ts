@@ -1,6 +1,9 @@
 /**
  * `connect.host` -> broker URL. A value with a scheme is used as given; a bare `host[:port]` gets `mqtts://` (or
  * `broker.protocol`) and a default port (`broker.port`, else the auth strategy's for mqtts, else the protocol's own).
+ *
+ * What a valid host is, is one regular expression: the contract's validation and the published JSON Schema both
+ * use BROKER_HOST_PATTERN itself, so they cannot disagree.
  */
 
 export const BROKER_PROTOCOLS = ['mqtt', 'mqtts', 'ws', 'wss'] as const
@@ -15,32 +18,52 @@ export interface BrokerOptions {
 }
 
 export const STANDARD_PORTS: Record<BrokerProtocol, number> = { mqtt: 1883, mqtts: 8883, ws: 80, wss: 443 }
-const SCHEME = /^([a-z][a-z0-9+.-]*):\/\//i
-// A DNS name or IPv4 literal (underscores occur in private names); IPv6 comes bracketed.
-const HOSTNAME = /^(?:\[[0-9a-f:.]+\]|[a-z0-9_](?:[a-z0-9_.-]{0,251}[a-z0-9_])?)$/i
+
+// A DNS name or IPv4 literal (underscores occur in private names), or a bracketed IPv6 literal.
+const HOST = String.raw`(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,251}[A-Za-z0-9_])?)`
+const PORT = String.raw`(?::(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?`
+// A path (for WebSockets), with no query or fragment: mqtt.js reads options such as clientId from a URL's query.
+const PATH = String.raw`(/[^\u0000-\u0020?#\u007f]*)?`
+
+/**
+ * A broker address: `mqtt://`, `mqtts://`, `ws://` or `wss://` + host[:port][/path], or a bare host[:port]. No
+ * credentials, query or fragment. Groups: 1 scheme, 2 host, 3 port, 4 path (with a scheme); 5 host, 6 port (bare).
+ * No flags, so that it is also a valid JSON Schema `pattern`.
+ */
+export const BROKER_HOST_PATTERN = new RegExp(`^(?:(mqtts?|wss?)://${HOST}${PORT}${PATH}|${HOST}${PORT})$`)
 
 export const MAX_HOST_LENGTH = 1024
+
+export interface BrokerAddress {
+  /** Absent for a bare host. */
+  protocol: BrokerProtocol | undefined
+  /** Brackets removed from an IPv6 literal. */
+  hostname: string
+  port: number | undefined
+  path: string | undefined
+}
+
+/** The parts of a valid broker address, or `undefined`. */
+export function parseBrokerHost(host: string): BrokerAddress | undefined {
+  if (host.length > MAX_HOST_LENGTH) return undefined
+  const match = BROKER_HOST_PATTERN.exec(host)
+  if (match === null) return undefined
+  const [, protocol, schemeHost, schemePort, path, bareHost, barePort] = match
+  const hostname = (schemeHost ?? bareHost ?? '').replace(/^\[(.*)\]$/, '$1')
+  const port = schemePort ?? barePort
+  return {
+    protocol: protocol as BrokerProtocol | undefined,
+    hostname,
+    port: port === undefined ? undefined : Number(port),
+    path,
+  }
+}
 
 /** Why `host` cannot be a broker address, or `undefined` when it can. Never echoes the value. */
 export function brokerHostProblem(host: string): string | undefined {
   if (host.length === 0) return 'is empty'
   if (host.length > MAX_HOST_LENGTH) return `is longer than ${MAX_HOST_LENGTH} characters`
-  const scheme = SCHEME.exec(host)?.[1]?.toLowerCase()
-  if (scheme !== undefined && !(BROKER_PROTOCOLS as readonly string[]).includes(scheme)) {
-    return `has an unsupported scheme (expected one of ${BROKER_PROTOCOLS.join(', ')})`
-  }
-  let url: URL
-  try {
-    url = new URL(scheme === undefined ? `mqtts://${host}` : host)
-  } catch {
-    return 'is not a valid host or URL'
-  }
-  if (!HOSTNAME.test(url.hostname)) return 'has an invalid host name'
-  if (url.username !== '' || url.password !== '') return 'must not carry credentials'
-  // mqtt.js reads options such as clientId from a URL's query, which would override the signed ones.
-  if (url.search !== '' || url.hash !== '') return 'must not have a query or fragment'
-  if (scheme === undefined && url.pathname !== '') return 'must be host[:port] when it has no scheme'
-  return undefined
+  return parseBrokerHost(host) === undefined ? 'is not an mqtt(s)/ws(s) URL or host[:port]' : undefined
 }
 
 /**
@@ -48,21 +71,21 @@ export function brokerHostProblem(host: string): string | undefined {
  * @param strategyPort the auth strategy's default port for a bare host over mqtts
  */
 export function brokerUrl(host: string, broker: BrokerOptions, strategyPort: number): string {
-  if (SCHEME.test(host)) return host
+  const address = parseBrokerHost(host)
+  if (address === undefined) throw new TypeError('connect.host is not a broker address')
+  if (address.protocol !== undefined) return host
   const protocol = broker.protocol ?? 'mqtts'
-  const url = new URL(`${protocol}://${host}`)
   const fallback = protocol === 'mqtts' ? strategyPort : STANDARD_PORTS[protocol]
-  const port = url.port === '' ? (broker.port ?? fallback) : Number(url.port)
-  return `${protocol}://${url.hostname}:${port}`
+  const hostname = address.hostname.includes(':') ? `[${address.hostname}]` : address.hostname
+  return `${protocol}://${hostname}:${address.port ?? broker.port ?? fallback}`
 }
 
 /** `mqtt://` -> `mqtts://`, `ws://` -> `wss://`; other URLs unchanged. */
 export function upgradeToTls(url: string): string {
-  return url.replace(/^mqtt:\/\//i, 'mqtts://').replace(/^ws:\/\//i, 'wss://')
+  return url.replace(/^mqtt:\/\//, 'mqtts://').replace(/^ws:\/\//, 'wss://')
 }
 
 /** Whether the connection to `url` runs over TLS (Alibaba's `securemode` depends on it). */
 export function isSecureBrokerUrl(url: string): boolean {
-  const scheme = SCHEME.exec(url)?.[1]?.toLowerCase()
-  return scheme === 'mqtts' || scheme === 'wss' || scheme === 'ssl' || scheme === 'wxs' || scheme === 'alis'
+  return /^(mqtts|wss|ssl|wxs|alis):\/\//i.test(url)
 }

@@ -7,7 +7,7 @@
  * secret.
  */
 import * as v from 'valibot'
-import { brokerHostProblem } from './broker-url.js'
+import { BROKER_HOST_PATTERN, MAX_HOST_LENGTH } from './broker-url.js'
 import { redactOnInspect } from './redact.js'
 
 /** The result codes `PointAccess.request()` defines; any other string is the server's own refusal, passed through. */
@@ -50,38 +50,41 @@ export const MAX_FIELD_LENGTH = 1024
 /** Longest server result code passed through. */
 export const MAX_CODE_LENGTH = 64
 
-// MQTT forbids U+0000 in strings, and control characters in an identifier only ever break logs and topics.
-const PRINTABLE = /^[^\u0000-\u001f\u007f]*$/u
-const text = (max: number) => v.pipe(v.string(), v.maxLength(max), v.regex(PRINTABLE))
-const identifier = v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_FIELD_LENGTH), v.regex(PRINTABLE))
+// The schemas are declarative on purpose (no v.check, no transform): server/schema.ts turns them into the published
+// JSON Schema, so what the device accepts and what the contract says cannot drift. Every regex has its own message:
+// valibot's default one quotes the value.
 
-export const DeviceSchema = v.object({
-  productKey: identifier,
-  deviceName: identifier,
-  deviceSecret: v.optional(text(MAX_FIELD_LENGTH), ''),
-  productSecret: v.optional(v.nullable(text(MAX_FIELD_LENGTH)), null),
-})
+// MQTT forbids U+0000 in strings, and control characters in an identifier only ever break logs and topics. No flags:
+// a pattern must also be valid in JSON Schema.
+const PRINTABLE = /^[^\u0000-\u001f\u007f]*$/
+const printable = v.regex(PRINTABLE, 'contains control characters')
+const text = v.pipe(v.string(), v.maxLength(MAX_FIELD_LENGTH), printable)
+const nonEmpty = v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_FIELD_LENGTH), printable)
+
+const identity = { productKey: nonEmpty, deviceName: nonEmpty }
+
+/** The triplet; a server may send a productSecret instead of the deviceSecret (dynamic registration), not neither. */
+export const DeviceSchema = v.union([
+  v.object({ ...identity, deviceSecret: nonEmpty, productSecret: v.optional(v.nullable(text), null) }),
+  v.object({ ...identity, deviceSecret: v.optional(text, ''), productSecret: nonEmpty }),
+])
 
 export const ConnectSchema = v.object({
   qos: v.optional(v.picklist([0, 1, 2]), 1),
   host: v.pipe(
     v.string(),
-    v.check((host) => brokerHostProblem(host) === undefined, 'is not an mqtt(s)/ws(s) URL or host[:port]'),
+    v.maxLength(MAX_HOST_LENGTH),
+    v.regex(BROKER_HOST_PATTERN, 'is not an mqtt(s)/ws(s) URL or host[:port]'),
   ),
   cleanSession: v.optional(v.union([v.picklist([0, 1]), v.boolean()]), 1),
 })
 
-export const DeviceConfigSchema = v.pipe(
-  v.object({ device: DeviceSchema, connect: ConnectSchema }),
-  v.check(
-    ({ device }) => device.deviceSecret !== '' || (device.productSecret ?? '') !== '',
-    'needs a deviceSecret or a productSecret',
-  ),
-)
+export const DeviceConfigSchema = v.object({ device: DeviceSchema, connect: ConnectSchema })
 
 export const AnswerSchema = v.object({
-  code: v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_CODE_LENGTH), v.regex(PRINTABLE)),
+  code: v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_CODE_LENGTH), printable),
   result: v.optional(v.unknown()),
+  message: v.optional(v.unknown()),
 })
 
 export type Checked<T> = { ok: true; value: T } | { ok: false; problem: string }
@@ -106,7 +109,7 @@ export function parseDeviceConfig(value: unknown): Checked<DeviceConfig> {
         productKey: device.productKey,
         deviceName: device.deviceName,
         deviceSecret: device.deviceSecret,
-        productSecret: device.productSecret === '' ? null : device.productSecret,
+        productSecret: device.productSecret === '' ? null : (device.productSecret ?? null),
       },
       connect: {
         qos: connect.qos,
@@ -132,19 +135,22 @@ export function withRedaction(config: DeviceConfig): DeviceConfig {
   }
 }
 
-function describe(issue: v.BaseIssue<unknown> | undefined): string {
+function describe(issue: v.BaseIssue<unknown> | undefined, prefix?: string): string {
   if (issue === undefined) return 'is invalid'
-  const path = v.getDotPath(issue) ?? '(root)'
-  // valibot's own messages quote the received value, which may be a secret: build ours from the schema alone.
+  const own = v.getDotPath(issue)
+  const path = [prefix, own].filter((part) => part !== undefined && part !== null).join('.') || '(root)'
+  // A union (the two shapes of `device`, cleanSession's number or boolean): what is wrong with its first option, the
+  // usual one. Its issues' paths are relative to the union's.
+  if (issue.type === 'union' && issue.issues?.[0] !== undefined) return describe(issue.issues[0], path)
+  // valibot's own messages quote the received value, which may be a secret: build ours from the schema alone (our
+  // regex actions carry their own messages).
   switch (issue.type) {
-    case 'check':
+    case 'regex':
       return `${path} ${issue.message}`
     case 'min_length':
       return `${path} is empty`
     case 'max_length':
       return `${path} is longer than ${String(issue.requirement)} characters`
-    case 'regex':
-      return `${path} contains control characters`
     default:
       return issue.expected === null ? `${path} is invalid` : `${path}: expected ${issue.expected}`
   }

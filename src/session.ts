@@ -19,7 +19,7 @@
 import type { EventEmitter } from 'eventemitter3'
 import type { IClientOptions, MqttClient, MqttProtocol } from 'mqtt'
 import type { MqttCredentials } from './auth/strategy.js'
-import { type BrokerProtocol, STANDARD_PORTS } from './broker-url.js'
+import { parseBrokerHost, STANDARD_PORTS } from './broker-url.js'
 import type { Clock } from './clock.js'
 import { AUTH_REJECTED_CODES, brokerFailure } from './connector.js'
 import type { DeviceConfig } from './contract.js'
@@ -251,16 +251,15 @@ function codeOf(error: Error): string {
 
 /** Point mqtt.js at another broker: it reads these fields when it builds the next stream. */
 function retarget(client: MqttClient, url: string, servername: string | undefined): void {
-  const target = new URL(url)
+  const target = parseBrokerHost(url) // a URL from brokerUrl(): it has a scheme
+  if (target?.protocol === undefined) return
   const options = client.options
-  const protocol = target.protocol.slice(0, -1) as MqttProtocol
-  const host = target.hostname.replace(/^\[(.*)\]$/, '$1')
-  options.protocol = protocol
-  options.defaultProtocol = protocol
-  options.host = host
-  options.hostname = host
-  options.port = target.port === '' ? STANDARD_PORTS[protocol as BrokerProtocol] : Number(target.port)
-  if (protocol.startsWith('ws')) options.path = target.pathname
+  options.protocol = target.protocol as MqttProtocol
+  options.defaultProtocol = target.protocol as MqttProtocol
+  options.host = target.hostname
+  options.hostname = target.hostname
+  options.port = target.port ?? STANDARD_PORTS[target.protocol]
+  if (target.protocol.startsWith('ws')) options.path = target.path ?? '/'
   // mqtt.js derives the TLS server name from the first host and keeps it: derive it again for the new one.
   if (servername === undefined) delete options.servername
 }

@@ -35,7 +35,7 @@ describe('parseDeviceConfig', () => {
     [
       'no secret at all',
       { device: { ...device, deviceSecret: '' }, connect: { host: 'h' } },
-      /deviceSecret or a productSecret/,
+      /device\.deviceSecret is empty/,
     ],
     ['a host with a path and no scheme', { device, connect: { host: 'h/x' } }, /host/],
     ['an http host', { device, connect: { host: 'http://h' } }, /host/],
