@@ -21,7 +21,7 @@ export const STANDARD_PORTS: Record<BrokerProtocol, number> = { mqtt: 1883, mqtt
 
 // A DNS name or IPv4 literal (underscores occur in private names), or a bracketed IPv6 literal.
 const HOST = String.raw`(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,251}[A-Za-z0-9_])?)`
-const PORT = String.raw`(?::(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?`
+const PORT = `(?::(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?`
 // A path (for WebSockets), with no query or fragment: mqtt.js reads options such as clientId from a URL's query.
 const PATH = String.raw`(/[^\u0000-\u0020?#\u007f]*)?`
 

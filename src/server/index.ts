@@ -9,3 +9,4 @@ export {
   type Resolution,
   SERVER_CODES,
 } from './handler.js'
+export { provisioningSchema, RESULT_CODES } from './schema.js'

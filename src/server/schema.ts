@@ -1,0 +1,56 @@
+/**
+ * The provisioning contract as a machine-readable document: JSON Schema (draft-07) for the request body and the
+ * answer, and the result-code table. Generated from the very valibot schemas the device validates answers with
+ * (contract.ts), so the published contract and the library cannot drift. `npm run schema` writes it to
+ * schema/provisioning.schema.json, shipped in the package as `mqtt-bootstrap/schema.json`.
+ */
+import { toJsonSchema } from '@valibot/to-json-schema'
+import { AnswerSchema, DeviceConfigSchema, ResultCode } from '../contract.js'
+
+export const RESULT_CODES = Object.freeze([
+  { code: ResultCode.SUCCESS, meaning: 'configuration received; result holds it', retry: false },
+  {
+    code: ResultCode.TRANSIENT,
+    meaning: 'transient: network, timeout, TLS handshake, HTTP 5xx/408/429, or the server answered "77777"',
+    retry: true,
+  },
+  {
+    code: ResultCode.INVALID_RESPONSE,
+    meaning: 'an answer came but could not be understood (not JSON, no code, "00000" with an invalid result)',
+    retry: false,
+  },
+  { code: '(any other string)', meaning: "the server's own refusal (unknown device, …), passed through", retry: false },
+])
+
+/** Draft-07 JSON Schema of one valibot schema, without its own `$schema` (the document has one). */
+function fragment(schema: Parameters<typeof toJsonSchema>[0]): Record<string, unknown> {
+  const { $schema: _, ...rest } = toJsonSchema(schema, { errorMode: 'throw' }) as Record<string, unknown>
+  return rest
+}
+
+/** The whole document. */
+export function provisioningSchema(): Record<string, unknown> {
+  const envelope = fragment(AnswerSchema)
+  return {
+    $schema: 'http://json-schema.org/draft-07/schema#',
+    $id: 'https://mqtt-bootstrap.dev/schema/provisioning.schema.json',
+    title: 'mqtt-bootstrap provisioning contract (PointAccess)',
+    description:
+      'POST <url> over HTTPS with Content-Type: application/json and the device identity as the body; the answer is ' +
+      'a JSON envelope with a result code, and for "00000" the device triplet and how to connect.',
+    definitions: {
+      request: {
+        title: 'Request body',
+        description: 'What identifies the device (IMEI, serial, …): any JSON value, typically an object.',
+      },
+      deviceConfig: { title: 'result of a "00000" answer', ...fragment(DeviceConfigSchema) },
+      response: {
+        title: 'Answer',
+        ...envelope,
+        if: { properties: { code: { const: ResultCode.SUCCESS } }, required: ['code'] },
+        then: { required: ['result'], properties: { result: { $ref: '#/definitions/deviceConfig' } } },
+      },
+    },
+    'x-result-codes': RESULT_CODES,
+  }
+}
