@@ -48,6 +48,7 @@ export function provisioningSchema(): Record<string, unknown> {
         title: 'Answer',
         ...envelope,
         if: { properties: { code: { const: ResultCode.SUCCESS } }, required: ['code'] },
+        // biome-ignore lint/suspicious/noThenProperty: JSON Schema's if/then keyword; this object is never awaited
         then: { required: ['result'], properties: { result: { $ref: '#/definitions/deviceConfig' } } },
       },
     },
