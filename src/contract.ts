@@ -100,7 +100,7 @@ export function defaultDeviceConfig(): DeviceConfig {
 /** Validate and normalise a configuration (an answer's `result`, or a cached entry). */
 export function parseDeviceConfig(value: unknown): Checked<DeviceConfig> {
   const parsed = v.safeParse(DeviceConfigSchema, value, { abortEarly: true })
-  if (!parsed.success) return { ok: false, problem: describe(parsed.issues[0]) }
+  if (!parsed.success) return { ok: false, problem: describeIssue(parsed.issues[0]) }
   const { device, connect } = parsed.output
   return {
     ok: true,
@@ -123,7 +123,7 @@ export function parseDeviceConfig(value: unknown): Checked<DeviceConfig> {
 /** The answer's envelope: `{ code, result? }`. */
 export function parseAnswer(value: unknown): Checked<{ code: string; result: unknown }> {
   const parsed = v.safeParse(AnswerSchema, value, { abortEarly: true })
-  if (!parsed.success) return { ok: false, problem: describe(parsed.issues[0]) }
+  if (!parsed.success) return { ok: false, problem: describeIssue(parsed.issues[0]) }
   return { ok: true, value: { code: parsed.output.code, result: parsed.output.result } }
 }
 
@@ -135,13 +135,14 @@ export function withRedaction(config: DeviceConfig): DeviceConfig {
   }
 }
 
-function describe(issue: v.BaseIssue<unknown> | undefined, prefix?: string): string {
+/** A valibot issue in words: where, and which rule. Never the value (it may be a secret). */
+export function describeIssue(issue: v.BaseIssue<unknown> | undefined, prefix?: string): string {
   if (issue === undefined) return 'is invalid'
   const own = v.getDotPath(issue)
   const path = [prefix, own].filter((part) => part !== undefined && part !== null).join('.') || '(root)'
   // A union (the two shapes of `device`, cleanSession's number or boolean): what is wrong with its first option, the
   // usual one. Its issues' paths are relative to the union's.
-  if (issue.type === 'union' && issue.issues?.[0] !== undefined) return describe(issue.issues[0], path)
+  if (issue.type === 'union' && issue.issues?.[0] !== undefined) return describeIssue(issue.issues[0], path)
   // valibot's own messages quote the received value, which may be a secret: build ours from the schema alone (our
   // regex actions carry their own messages).
   switch (issue.type) {

@@ -4,9 +4,18 @@
 export { verifyAliyunCredentials } from '../auth/aliyun.js'
 export { type DeviceConfig, ResultCode } from '../contract.js'
 export {
+  CHECKS,
+  type CheckOptions,
+  type CheckReport,
+  type CheckResult,
+  type CheckStatus,
+  checkProvisioningServer,
+} from './check.js'
+export {
   createProvisioningHandler,
   type ProvisioningHandlerOptions,
   type Resolution,
   SERVER_CODES,
 } from './handler.js'
+export { DeviceRegistry } from './registry.js'
 export { provisioningSchema, RESULT_CODES } from './schema.js'

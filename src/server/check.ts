@@ -1,0 +1,187 @@
+/**
+ * The conformance checker: calls a real provisioning server and reports, check by check, whether it keeps the
+ * contract. It judges with the library's own schemas (contract.ts) and transport, so a server that passes is one the
+ * library works with. Details name fields and codes, never a secret.
+ */
+import { randomBytes } from 'node:crypto'
+import * as v from 'valibot'
+import { ConnectSchema, DeviceSchema, describeIssue, parseAnswer, ResultCode } from '../contract.js'
+import { ProvisioningError } from '../errors.js'
+import { checkHeaders, checkUrl, serializeData } from '../options.js'
+import type { HttpResponse } from '../transport/http-transport.js'
+import { type TlsOptions, UndiciTransport } from '../transport/undici-transport.js'
+
+export interface CheckOptions {
+  /** The provisioning server's URL. */
+  url: string
+  /** The identity of a device the server knows. */
+  data: unknown
+  /** Identity of a device the server must refuse. @default a random IMEI no server knows */
+  unknownData?: unknown
+  headers?: Record<string, string>
+  /** CA (and client certificate) for the server. */
+  tls?: TlsOptions
+  /** Per request. @default 10000 */
+  timeoutMs?: number
+  /** The known device's request (TLS handshake included) must answer within this. @default 2000 */
+  maxLatencyMs?: number
+}
+
+export type CheckStatus = 'pass' | 'fail' | 'warn' | 'skip'
+
+export interface CheckResult {
+  id: string
+  title: string
+  status: CheckStatus
+  detail: string
+}
+
+export interface CheckReport {
+  url: string
+  /** No check failed (warnings allowed). */
+  ok: boolean
+  checks: CheckResult[]
+}
+
+/** The checks, in report order. */
+export const CHECKS = Object.freeze({
+  https: 'HTTPS',
+  tls: 'TLS certificate verifies for the host',
+  reachable: 'answers the known device',
+  status: 'HTTP status 2xx',
+  contentType: 'Content-Type application/json',
+  json: 'body is JSON',
+  envelope: 'envelope { code, result }',
+  code: 'code "00000" for the known device',
+  device: 'device fields (productKey, deviceName, deviceSecret/productSecret)',
+  qos: 'qos is 0, 1 or 2',
+  cleanSession: 'cleanSession is 0/1 (or a boolean)',
+  host: 'host is an mqtt(s)/ws(s) URL or host[:port]',
+  noStore: 'Cache-Control: no-store (the answer holds secrets)',
+  unknownDevice: 'refuses an unknown device with its own code',
+  latency: 'latency',
+} as const)
+
+type CheckId = keyof typeof CHECKS
+
+export async function checkProvisioningServer(options: CheckOptions): Promise<CheckReport> {
+  const results = new Map<CheckId, CheckResult>()
+  const record = (id: CheckId, status: CheckStatus, detail: string) => {
+    results.set(id, { id, title: CHECKS[id], status, detail })
+  }
+  const url = checkUrl(options.url, true, 'url')
+  const body = serializeData(options.data, 'data')
+  const unknownBody = serializeData(
+    options.unknownData ?? { imei: `check-${randomBytes(6).toString('hex')}` },
+    'unknownData',
+  )
+  const headers = { ...checkHeaders(options.headers, 'headers'), 'content-type': 'application/json' }
+  const timeoutMs = options.timeoutMs ?? 10_000
+  const maxLatencyMs = options.maxLatencyMs ?? 2000
+  const secure = url.protocol === 'https:'
+  record('https', secure ? 'pass' : 'fail', secure ? 'https://' : 'plain http: credentials would travel in clear')
+
+  const post = async (payload: string) => {
+    // A new transport each time: a fresh TLS connection, as a booting device has.
+    const transport = new UndiciTransport(options.tls)
+    const started = performance.now()
+    try {
+      const response = await transport.post({ url, headers, body: payload, timeoutMs, maxResponseBytes: 64 * 1024 })
+      return { response, ms: performance.now() - started }
+    } catch (error) {
+      return { error: error as Error, ms: performance.now() - started }
+    } finally {
+      await transport.close()
+    }
+  }
+
+  const known = await post(body)
+  if (known.error !== undefined) {
+    const code = known.error instanceof ProvisioningError ? known.error.code : known.error.name
+    if (code === 'ERR_PROVISION_TLS') record('tls', 'fail', known.error.message)
+    else record('reachable', 'fail', known.error.message)
+    return finish(options.url, results)
+  }
+  record('tls', secure ? 'pass' : 'skip', secure ? `verified for ${url.hostname}` : 'not HTTPS')
+  record('reachable', 'pass', `HTTP ${known.response.status}`)
+  judgeAnswer(known.response, record)
+  record(
+    'latency',
+    known.ms <= maxLatencyMs ? 'pass' : 'fail',
+    `${Math.round(known.ms)} ms (at most ${maxLatencyMs} ms), TLS handshake included`,
+  )
+
+  const unknown = await post(unknownBody)
+  if (unknown.error !== undefined) {
+    record('unknownDevice', 'fail', `no answer: ${unknown.error.message}`)
+  } else {
+    record('unknownDevice', ...judgeRefusal(unknown.response))
+  }
+  return finish(options.url, results)
+}
+
+function judgeAnswer(response: HttpResponse, record: (id: CheckId, status: CheckStatus, detail: string) => void): void {
+  const { status, headers } = response
+  record('status', status >= 200 && status < 300 ? 'pass' : 'fail', `HTTP ${status}`)
+  const contentType = headers['content-type'] ?? '(none)'
+  record('contentType', /^application\/json\b/i.test(contentType) ? 'pass' : 'fail', contentType)
+  record(
+    'noStore',
+    /\bno-store\b/i.test(headers['cache-control'] ?? '') ? 'pass' : 'warn',
+    headers['cache-control'] ?? '(none)',
+  )
+  let json: unknown
+  try {
+    json = JSON.parse(response.body)
+  } catch {
+    record('json', 'fail', `not JSON (${response.body.length} characters)`)
+    return
+  }
+  record('json', 'pass', 'parsed')
+  const envelope = parseAnswer(json)
+  if (!envelope.ok) {
+    record('envelope', 'fail', envelope.problem)
+    return
+  }
+  record('envelope', 'pass', `code "${envelope.value.code}"`)
+  const { code, result } = envelope.value
+  record('code', code === ResultCode.SUCCESS ? 'pass' : 'fail', `"${code}"`)
+  if (code !== ResultCode.SUCCESS) return
+  const { device, connect } = (typeof result === 'object' && result !== null ? result : {}) as Record<string, unknown>
+  record('device', ...field(DeviceSchema, device, 'device'))
+  const fields = (typeof connect === 'object' && connect !== null ? connect : {}) as Record<string, unknown>
+  record('qos', ...field(ConnectSchema.entries.qos, fields.qos, 'connect.qos'))
+  record('cleanSession', ...field(ConnectSchema.entries.cleanSession, fields.cleanSession, 'connect.cleanSession'))
+  record('host', ...field(ConnectSchema.entries.host, fields.host, 'connect.host'))
+}
+
+/** One part of the answer against the contract's own schema for it. */
+function field(schema: v.GenericSchema, value: unknown, name: string): [CheckStatus, string] {
+  const parsed = v.safeParse(schema, value, { abortEarly: true })
+  if (parsed.success) return ['pass', value === undefined ? `${name} absent (default applies)` : `${name} ok`]
+  return ['fail', describeIssue(parsed.issues[0], name)]
+}
+
+function judgeRefusal(response: HttpResponse): [CheckStatus, string] {
+  let json: unknown
+  try {
+    json = JSON.parse(response.body)
+  } catch {
+    return ['fail', `HTTP ${response.status}, body not JSON`]
+  }
+  const envelope = parseAnswer(json)
+  if (!envelope.ok) return ['fail', `HTTP ${response.status}, envelope: ${envelope.problem}`]
+  const { code } = envelope.value
+  if (code === ResultCode.SUCCESS) return ['fail', 'answered "00000": it hands out credentials to anyone']
+  if (code === ResultCode.TRANSIENT || code === ResultCode.INVALID_RESPONSE) {
+    return ['fail', `answered "${code}", a reserved code: a refusal needs the server's own code`]
+  }
+  return ['pass', `"${code}" (HTTP ${response.status})`]
+}
+
+function finish(url: string, results: Map<CheckId, CheckResult>): CheckReport {
+  const checks = (Object.keys(CHECKS) as CheckId[]).map(
+    (id) => results.get(id) ?? { id, title: CHECKS[id], status: 'skip' as const, detail: 'not reached' },
+  )
+  return { url, ok: checks.every((check) => check.status !== 'fail'), checks }
+}
