@@ -1,12 +1,22 @@
 import { defineConfig } from 'tsdown'
 
-export default defineConfig({
-  // The device entry and the server entry ('mqtt-bootstrap/server'); the device side never imports the server.
-  entry: { index: 'src/index.ts', server: 'src/server/index.ts' },
-  format: ['esm', 'cjs'],
-  dts: true,
-  platform: 'node',
-  target: 'node20',
-  clean: true,
-  sourcemap: true,
-})
+const common = { platform: 'node', target: 'node20', sourcemap: true } as const
+
+export default defineConfig([
+  {
+    // The device entry and the server entry ('mqtt-bootstrap/server'; the device side never imports it).
+    ...common,
+    entry: { index: 'src/index.ts', server: 'src/server/index.ts' },
+    format: ['esm', 'cjs'],
+    dts: true,
+    clean: true,
+  },
+  {
+    // The `mqtt-bootstrap` command: ESM only, no declarations.
+    ...common,
+    entry: { cli: 'src/cli/index.ts' },
+    format: ['esm'],
+    dts: false,
+    clean: false,
+  },
+])

@@ -1,49 +1,46 @@
 /**
- * The demo (`npm run demo`): a whole device boot in one process, on 127.0.0.1 only.
+ * `mqtt-bootstrap demo` (and `npm run demo`): a whole device boot in one process, on 127.0.0.1 only.
  *
- * It starts a reference provisioning server over HTTPS and an aedes MQTT broker over TLS (both with a CA generated
+ * It starts the reference provisioning server over HTTPS and an aedes MQTT broker over TLS (both with a CA generated
  * at start) whose authenticate() verifies the Alibaba Cloud signature; boots a device with connectProvisioned();
  * publishes with the provisioned QoS and receives the message back; then stops the provisioning server and boots
- * again from the credential file, with zero provisioning requests. Exits 0 when every step worked.
+ * again from the credential file, with zero provisioning requests.
  */
 import { once } from 'node:events'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:https'
-import type { AddressInfo } from 'node:net'
+import type { AddressInfo, Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createServer as createTlsServer } from 'node:tls'
-import { Aedes } from 'aedes'
-import { generate } from 'selfsigned'
-import { createBootstrap, FileCredentialStore, type MqttBootstrap, verifyAliyunCredentials } from '../src/index.js'
-import { createProvisioningHandler } from '../src/server/index.js'
+import { verifyAliyunCredentials } from '../auth/aliyun.js'
+import { createBootstrap, type MqttBootstrap } from '../bootstrap.js'
+import { createProvisioningHandler } from '../server/handler.js'
+import { DeviceRegistry } from '../server/registry.js'
+import { FileCredentialStore } from '../store/file-store.js'
+import { generateCertificates } from './certificates.js'
+import { EXIT } from './io.js'
 
 const IMEI = '860000000000001'
 const DEVICE = { productKey: 'a1DemoPK0001', deviceName: 'meter-0001', deviceSecret: 'demo-secret-4f9c2a7e51b3d8' }
-const started = performance.now()
-const step = (text: string) => console.log(`${`${Math.round(performance.now() - started)} ms`.padStart(8)}  ${text}`)
 
-async function main(): Promise<void> {
+export async function runDemo(): Promise<number> {
+  const started = performance.now()
+  const step = (text: string) => console.log(`${`${Math.round(performance.now() - started)} ms`.padStart(8)}  ${text}`)
+  // aedes is an optional peer dependency: the device library does not need a broker.
+  const aedes = await import('aedes').catch(() => undefined)
+  if (aedes === undefined) {
+    console.error('The demo needs the aedes MQTT broker: npm install aedes')
+    return EXIT.FAILED
+  }
   console.log('mqtt-bootstrap demo: provisioning server, broker and device, all on 127.0.0.1\n')
 
   // 1. A throwaway CA and a certificate for 127.0.0.1, signed by it.
-  const ec = { keyType: 'ec', algorithm: 'sha256' } as const
-  const ca = await generate([{ name: 'commonName', value: 'mqtt-bootstrap demo CA' }], {
-    ...ec,
-    extensions: [
-      { name: 'basicConstraints', cA: true, critical: true },
-      { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true },
-    ],
-  })
-  const leaf = await generate([{ name: 'commonName', value: '127.0.0.1' }], {
-    ...ec,
-    ca: { key: ca.private, cert: ca.cert },
-    extensions: [{ name: 'subjectAltName', altNames: [{ type: 7, ip: '127.0.0.1' }] }],
-  })
+  const tls = await generateCertificates(['127.0.0.1'])
   step('generated a demo CA and a certificate for 127.0.0.1')
 
   // 2. The MQTT broker: aedes over TLS, accepting only correctly signed aliyun credentials.
-  const broker = await Aedes.createBroker({
+  const broker = await aedes.Aedes.createBroker({
     authenticate(client, username, password, done) {
       const secretOf = (pk: string, dn: string) =>
         pk === DEVICE.productKey && dn === DEVICE.deviceName ? DEVICE.deviceSecret : undefined
@@ -51,37 +48,39 @@ async function main(): Promise<void> {
       done(ok ? null : Object.assign(new Error('bad signature'), { returnCode: 4 as const }), ok)
     },
   })
-  const mqttServer = createTlsServer({ key: leaf.private, cert: leaf.cert, noDelay: true }, broker.handle)
+  const mqttServer = createTlsServer({ key: tls.key, cert: tls.cert, noDelay: true }, broker.handle)
   await listen(mqttServer)
   const brokerHost = `127.0.0.1:${(mqttServer.address() as AddressInfo).port}`
   step(`MQTT broker (aedes)   mqtts://${brokerHost}   checks the aliyun signature`)
 
-  // 3. The provisioning server: knows one IMEI and answers its triplet and how to connect.
+  // 3. The reference provisioning server over a one-device registry.
+  const dir = await mkdtemp(join(tmpdir(), 'mqtt-bootstrap-demo-'))
+  const registryPath = join(dir, 'devices.json')
+  const registry = {
+    version: 1,
+    devices: [{ match: { imei: IMEI }, device: DEVICE, connect: { host: brokerHost, qos: 1, cleanSession: 1 } }],
+  }
+  await writeFile(registryPath, JSON.stringify(registry))
   let provisioningRequests = 0
+  const devices = new DeviceRegistry(registryPath)
   const handler = createProvisioningHandler({
     resolve: (data) => {
       provisioningRequests++
-      const imei = (data as { imei?: unknown } | null)?.imei
-      return imei === IMEI ? { device: DEVICE, connect: { host: brokerHost, qos: 1, cleanSession: 1 } } : undefined
+      return devices.resolve(data)
     },
   })
-  const httpsServer = createServer({ key: leaf.private, cert: leaf.cert, noDelay: true }, handler)
+  const httpsServer = createServer({ key: tls.key, cert: tls.cert, noDelay: true }, handler)
   await listen(httpsServer)
   const url = `https://127.0.0.1:${(httpsServer.address() as AddressInfo).port}/bootstrap`
   step(`provisioning server   ${url}   knows IMEI ${IMEI}`)
 
-  const dir = await mkdtemp(join(tmpdir(), 'mqtt-bootstrap-demo-'))
-  const options = {
-    url,
-    data: { imei: IMEI },
-    tls: { ca: ca.cert },
-    mqtt: { ca: ca.cert, reconnectPeriod: 0 },
-  }
+  const options = { url, data: { imei: IMEI }, tls: { ca: tls.ca }, mqtt: { ca: tls.ca }, reconnect: false } as const
   try {
-    // 4. First boot: nothing cached, so the device provisions, caches, signs and connects.
+    // 4. First boot: nothing cached, so the device provisions, signs, connects and caches.
     console.log('\nfirst boot')
     const first = narrate(
       createBootstrap({ ...options, cache: new FileCredentialStore(join(dir, 'credentials.json')) }),
+      step,
     )
     const client = await first.connect()
 
@@ -101,12 +100,17 @@ async function main(): Promise<void> {
     const before = provisioningRequests
     const second = narrate(
       createBootstrap({ ...options, cache: new FileCredentialStore(join(dir, 'credentials.json')) }),
+      step,
     )
     const again = await second.connect()
     step(`connected again with ${provisioningRequests - before} provisioning requests`)
     await again.endAsync()
-    if (packet.qos !== 1 || provisioningRequests - before !== 0) throw new Error('the demo did not go as expected')
+    if (packet.qos !== 1 || provisioningRequests - before !== 0) {
+      console.error('\nthe demo did not go as expected')
+      return EXIT.FAILED
+    }
     console.log('\ndemo finished: every step worked')
+    return EXIT.OK
   } finally {
     await rm(dir, { recursive: true, force: true })
     httpsServer.close()
@@ -117,7 +121,7 @@ async function main(): Promise<void> {
 }
 
 /** Print the bootstrap's events as they happen (none of them carries a secret). */
-function narrate(boot: MqttBootstrap): MqttBootstrap {
+function narrate(boot: MqttBootstrap, step: (text: string) => void): MqttBootstrap {
   boot.on('cache', (e) => step(`cache ${e.action}${e.reason ? ` (${e.reason})` : ''}`))
   boot.on('provisioning', (e) => step(`POST ${e.url} (attempt ${e.attempt})`))
   boot.on('retry', (e) => step(`retry in ${e.delayMs} ms after ${e.code}`))
@@ -133,22 +137,7 @@ function narrate(boot: MqttBootstrap): MqttBootstrap {
   return boot
 }
 
-async function listen(server: import('node:net').Server): Promise<void> {
+async function listen(server: Server): Promise<void> {
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
 }
-
-// Bounded: a demo that hangs is a failed demo.
-const watchdog = setTimeout(() => {
-  console.error('demo timed out')
-  process.exit(1)
-}, 30_000)
-watchdog.unref()
-
-main().then(
-  () => process.exit(0),
-  (error: unknown) => {
-    console.error('demo failed:', error)
-    process.exit(1)
-  },
-)

@@ -1,0 +1,117 @@
+#!/usr/bin/env node
+/**
+ * The `mqtt-bootstrap` command (commander): provision, check, serve, demo. Exit codes are in io.ts (EXIT) and the
+ * README. Secrets are printed only with --show-secrets.
+ */
+import 'reflect-metadata' // before anything loads tsyringe
+import { Command, CommanderError, Option } from 'commander'
+// Bundled into dist/cli.mjs by the build, read from the checkout under tsx: right in both places.
+import packageJson from '../../package.json' with { type: 'json' }
+import { checkCommand } from './check.js'
+import { runDemo } from './demo.js'
+import { collectHeader, EXIT, UsageError } from './io.js'
+import { provisionCommand } from './provision.js'
+import { serveCommand } from './serve.js'
+
+const { version } = packageJson
+
+function program(): Command {
+  const cli = new Command('mqtt-bootstrap')
+    .description('Provision IoT device credentials over HTTPS, check provisioning servers, run a reference one.')
+    .version(version)
+    .exitOverride()
+    .showHelpAfterError('(add --help for usage)')
+
+  const transport = (command: Command) =>
+    command
+      .option('--ca <file>', 'CA certificate(s) to trust for the server (PEM)')
+      .option('--cert <file>', 'client certificate for mutual TLS (PEM)')
+      .option('--key <file>', 'client private key for mutual TLS (PEM)')
+      .option('--header <name:value>', 'extra request header (repeatable)', collectHeader)
+      .option('--timeout <ms>', 'per-request timeout in ms')
+
+  transport(
+    cli
+      .command('provision')
+      .description('make one PointAccess request and print the result code and the configuration')
+      .argument('<url>', 'the provisioning server, https://…')
+      .requiredOption('--data <json>', 'what identifies the device, as JSON')
+      .option('--allow-insecure-http', 'allow an http:// URL (tests only)')
+      .option('--show-secrets', 'print deviceSecret and productSecret instead of [redacted]')
+      .option('--json', 'print JSON'),
+  )
+    .addHelpText(
+      'after',
+      '\nExit codes: 0 "00000", 3 "77777" (transient), 4 "99999" (invalid answer), 5 refused, 2 usage.',
+    )
+    .action(async (url: string, flags) => {
+      process.exitCode = await provisionCommand(url, flags)
+    })
+
+  transport(
+    cli
+      .command('check')
+      .description("check a provisioning server's conformance to the contract, check by check")
+      .argument('<url>', 'the provisioning server, https://…')
+      .requiredOption('--data <json>', 'identity of a device the server knows, as JSON')
+      .option('--unknown-data <json>', 'identity of a device the server must refuse (default: a random IMEI)')
+      .option('--max-latency <ms>', 'the longest acceptable answer for the known device, TLS included', '2000')
+      .option('--json', 'print the report as JSON'),
+  )
+    .addHelpText('after', '\nExit codes: 0 conforms (warnings allowed), 1 a check failed, 2 usage.')
+    .action(async (url: string, flags) => {
+      process.exitCode = await checkCommand(url, flags)
+    })
+
+  cli
+    .command('serve')
+    .description('run the reference provisioning server over a device registry file, over HTTPS')
+    .requiredOption('--registry <file>', 'the device registry (JSON, see README "Provisioning server")')
+    .option('--host <address>', 'address to listen on', '127.0.0.1')
+    .option('--port <port>', 'port to listen on (0: any free one)', '8443')
+    .option('--path <path>', 'URL path of the provisioning endpoint', '/bootstrap')
+    .option('--cert <file>', 'server certificate (PEM); without it one is generated with its own CA')
+    .option('--key <file>', 'server private key (PEM)')
+    .addOption(
+      new Option('--ca-out <file>', 'where to write the generated CA for clients').default('mqtt-bootstrap-ca.pem'),
+    )
+    .addHelpText('after', '\nExit codes: 0 stopped by SIGINT/SIGTERM, 1 could not listen, 2 usage or a bad registry.')
+    .action(async (flags) => {
+      process.exitCode = await serveCommand(flags)
+    })
+
+  cli
+    .command('demo')
+    .description('provisioning server, broker and device boot on 127.0.0.1, then an offline boot from the cache')
+    .addHelpText('after', '\nExit codes: 0 every step worked, 1 otherwise. Needs the aedes package.')
+    .action(async () => {
+      process.exitCode = await runDemo()
+    })
+  return cli
+}
+
+async function main(argv: string[]): Promise<void> {
+  try {
+    await program().parseAsync(argv)
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // --help and --version end here too, with exit code 0.
+      process.exitCode = error.exitCode === 0 ? EXIT.OK : EXIT.USAGE
+    } else if (error instanceof UsageError || error instanceof TypeError) {
+      // Bad options of the library itself are TypeErrors naming the option.
+      console.error(`error: ${error.message}`)
+      process.exitCode = EXIT.USAGE
+    } else {
+      console.error(`error: ${(error as Error).message}`)
+      process.exitCode = EXIT.FAILED
+    }
+  }
+}
+
+// Bounded: the one-shot commands must not hang (serve runs until a signal).
+const command = process.argv[2]
+if (command !== 'serve') setTimeout(() => process.exit(EXIT.FAILED), 120_000).unref()
+
+main(process.argv).then(() => {
+  if (command !== 'serve') process.exit(process.exitCode ?? EXIT.OK)
+})
