@@ -19,18 +19,38 @@ export interface BrokerOptions {
 
 export const STANDARD_PORTS: Record<BrokerProtocol, number> = { mqtt: 1883, mqtts: 8883, ws: 80, wss: 443 }
 
-// A DNS name or IPv4 literal (underscores occur in private names), or a bracketed IPv6 literal.
-const HOST = String.raw`(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,251}[A-Za-z0-9_])?)`
+// A DNS name (labels of up to 63 characters; underscores occur in private names) or an IPv4 literal, or a bracketed
+// IPv6 literal, strictly (what net.isIPv6 accepts, without zone ids).
+const LABEL = '[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?'
+const V4 = String.raw`(?:(?:25[0-5]|(?:2[0-4]|1?[0-9])?[0-9])\.){3}(?:25[0-5]|(?:2[0-4]|1?[0-9])?[0-9])`
+const H = '[0-9A-Fa-f]{1,4}'
+const V6 = [
+  `(?:${H}:){7}${H}`,
+  `(?:${H}:){1,7}:`,
+  `(?:${H}:){1,6}:${H}`,
+  `(?:${H}:){1,5}(?::${H}){1,2}`,
+  `(?:${H}:){1,4}(?::${H}){1,3}`,
+  `(?:${H}:){1,3}(?::${H}){1,4}`,
+  `(?:${H}:){1,2}(?::${H}){1,5}`,
+  `${H}:(?::${H}){1,6}`,
+  `:(?:(?::${H}){1,7}|:)`,
+  `(?:${H}:){6}${V4}`,
+  `::(?:[Ff]{4}(?::0{1,4})?:)?${V4}`,
+  `(?:${H}:){1,5}:${V4}`,
+].join('|')
+const HOST = String.raw`(\[(?:${V6})\]|${LABEL}(?:\.${LABEL})*)`
 const PORT = `(?::(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?`
 // A path (for WebSockets), with no query or fragment: mqtt.js reads options such as clientId from a URL's query.
 const PATH = String.raw`(/[^\u0000-\u0020?#\u007f]*)?`
 
 /**
- * A broker address: `mqtt://`, `mqtts://`, `ws://` or `wss://` + host[:port][/path], or a bare host[:port]. No
- * credentials, query or fragment. Groups: 1 scheme, 2 host, 3 port, 4 path (with a scheme); 5 host, 6 port (bare).
- * No flags, so that it is also a valid JSON Schema `pattern`.
+ * A broker address: `mqtt://`, `mqtts://`, `ws://` or `wss://` (any case) + host[:port][/path], or a bare
+ * host[:port]. No credentials, query or fragment. Groups: 1 scheme, 2 host, 3 port, 4 path (with a scheme); 5 host,
+ * 6 port (bare). No flags, so that it is also a valid JSON Schema `pattern`.
  */
-export const BROKER_HOST_PATTERN = new RegExp(`^(?:(mqtts?|wss?)://${HOST}${PORT}${PATH}|${HOST}${PORT})$`)
+export const BROKER_HOST_PATTERN = new RegExp(
+  `^(?:([Mm][Qq][Tt][Tt][Ss]?|[Ww][Ss][Ss]?)://${HOST}${PORT}${PATH}|${HOST}${PORT})$`,
+)
 
 export const MAX_HOST_LENGTH = 1024
 
@@ -52,7 +72,7 @@ export function parseBrokerHost(host: string): BrokerAddress | undefined {
   const hostname = (schemeHost ?? bareHost ?? '').replace(/^\[(.*)\]$/, '$1')
   const port = schemePort ?? barePort
   return {
-    protocol: protocol as BrokerProtocol | undefined,
+    protocol: protocol?.toLowerCase() as BrokerProtocol | undefined,
     hostname,
     port: port === undefined ? undefined : Number(port),
     path,
@@ -82,7 +102,7 @@ export function brokerUrl(host: string, broker: BrokerOptions, strategyPort: num
 
 /** `mqtt://` -> `mqtts://`, `ws://` -> `wss://`; other URLs unchanged. */
 export function upgradeToTls(url: string): string {
-  return url.replace(/^mqtt:\/\//, 'mqtts://').replace(/^ws:\/\//, 'wss://')
+  return url.replace(/^mqtt:\/\//i, 'mqtts://').replace(/^ws:\/\//i, 'wss://')
 }
 
 /** Whether the connection to `url` runs over TLS (Alibaba's `securemode` depends on it). */

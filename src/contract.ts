@@ -58,8 +58,31 @@ export const MAX_CODE_LENGTH = 64
 // a pattern must also be valid in JSON Schema.
 const PRINTABLE = /^[^\u0000-\u001f\u007f]*$/
 const printable = v.regex(PRINTABLE, 'contains control characters')
-const text = v.pipe(v.string(), v.maxLength(MAX_FIELD_LENGTH), printable)
-const nonEmpty = v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_FIELD_LENGTH), printable)
+
+const codePointLimits = new WeakMap<object, number>()
+/**
+ * At most `max` Unicode code points: what JSON Schema's maxLength counts (String.length counts UTF-16 units, so an
+ * emoji would count twice). server/schema.ts publishes it as maxLength.
+ */
+function maxCodePoints(max: number) {
+  const action = v.check((value: string) => codePointCount(value, max) <= max, `is longer than ${max} characters`)
+  codePointLimits.set(action, max)
+  return action
+}
+/** The limit of a maxCodePoints() action, for the JSON Schema export. */
+export function codePointLimit(action: object): number | undefined {
+  return codePointLimits.get(action)
+}
+/** Code points in `value`, counting no further than `stop + 1`. */
+function codePointCount(value: string, stop: number): number {
+  if (value.length <= stop) return value.length // never more code points than units
+  let count = 0
+  for (const _ of value) if (++count > stop) break
+  return count
+}
+
+const text = v.pipe(v.string(), maxCodePoints(MAX_FIELD_LENGTH), printable)
+const nonEmpty = v.pipe(v.string(), v.minLength(1), maxCodePoints(MAX_FIELD_LENGTH), printable)
 
 const identity = { productKey: nonEmpty, deviceName: nonEmpty }
 
@@ -73,7 +96,7 @@ export const ConnectSchema = v.object({
   qos: v.optional(v.picklist([0, 1, 2]), 1),
   host: v.pipe(
     v.string(),
-    v.maxLength(MAX_HOST_LENGTH),
+    maxCodePoints(MAX_HOST_LENGTH),
     v.regex(BROKER_HOST_PATTERN, 'is not an mqtt(s)/ws(s) URL or host[:port]'),
   ),
   cleanSession: v.optional(v.union([v.picklist([0, 1]), v.boolean()]), 1),
@@ -81,8 +104,11 @@ export const ConnectSchema = v.object({
 
 export const DeviceConfigSchema = v.object({ device: DeviceSchema, connect: ConnectSchema })
 
+/** A result code: the server's own refusals are strings like this too. */
+export const CodeSchema = v.pipe(v.string(), v.minLength(1), maxCodePoints(MAX_CODE_LENGTH), printable)
+
 export const AnswerSchema = v.object({
-  code: v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_CODE_LENGTH), printable),
+  code: CodeSchema,
   result: v.optional(v.unknown()),
   message: v.optional(v.unknown()),
 })
@@ -147,6 +173,7 @@ export function describeIssue(issue: v.BaseIssue<unknown> | undefined, prefix?: 
   // regex actions carry their own messages).
   switch (issue.type) {
     case 'regex':
+    case 'check':
       return `${path} ${issue.message}`
     case 'min_length':
       return `${path} is empty`

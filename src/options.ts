@@ -219,8 +219,9 @@ export function checkHeaders(value: unknown, option: string): Record<string, str
     const lower = name.toLowerCase()
     if (!HEADER_NAME.test(name)) fail(`${option}`, 'valid header names', 'an invalid name')
     if (RESERVED_HEADERS.has(lower)) fail(`${option}.${name}`, 'absent: the transport sets it')
-    if (typeof headerValue !== 'string' || /[\r\n\0]/.test(headerValue)) {
-      fail(`${option}.${name}`, 'a string without CR, LF or NUL')
+    // RFC 9110 field-value: visible ASCII, space, tab, and obs-text bytes; nothing else can be sent as is.
+    if (typeof headerValue !== 'string' || /[^\t\x20-\x7e\x80-\xff]/.test(headerValue)) {
+      fail(`${option}.${name}`, 'a string of visible Latin-1 characters (no CR, LF, NUL or other controls)')
     }
     if (lower !== 'content-type') headers[lower] = headerValue
   }

@@ -93,6 +93,11 @@ export class PointAccess {
 
 const isTransientStatus = (status: number) => status >= 500 || status === 408 || status === 429
 
+/** An answer's body as JSON (a leading byte-order mark is tolerated). Throws a SyntaxError quoting the body. */
+export function parseBody(body: string): unknown {
+  return JSON.parse(body.replace(/^\uFEFF/, ''))
+}
+
 /** An HTTP answer -> the configuration it carries, or why it carries none. */
 export function interpretAnswer(response: HttpResponse, now: number): DeviceConfig | ProvisioningError {
   const { status } = response
@@ -121,7 +126,7 @@ export function interpretAnswer(response: HttpResponse, now: number): DeviceConf
 
   let json: unknown
   try {
-    json = JSON.parse(response.body.replace(/^\uFEFF/, ''))
+    json = parseBody(response.body)
   } catch {
     // No `cause`: V8's SyntaxError quotes the body, which may hold secrets.
     return invalid('is not JSON')

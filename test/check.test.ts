@@ -102,9 +102,27 @@ describe('the conformance checker', () => {
     ['credentials for anyone', () => brokenServer(good(), good()), ['unknownDevice'], /anyone/],
     [
       '"77777" for an unknown device',
-      () => brokenServer(good(), (res) => json(res, 503, { code: '77777' })),
+      () => brokenServer(good(), (res) => json(res, 200, { code: '77777' })),
       ['unknownDevice'],
-      /reserved/,
+      /retry/,
+    ],
+    [
+      'a refusal sent with HTTP 500',
+      () => brokenServer(good(), (res) => json(res, 500, { code: '10001' })),
+      ['unknownDevice'],
+      /HTTP 500.*retry/,
+    ],
+    [
+      'a refusal sent with HTTP 429',
+      () => brokenServer(good(), (res) => json(res, 429, { code: '10001' })),
+      ['unknownDevice'],
+      /HTTP 429.*retry/,
+    ],
+    [
+      'a refusal with the reserved "99999"',
+      () => brokenServer(good(), (res) => json(res, 200, { code: '99999' })),
+      ['unknownDevice'],
+      /"99999" must not be "99999", a code the contract reserves/,
     ],
     [
       'a slow answer',

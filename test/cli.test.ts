@@ -150,6 +150,32 @@ describe('mqtt-bootstrap', () => {
     expect(output()).toContain('known device')
   })
 
+  test('usage errors exit 2 without echoing what might be a secret', async () => {
+    const header = await run(
+      'provision',
+      reference.url,
+      '--data',
+      data,
+      '--header',
+      'Authorization Bearer S3CRET-TOKEN',
+    )
+    expect(header.code).toBe(2)
+    expect(header.output).not.toContain('S3CRET')
+    for (const port of ['70000', '', '-1', 'http']) {
+      expect((await run('serve', '--registry', join(dir, 'devices.json'), '--port', port)).code, port).toBe(2)
+    }
+    const report = await run(
+      'check',
+      reference.url.replace('https://', 'https://user:PASSWORD@'),
+      '--data',
+      data,
+      '--ca',
+      caFile,
+      '--json',
+    )
+    expect(report.output).not.toContain('PASSWORD')
+  })
+
   test('serve with a bad registry: exit 2, naming the problem', async () => {
     const bad = join(dir, 'bad.json')
     await writeFile(bad, JSON.stringify({ version: 1, devices: [{ match: {} }] }))

@@ -1,3 +1,4 @@
+import { isIPv6 } from 'node:net'
 import { describe, expect, test } from 'vitest'
 import { brokerHostProblem, brokerUrl } from '../src/broker-url.js'
 import { parseAnswer, parseDeviceConfig } from '../src/contract.js'
@@ -96,6 +97,30 @@ describe('broker URL from connect.host', () => {
     expect(brokerUrl('[::1]:1883', { protocol: 'mqtt' }, 8883)).toBe('mqtt://[::1]:1883')
   })
 
+  test('IPv6 literals are checked strictly (as net.isIPv6), schemes in any case', () => {
+    const literals = [
+      '::1',
+      '::',
+      '2001:db8::1',
+      'fe80::1:2:3:4',
+      '::ffff:192.0.2.1',
+      '1:2:3:4:5:6:7:8',
+      ':::',
+      '1:2:3',
+      '1.2.3.4',
+      '.',
+      '1::2::3',
+      '12345::',
+      'g::1',
+    ]
+    for (const literal of literals) {
+      expect(brokerHostProblem(`[${literal}]:1883`) === undefined, literal).toBe(isIPv6(literal))
+    }
+    expect(brokerHostProblem('MQTTS://Broker.Example:8883')).toBeUndefined()
+    expect(brokerUrl('MQTTS://b:1', {}, 1883)).toBe('MQTTS://b:1')
+    expect(brokerUrl('[2001:db8::1]', {}, 1883)).toBe('mqtts://[2001:db8::1]:1883')
+  })
+
   test('odd hosts are refused', () => {
     for (const host of [
       '',
@@ -108,6 +133,12 @@ describe('broker URL from connect.host', () => {
       'a b',
       'b/path',
       'b?x=1',
+      'mqtt://b:1883/?clientId=evil',
+      'wss://b/mqtt#fragment',
+      '[:::::]:1883',
+      'a..b',
+      '-b',
+      `${'x'.repeat(64)}.example`,
     ]) {
       expect(brokerHostProblem(host), host).toBeDefined()
     }

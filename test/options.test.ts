@@ -45,6 +45,7 @@ describe('resolveOptions', () => {
     ['data', { data: 10n }],
     ['headers.x-token', { headers: { 'x-token': 5 } }],
     ['headers.content-length', { headers: { 'content-length': '5' } }],
+    ['headers.x-name', { headers: { 'x-name': 'Zoë 😀' } }],
     ['timeoutMs', { timeoutMs: 0 }],
     ['timeoutMs', { timeoutMs: 1.5 }],
     ['maxResponseBytes', { maxResponseBytes: -1 }],

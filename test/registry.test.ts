@@ -42,6 +42,15 @@ describe('DeviceRegistry', () => {
         /devices\.0 .*deviceName is empty/,
       ],
       [{ version: 1, devices: [{ match: KNOWN, device: DEVICE, connect: { host: 'ftp://x' } }] }, /devices\.0 .*host/],
+      [{ version: 1, devices: [{ match: KNOWN, refuse: '00000' }] }, /devices\.0\.refuse must not be "00000"/],
+      [
+        { version: 1, devices: [{ match: KNOWN, refuse: 'x'.repeat(65) }] },
+        /devices\.0\.refuse must be a string of 1 to 64/,
+      ],
+      [
+        JSON.parse('{"version":1,"devices":[{"match":{"imei":"1","__proto__":"gate"},"refuse":"10003"}]}'),
+        /cannot be matched/,
+      ],
     ]
     for (const [content, message] of cases) {
       await writeFile(path, JSON.stringify(content))

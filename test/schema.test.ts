@@ -15,10 +15,9 @@ import { configAnswer, DEVICE } from './helpers/https-server.js'
 
 const committed = JSON.parse(readFileSync(new URL('../schema/provisioning.schema.json', import.meta.url), 'utf8'))
 
-// Lengths as JavaScript (and the library) counts them: UTF-16 code units.
-const ajv = new Ajv({ unicode: false, allErrors: false, keywords: ['x-result-codes'] })
-ajv.addSchema(committed, 'contract')
-const validResponse = ajv.compile({ $ref: 'contract#/definitions/response' })
+// ajv with its defaults (strict, lengths in code points): the document is what any validator gets.
+const ajv = new Ajv()
+const validResponse = ajv.compile(committed)
 
 /** What the library makes of an HTTP 200 answer with this JSON body: understood or not ("99999"). */
 function libraryUnderstands(json: unknown): boolean {
@@ -32,8 +31,22 @@ describe('the published contract', () => {
   })
 
   test('it carries the result-code table', () => {
-    expect(committed['x-result-codes']).toEqual(RESULT_CODES)
+    const table = committed.definitions.resultCode.anyOf as Array<{ const?: string; description: string }>
+    expect(table.map((row) => row.const)).toEqual(['00000', '77777', '99999', undefined])
     expect(RESULT_CODES.map((c) => c.code)).toEqual(['00000', '77777', '99999', '(any other string)'])
+    expect(table[1]?.description).toMatch(/retried$/)
+  })
+
+  test('lengths count code points in both: 1024 emoji pass, 1025 do not', () => {
+    const withSecret = (deviceSecret: string) => configAnswer({ host: 'b:1' }, { ...DEVICE, deviceSecret })
+    for (const [secret, expected] of [
+      ['😀'.repeat(1024), true],
+      ['😀'.repeat(1025), false],
+      ['é'.repeat(1025), false],
+    ] as const) {
+      expect(validResponse(withSecret(secret))).toBe(expected)
+      expect(libraryUnderstands(withSecret(secret))).toBe(expected)
+    }
   })
 
   test('examples: a valid answer, a refusal, a busy answer pass; broken ones fail, in both', () => {

@@ -1,6 +1,7 @@
 import { once } from 'node:events'
 import { createServer, type Server } from 'node:https'
 import type { AddressInfo } from 'node:net'
+import { Readable } from 'node:stream'
 import { Agent, request } from 'undici'
 import { afterAll, beforeAll, expect, test } from 'vitest'
 import { PointAccess } from '../src/index.js'
@@ -92,4 +93,86 @@ test('bad requests get 4xx answers with BAD_REQUEST, and answers are not cacheab
   expect(broken.statusCode).toBe(400)
   expect(broken.headers['cache-control']).toBe('no-store')
   await broken.body.dump()
+})
+
+test('a refusal code from resolve is checked: a reserved or malformed one is never sent', async () => {
+  for (const code of ['00000', '77777', '99999', '', 'x'.repeat(65), 'a\nb']) {
+    resolve = () => ({ code })
+    const pa = pointAccess()
+    expect(await pa.request(url, {}), JSON.stringify(code)).toBe('77777')
+    expect(String(errors.at(-1))).toMatch(/refusal code/)
+  }
+})
+
+test('a streamed body over the limit (no Content-Length) is 413', async () => {
+  resolve = () => undefined
+  const chunks = Readable.from(Array.from({ length: 10 }, () => 'x'.repeat(500)))
+  const response = await request(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: chunks,
+    dispatcher: new Agent({ connect: { ca: tls.ca } }),
+  }).catch((error: unknown) => error as Error)
+  // The server answers 413 and closes; depending on timing the client sees the answer or the reset.
+  if (response instanceof Error) expect(response.message).toMatch(/closed|reset|socket/i)
+  else expect(response.statusCode).toBe(413)
+})
+
+test('a body that does not arrive in time is 408, and the connection is closed', async () => {
+  const slowHandler = createProvisioningHandler({ resolve: () => undefined, bodyTimeoutMs: 100 })
+  const slow = createServer({ key: tls.key, cert: tls.cert }, slowHandler)
+  slow.listen(0, '127.0.0.1')
+  await once(slow, 'listening')
+  try {
+    const { port } = slow.address() as AddressInfo
+    const socket = (await import('node:tls')).connect({ port, host: '127.0.0.1', ca: tls.ca })
+    await once(socket, 'secureConnect')
+    socket.write('POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"imei":')
+    let reply = ''
+    socket.on('data', (chunk: Buffer) => {
+      reply += chunk.toString()
+    })
+    await once(socket, 'close')
+    expect(reply).toMatch(/^HTTP\/1\.1 408/)
+    expect(reply).toContain('"10002"')
+  } finally {
+    slow.closeAllConnections()
+    slow.close()
+  }
+})
+
+test('a body already read in front of the handler (Express body parser, Fastify) is used', async () => {
+  const handler = createProvisioningHandler({
+    resolve: (data) => ((data as { imei?: string }).imei === '1' ? { code: '20002' } : undefined),
+  })
+  const front = createServer({ key: tls.key, cert: tls.cert }, (req, res) => {
+    let text = ''
+    req.on('data', (chunk: Buffer) => {
+      text += chunk.toString()
+    })
+    req.on('end', () => {
+      if (req.url === '/express') handler(Object.assign(req, { body: JSON.parse(text) }), res)
+      else if (req.url === '/fastify') handler(req, res, JSON.parse(text))
+      else handler(req, res) // the body is gone: a clear 400, not a hang
+    })
+  })
+  front.listen(0, '127.0.0.1')
+  await once(front, 'listening')
+  try {
+    const base = `https://127.0.0.1:${(front.address() as AddressInfo).port}`
+    const pa = pointAccess()
+    expect(await pa.request(`${base}/express`, { imei: '1' })).toBe('20002')
+    expect(await pa.request(`${base}/fastify`, { imei: '1' })).toBe('20002')
+    const lost = await request(`${base}/lost`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{}',
+      dispatcher: new Agent({ connect: { ca: tls.ca } }),
+    })
+    expect(lost.statusCode).toBe(400)
+    expect(await lost.body.text()).toContain('third argument')
+  } finally {
+    front.closeAllConnections()
+    front.close()
+  }
 })

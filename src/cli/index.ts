@@ -7,6 +7,7 @@ import 'reflect-metadata' // before anything loads tsyringe
 import { Command, CommanderError, Option } from 'commander'
 // Bundled into dist/cli.mjs by the build, read from the checkout under tsx: right in both places.
 import packageJson from '../../package.json' with { type: 'json' }
+import { InvalidOptionError } from '../errors.js'
 import { checkCommand } from './check.js'
 import { runDemo } from './demo.js'
 import { collectHeader, EXIT, UsageError } from './io.js'
@@ -75,6 +76,7 @@ function program(): Command {
     .addOption(
       new Option('--ca-out <file>', 'where to write the generated CA for clients').default('mqtt-bootstrap-ca.pem'),
     )
+    .option('--san <name>', 'another name or address for the generated certificate (repeatable)', collect, [])
     .addHelpText('after', '\nExit codes: 0 stopped by SIGINT/SIGTERM, 1 could not listen, 2 usage or a bad registry.')
     .action(async (flags) => {
       process.exitCode = await serveCommand(flags)
@@ -97,8 +99,8 @@ async function main(argv: string[]): Promise<void> {
     if (error instanceof CommanderError) {
       // --help and --version end here too, with exit code 0.
       process.exitCode = error.exitCode === 0 ? EXIT.OK : EXIT.USAGE
-    } else if (error instanceof UsageError || error instanceof TypeError) {
-      // Bad options of the library itself are TypeErrors naming the option.
+    } else if (error instanceof UsageError || error instanceof InvalidOptionError) {
+      // The library's own bad-option errors name the option.
       console.error(`error: ${error.message}`)
       process.exitCode = EXIT.USAGE
     } else {
@@ -108,10 +110,20 @@ async function main(argv: string[]): Promise<void> {
   }
 }
 
-// Bounded: the one-shot commands must not hang (serve runs until a signal).
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value]
+}
+
+// Bounded: a one-shot command ends within its own timeouts; this is the backstop (serve runs until a signal).
 const command = process.argv[2]
-if (command !== 'serve') setTimeout(() => process.exit(EXIT.FAILED), 120_000).unref()
+if (command !== 'serve') {
+  setTimeout(() => {
+    console.error('error: gave up after 5 minutes')
+    process.exit(EXIT.FAILED)
+  }, 300_000).unref()
+}
 
 main(process.argv).then(() => {
-  if (command !== 'serve') process.exit(process.exitCode ?? EXIT.OK)
+  // The process ends by itself once its sockets are closed; should one linger (an idle keep-alive), do not wait.
+  setTimeout(() => process.exit(), 1000).unref()
 })

@@ -41,8 +41,16 @@ export function readFileOption(path: string | undefined, option: string): string
 /** `--header name:value` (repeatable) -> headers. */
 export function collectHeader(value: string, previous: Record<string, string> = {}): Record<string, string> {
   const colon = value.indexOf(':')
-  if (colon <= 0) throw new UsageError(`--header must be name:value, got ${JSON.stringify(value.split(':')[0])}…`)
+  // Not quoted back: a header is often a token.
+  if (colon <= 0) throw new UsageError('--header must be name:value (e.g. --header "Authorization: Bearer …")')
   return { ...previous, [value.slice(0, colon).trim()]: value.slice(colon + 1).trim() }
+}
+
+/** A TCP port: 1 to 65535, or 0 for any free one. */
+export function parsePortOption(value: string, option: string): number {
+  const port = /^\d{1,5}$/.test(value) ? Number(value) : Number.NaN
+  if (!(port >= 0 && port <= 65535)) throw new UsageError(`${option} must be a port from 0 to 65535, got ${value}`)
+  return port
 }
 
 export function parseIntegerOption(value: string, option: string): number {

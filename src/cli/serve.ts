@@ -3,10 +3,11 @@ import { once } from 'node:events'
 import { writeFileSync } from 'node:fs'
 import { createServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
+import { hostname, networkInterfaces } from 'node:os'
 import { createProvisioningHandler } from '../server/handler.js'
 import { DeviceRegistry } from '../server/registry.js'
 import { generateCertificates } from './certificates.js'
-import { EXIT, parseIntegerOption, readFileOption, UsageError } from './io.js'
+import { EXIT, parsePortOption, readFileOption, UsageError } from './io.js'
 
 export interface ServeFlags {
   registry: string
@@ -16,6 +17,23 @@ export interface ServeFlags {
   cert?: string
   key?: string
   caOut: string
+  /** More names or addresses for a generated certificate. */
+  san?: string[]
+}
+
+/** The names a generated certificate must carry: the host, or for a wildcard address every local one. */
+function certificateNames(host: string, extra: string[]): string[] {
+  const wildcard = host === '0.0.0.0' || host === '::' || host === ''
+  const local = wildcard
+    ? [
+        hostname(),
+        ...Object.values(networkInterfaces())
+          .flat()
+          .map((address) => address?.address)
+          .filter((address): address is string => address !== undefined && !address.startsWith('fe80')),
+      ]
+    : [host]
+  return [...new Set([...local, 'localhost', '127.0.0.1', '::1', ...extra])]
 }
 
 export async function serveCommand(flags: ServeFlags): Promise<number> {
@@ -26,17 +44,22 @@ export async function serveCommand(flags: ServeFlags): Promise<number> {
     throw new UsageError(`--registry: ${(error as Error).message}`)
   }
   if ((flags.cert === undefined) !== (flags.key === undefined)) throw new UsageError('--cert and --key go together')
-  const port = parseIntegerOption(flags.port, '--port')
+  const port = parsePortOption(flags.port, '--port')
   let tls: { cert: string; key: string }
   let caNote: string
   if (flags.cert !== undefined && flags.key !== undefined) {
     tls = { cert: readFileOption(flags.cert, '--cert') ?? '', key: readFileOption(flags.key, '--key') ?? '' }
     caNote = 'your certificate'
   } else {
-    const generated = await generateCertificates([flags.host, 'localhost'])
-    writeFileSync(flags.caOut, generated.ca)
+    const names = certificateNames(flags.host, flags.san ?? [])
+    const generated = await generateCertificates(names)
+    try {
+      writeFileSync(flags.caOut, generated.ca) // replaces an older one: each run has its own CA
+    } catch {
+      throw new UsageError(`--ca-out: cannot write ${flags.caOut}`)
+    }
     tls = generated
-    caNote = `generated; clients trust ${flags.caOut} (--ca ${flags.caOut})`
+    caNote = `generated for ${names.join(', ')}; clients trust ${flags.caOut} (--ca ${flags.caOut})`
   }
 
   const handler = createProvisioningHandler({
@@ -55,12 +78,16 @@ export async function serveCommand(flags: ServeFlags): Promise<number> {
   })
   const server = createServer({ ...tls, noDelay: true }, (req, res) => {
     if (req.url?.split('?')[0] !== flags.path) {
-      res.writeHead(404, { 'content-type': 'application/json' }).end('{"code":"10404","message":"not found"}')
+      res.writeHead(404, { 'content-type': 'application/json', 'cache-control': 'no-store' })
+      res.end('{"code":"10404","message":"not found"}')
       req.resume()
       return
     }
     handler(req, res)
   })
+  // Slow clients hold nothing for long: the headers within 10 s, the whole request within 15 s.
+  server.headersTimeout = 10_000
+  server.requestTimeout = 15_000
   server.listen(port, flags.host)
   await Promise.race([
     once(server, 'listening'),

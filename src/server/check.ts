@@ -8,8 +8,11 @@ import * as v from 'valibot'
 import { ConnectSchema, DeviceSchema, describeIssue, parseAnswer, ResultCode } from '../contract.js'
 import { ProvisioningError } from '../errors.js'
 import { checkHeaders, checkUrl, serializeData } from '../options.js'
+import { interpretAnswer, parseBody } from '../point-access.js'
+import { redactUrl } from '../redact.js'
 import type { HttpResponse } from '../transport/http-transport.js'
 import { type TlsOptions, UndiciTransport } from '../transport/undici-transport.js'
+import { refusalCodeProblem } from './handler.js'
 
 export interface CheckOptions {
   /** The provisioning server's URL. */
@@ -100,7 +103,7 @@ export async function checkProvisioningServer(options: CheckOptions): Promise<Ch
     const code = known.error instanceof ProvisioningError ? known.error.code : known.error.name
     if (code === 'ERR_PROVISION_TLS') record('tls', 'fail', known.error.message)
     else record('reachable', 'fail', known.error.message)
-    return finish(options.url, results)
+    return finish(url.href, results)
   }
   record('tls', secure ? 'pass' : 'skip', secure ? `verified for ${url.hostname}` : 'not HTTPS')
   record('reachable', 'pass', `HTTP ${known.response.status}`)
@@ -117,7 +120,7 @@ export async function checkProvisioningServer(options: CheckOptions): Promise<Ch
   } else {
     record('unknownDevice', ...judgeRefusal(unknown.response))
   }
-  return finish(options.url, results)
+  return finish(url.href, results)
 }
 
 function judgeAnswer(response: HttpResponse, record: (id: CheckId, status: CheckStatus, detail: string) => void): void {
@@ -132,7 +135,7 @@ function judgeAnswer(response: HttpResponse, record: (id: CheckId, status: Check
   )
   let json: unknown
   try {
-    json = JSON.parse(response.body)
+    json = parseBody(response.body)
   } catch {
     record('json', 'fail', `not JSON (${response.body.length} characters)`)
     return
@@ -162,26 +165,26 @@ function field(schema: v.GenericSchema, value: unknown, name: string): [CheckSta
   return ['fail', describeIssue(parsed.issues[0], name)]
 }
 
+/** Judged as the device judges it (PointAccess's own interpretation): only a refusal passes. */
 function judgeRefusal(response: HttpResponse): [CheckStatus, string] {
-  let json: unknown
-  try {
-    json = JSON.parse(response.body)
-  } catch {
-    return ['fail', `HTTP ${response.status}, body not JSON`]
+  const outcome = interpretAnswer(response, Date.now())
+  if (!(outcome instanceof ProvisioningError)) return ['fail', 'answered "00000": it hands out credentials to anyone']
+  if (outcome.code === 'ERR_PROVISION_REFUSED') {
+    // "99999" from the server would read as "could not understand" to the app: refusals need codes of their own.
+    const problem = refusalCodeProblem(outcome.resultCode)
+    if (problem !== undefined) return ['fail', `refusal code "${outcome.resultCode}" ${problem}`]
+    return ['pass', `"${outcome.resultCode}" (HTTP ${response.status})`]
   }
-  const envelope = parseAnswer(json)
-  if (!envelope.ok) return ['fail', `HTTP ${response.status}, envelope: ${envelope.problem}`]
-  const { code } = envelope.value
-  if (code === ResultCode.SUCCESS) return ['fail', 'answered "00000": it hands out credentials to anyone']
-  if (code === ResultCode.TRANSIENT || code === ResultCode.INVALID_RESPONSE) {
-    return ['fail', `answered "${code}", a reserved code: a refusal needs the server's own code`]
-  }
-  return ['pass', `"${code}" (HTTP ${response.status})`]
+  const why = outcome.transient
+    ? 'the device would take it for a transient failure and retry'
+    : 'the device could not understand it'
+  return ['fail', `${outcome.message}: ${why}; a refusal needs the server's own code`]
 }
 
 function finish(url: string, results: Map<CheckId, CheckResult>): CheckReport {
   const checks = (Object.keys(CHECKS) as CheckId[]).map(
     (id) => results.get(id) ?? { id, title: CHECKS[id], status: 'skip' as const, detail: 'not reached' },
   )
-  return { url, ok: checks.every((check) => check.status !== 'fail'), checks }
+  // No credentials or query (tokens) in a report that gets printed and stored.
+  return { url: redactUrl(url), ok: checks.every((check) => check.status !== 'fail'), checks }
 }

@@ -1,10 +1,11 @@
 /**
- * A reference provisioning request handler for node:http / node:https (and anything that passes their request and
- * response objects, such as Express or Fastify's raw objects). It answers the wire contract of PointAccess:
- * `{ code, result? }`, with `"00000"` and a configuration checked by the same validation the device uses.
+ * A reference provisioning request handler for node:http / node:https (and Express or Fastify, see the third
+ * argument). It answers the wire contract of PointAccess: `{ code, result? }`, with `"00000"` and a configuration
+ * checked by the same validation the device uses, or a refusal code checked against the contract too.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { type DeviceConfig, parseDeviceConfig, ResultCode } from '../contract.js'
+import * as v from 'valibot'
+import { CodeSchema, type DeviceConfig, parseDeviceConfig, ResultCode } from '../contract.js'
 
 /** What `resolve` answers: the device's configuration, a refusal code, or `undefined` for an unknown device. */
 export type Resolution = { device: Record<string, unknown>; connect: Record<string, unknown> } | { code: string }
@@ -14,6 +15,8 @@ export interface ProvisioningHandlerOptions {
   resolve(data: unknown, request: IncomingMessage): Resolution | undefined | Promise<Resolution | undefined>
   /** Largest request body accepted, in bytes. @default 16384 */
   maxBodyBytes?: number
+  /** A body that has not arrived whole by then is answered 408 (slow clients hold no resources). @default 10000 */
+  bodyTimeoutMs?: number
   /** Told about failures of `resolve` (the device gets `"77777"`). Never given a secret by the handler. */
   onError?(error: unknown): void
 }
@@ -26,9 +29,37 @@ export const SERVER_CODES = Object.freeze({
   BAD_REQUEST: '10002',
 })
 
+const RESERVED_CODES: ReadonlySet<string> = new Set(Object.values(ResultCode))
+
+/** Why `code` cannot be a refusal code, or `undefined`: the contract's code, and none of the three reserved ones. */
+export function refusalCodeProblem(code: unknown): string | undefined {
+  if (!v.is(CodeSchema, code)) return 'must be a string of 1 to 64 printable characters'
+  if (RESERVED_CODES.has(code)) return `must not be "${code}", a code the contract reserves`
+  return undefined
+}
+
+/**
+ * The handler: `(req, res)` for node:http(s). When something in front of it has already read the body (Express with a
+ * body parser sets `req.body`; with Fastify pass `request.body`), give the parsed body as the third argument.
+ */
 export function createProvisioningHandler(options: ProvisioningHandlerOptions) {
   const maxBodyBytes = options.maxBodyBytes ?? 16 * 1024
-  return (request: IncomingMessage, response: ServerResponse): void => {
+  const bodyTimeoutMs = options.bodyTimeoutMs ?? 10_000
+
+  const respond = (request: IncomingMessage, response: ServerResponse, data: unknown) => {
+    Promise.resolve()
+      .then(() => options.resolve(data, request))
+      .then(toAnswer)
+      .then(
+        (body) => answer(response, 200, body),
+        (error: unknown) => {
+          options.onError?.(error)
+          answer(response, 500, { code: ResultCode.TRANSIENT, message: 'try again later' })
+        },
+      )
+  }
+
+  return (request: IncomingMessage, response: ServerResponse, body?: unknown): void => {
     if (request.method !== 'POST') {
       answer(response, 405, { code: SERVER_CODES.BAD_REQUEST, message: 'use POST' }, { allow: 'POST' })
       request.resume()
@@ -39,6 +70,20 @@ export function createProvisioningHandler(options: ProvisioningHandlerOptions) {
       request.resume()
       return
     }
+    const parsed = body ?? (request as IncomingMessage & { body?: unknown }).body
+    if (parsed !== undefined) {
+      const data = typeof parsed === 'string' || Buffer.isBuffer(parsed) ? parseJson(parsed) : parsed
+      if (data === NOT_JSON) answer(response, 400, { code: SERVER_CODES.BAD_REQUEST, message: 'body is not JSON' })
+      else respond(request, response, data)
+      return
+    }
+    if (request.readableEnded) {
+      answer(response, 400, {
+        code: SERVER_CODES.BAD_REQUEST,
+        message: 'body already read: pass it as the third argument',
+      })
+      return
+    }
     if (Number(request.headers['content-length'] ?? 0) > maxBodyBytes) {
       answer(response, 413, { code: SERVER_CODES.BAD_REQUEST, message: 'body too large' }, { connection: 'close' })
       request.resume()
@@ -46,38 +91,48 @@ export function createProvisioningHandler(options: ProvisioningHandlerOptions) {
     }
     const chunks: Buffer[] = []
     let size = 0
+    const timer = setTimeout(() => {
+      answer(response, 408, { code: SERVER_CODES.BAD_REQUEST, message: 'body too slow' }, { connection: 'close' })
+      request.destroy()
+    }, bodyTimeoutMs)
+    request.on('close', () => clearTimeout(timer))
     request.on('data', (chunk: Buffer) => {
       size += chunk.length
-      if (size > maxBodyBytes) {
-        answer(response, 413, { code: SERVER_CODES.BAD_REQUEST, message: 'body too large' }, { connection: 'close' })
-        request.destroy()
-      } else chunks.push(chunk)
-    })
-    request.on('end', () => {
-      let data: unknown
-      try {
-        data = JSON.parse(Buffer.concat(chunks).toString('utf8'))
-      } catch {
-        answer(response, 400, { code: SERVER_CODES.BAD_REQUEST, message: 'body is not JSON' })
+      if (size <= maxBodyBytes) {
+        chunks.push(chunk)
         return
       }
-      Promise.resolve()
-        .then(() => options.resolve(data, request))
-        .then(toAnswer)
-        .then(
-          (body) => answer(response, 200, body),
-          (error: unknown) => {
-            options.onError?.(error)
-            answer(response, 500, { code: ResultCode.TRANSIENT, message: 'try again later' })
-          },
-        )
+      clearTimeout(timer)
+      answer(response, 413, { code: SERVER_CODES.BAD_REQUEST, message: 'body too large' }, { connection: 'close' })
+      request.destroy()
     })
+    request.on('end', () => {
+      clearTimeout(timer)
+      if (response.headersSent) return
+      const data = parseJson(Buffer.concat(chunks))
+      if (data === NOT_JSON) answer(response, 400, { code: SERVER_CODES.BAD_REQUEST, message: 'body is not JSON' })
+      else respond(request, response, data)
+    })
+  }
+}
+
+const NOT_JSON = Symbol('not JSON')
+
+function parseJson(text: string | Buffer): unknown {
+  try {
+    return JSON.parse(text.toString())
+  } catch {
+    return NOT_JSON
   }
 }
 
 function toAnswer(resolution: Resolution | undefined): object {
   if (resolution === undefined) return { code: SERVER_CODES.UNKNOWN_DEVICE, message: 'unknown device' }
-  if ('code' in resolution) return { code: resolution.code }
+  if ('code' in resolution) {
+    const problem = refusalCodeProblem(resolution.code)
+    if (problem !== undefined) throw new TypeError(`resolve() returned a refusal code that ${problem}`)
+    return { code: resolution.code }
+  }
   const config = parseDeviceConfig(resolution)
   if (!config.ok) throw new TypeError(`resolve() returned an invalid configuration: ${config.problem}`)
   return { code: ResultCode.SUCCESS, result: plain(config.value) }
@@ -88,7 +143,7 @@ function plain({ device, connect }: DeviceConfig): DeviceConfig {
 }
 
 function answer(response: ServerResponse, status: number, body: object, headers: Record<string, string> = {}): void {
-  if (response.headersSent) return
+  if (response.headersSent || response.destroyed) return
   // no-store: the answer carries secrets, no cache on the way may keep it.
   response.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', ...headers })
   response.end(JSON.stringify(body))

@@ -15,7 +15,7 @@
 import { readFileSync, statSync } from 'node:fs'
 import * as v from 'valibot'
 import { parseDeviceConfig } from '../contract.js'
-import type { Resolution } from './handler.js'
+import { type Resolution, refusalCodeProblem } from './handler.js'
 
 const Scalar = v.union([v.string(), v.number(), v.boolean()])
 const Connect = v.object({
@@ -94,7 +94,18 @@ function load(path: string): RegistryContent {
   }
   // Each entry that answers must make a valid configuration, with the defaults: found now, not by a device.
   parsed.output.devices.forEach((entry, index) => {
-    if (entry.refuse !== undefined) return
+    const raw = (json as { devices: Array<{ match: object }> }).devices[index]
+    // valibot's record drops keys such as __proto__: a match that lost a field would match more devices than written.
+    if (Object.keys(raw?.match ?? {}).length !== Object.keys(entry.match).length) {
+      throw new TypeError(
+        `device registry ${path}: devices.${index}.match has a key that cannot be matched (__proto__, constructor, prototype)`,
+      )
+    }
+    if (entry.refuse !== undefined) {
+      const problem = refusalCodeProblem(entry.refuse)
+      if (problem !== undefined) throw new TypeError(`device registry ${path}: devices.${index}.refuse ${problem}`)
+      return
+    }
     const config = parseDeviceConfig({
       device: entry.device,
       connect: { ...parsed.output.defaults?.connect, ...entry.connect },

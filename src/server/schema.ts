@@ -5,7 +5,7 @@
  * schema/provisioning.schema.json, shipped in the package as `mqtt-bootstrap/schema.json`.
  */
 import { toJsonSchema } from '@valibot/to-json-schema'
-import { AnswerSchema, DeviceConfigSchema, ResultCode } from '../contract.js'
+import { AnswerSchema, codePointLimit, DeviceConfigSchema, ResultCode } from '../contract.js'
 
 export const RESULT_CODES = Object.freeze([
   { code: ResultCode.SUCCESS, meaning: 'configuration received; result holds it', retry: false },
@@ -24,7 +24,14 @@ export const RESULT_CODES = Object.freeze([
 
 /** Draft-07 JSON Schema of one valibot schema, without its own `$schema` (the document has one). */
 function fragment(schema: Parameters<typeof toJsonSchema>[0]): Record<string, unknown> {
-  const { $schema: _, ...rest } = toJsonSchema(schema, { errorMode: 'throw' }) as Record<string, unknown>
+  const { $schema: _, ...rest } = toJsonSchema(schema, {
+    errorMode: 'throw',
+    // The contract's length limits count code points, exactly as JSON Schema's maxLength does.
+    overrideAction: ({ valibotAction, jsonSchema }) => {
+      const limit = codePointLimit(valibotAction)
+      return limit === undefined ? undefined : { ...jsonSchema, maxLength: limit }
+    },
+  }) as Record<string, unknown>
   return rest
 }
 
@@ -33,6 +40,8 @@ export function provisioningSchema(): Record<string, unknown> {
   const envelope = fragment(AnswerSchema)
   return {
     $schema: 'http://json-schema.org/draft-07/schema#',
+    // The document as a whole validates an answer; the parts are in definitions.
+    $ref: '#/definitions/response',
     $id: 'https://mqtt-bootstrap.dev/schema/provisioning.schema.json',
     title: 'mqtt-bootstrap provisioning contract (PointAccess)',
     description:
@@ -51,7 +60,15 @@ export function provisioningSchema(): Record<string, unknown> {
         // biome-ignore lint/suspicious/noThenProperty: JSON Schema's if/then keyword; this object is never awaited
         then: { required: ['result'], properties: { result: { $ref: '#/definitions/deviceConfig' } } },
       },
+      resultCode: {
+        title: 'Result codes',
+        description: 'The codes of PointAccess.request() and what the device does with them.',
+        anyOf: RESULT_CODES.map(({ code, meaning, retry }) =>
+          code.startsWith('(')
+            ? { type: 'string', description: `${meaning}; not retried` }
+            : { const: code, description: `${meaning}; ${retry ? 'retried' : 'not retried'}` },
+        ),
+      },
     },
-    'x-result-codes': RESULT_CODES,
   }
 }

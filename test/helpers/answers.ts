@@ -10,6 +10,8 @@ const oddString = fc.oneof(
   fc.string({ unit: 'grapheme', maxLength: 20 }),
   fc.constantFrom('', ' ', '\u0000', 'a\nb', '__proto__', 'constructor', 'toString', '\uFEFF', '\uD800'),
   fc.nat({ max: 70_000 }).map((n) => 'x'.repeat(n)), // huge strings
+  fc.integer({ min: 1000, max: 1100 }).map((n) => '😀'.repeat(n)), // near the 1024 limit, 2 UTF-16 units each
+  fc.integer({ min: 60, max: 70 }).map((n) => 'é'.repeat(n)), // near the 64-character code limit
 )
 const scalar = fc.oneof(oddString, fc.integer(), fc.double(), fc.boolean(), fc.constant(null))
 const jsonValue = fc.letrec((tie) => ({
@@ -29,7 +31,15 @@ const field = <T>(valid: fc.Arbitrary<T>, odd: fc.Arbitrary<unknown>) =>
   )
 
 const host = fc.oneof(
-  fc.constantFrom('broker.example:1883', 'mqtts://broker.example:8883', 'ws://broker.example/mqtt', '[::1]:1883', 'b'),
+  fc.constantFrom(
+    'broker.example:1883',
+    'mqtts://broker.example:8883',
+    'ws://broker.example/mqtt',
+    '[::1]:1883',
+    'b',
+    'MQTTS://UPPER.example',
+    'mqtt://[2001:db8::1]:1883',
+  ),
   fc.constantFrom(
     'ftp://broker.example',
     'javascript:alert(1)',
@@ -37,8 +47,10 @@ const host = fc.oneof(
     'mqtt://user:pw@broker.example',
     'mqtt://broker.example/?clientId=evil',
     'http://broker.example',
-    'MQTTS://UPPER.example',
     'broker.example:99999',
+    '[:::::]:1883',
+    '[1.2.3.4]',
+    'a..b',
     'bröker.example',
     '',
   ),
