@@ -1,6 +1,7 @@
 import { defineConfig } from 'tsdown'
 
-const common = { platform: 'node', target: 'node20', sourcemap: true } as const
+// shims: import.meta.url in the CJS build (lazy.ts requires dependencies on first use).
+const common = { platform: 'node', target: 'node20', sourcemap: true, shims: true } as const
 
 export default defineConfig([
   {

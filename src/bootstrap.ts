@@ -4,14 +4,15 @@
  * One retry loop owns each phase: async-retry (see retry.ts) retries provisioning and the first connect, with mqtt.js's
  * own reconnects off; once the broker has accepted the device, mqtt.js reconnects at the caller's period.
  */
+import { inspect } from 'node:util'
 import { EventEmitter } from 'eventemitter3'
 import type { IClientOptions, MqttClient } from 'mqtt'
-import { inject, injectable, container as rootContainer } from 'tsyringe'
+import type { DependencyContainer } from 'tsyringe'
 import { type AuthStrategy, DEFAULT_MQTTS_PORT, type MqttCredentials } from './auth/strategy.js'
 import { brokerUrl, upgradeToTls } from './broker-url.js'
 import { type Clock, completeClock } from './clock.js'
 import { AUTH_REJECTED_CODES, type MqttConnector } from './connector.js'
-import { type DeviceConfig, parseDeviceConfig, ResultCode, withRedaction } from './contract.js'
+import { type DeviceConfig, isValidatedConfig, parseDeviceConfig, ResultCode, withRedaction } from './contract.js'
 import { applyDefaultQos } from './default-qos.js'
 import {
   AbortError,
@@ -23,6 +24,7 @@ import {
   ProvisioningError,
 } from './errors.js'
 import type { BootstrapEvents, CacheEvent, CredentialSource } from './events.js'
+import { tsyringe, tsyringeLoaded } from './lazy.js'
 import type { Logger } from './logger.js'
 import { type BootstrapOptions, DEFAULTS, type ResolvedOptions, resolveOptions } from './options.js'
 import { PointAccess } from './point-access.js'
@@ -30,8 +32,8 @@ import { redactOnInspect, redactUrl, SECRET_OPTION_KEYS } from './redact.js'
 import { withRetry } from './retry.js'
 import { type Provisioned, type SessionHooks, superviseSession } from './session.js'
 import { SingleFlight } from './single-flight.js'
-import { type CredentialStore, credentialKey } from './store/credential-store.js'
-import { registerResolved, TOKENS } from './tokens.js'
+import type { CredentialStore } from './store/credential-store.js'
+import { defaultSeams, registerSeams, TOKENS } from './tokens.js'
 import type { HttpTransport } from './transport/http-transport.js'
 
 /** `mqtt.connect(url, options)`-ready options, signed with the provisioned credentials. */
@@ -42,7 +44,6 @@ export interface CallOptions {
   signal?: AbortSignal
 }
 
-@injectable()
 export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
   readonly #options: ResolvedOptions
   readonly #store: CredentialStore
@@ -50,22 +51,27 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
   readonly #connector: MqttConnector
   readonly #clock: Clock
   readonly #logger: Logger
-  readonly #pointAccess: PointAccess
+  readonly #transport: HttpTransport
+  /** Made on the first provisioning request: a cached boot needs none. */
+  #pointAccess: PointAccess | undefined
   readonly #key: string
   readonly #load = new SingleFlight<Provisioned>()
   readonly #fresh = new SingleFlight<Provisioned>()
+  readonly #brokerUrls = new WeakMap<DeviceConfig, string>()
+  /** The provisioning URL as events and logs show it (made when first needed: a cached boot never shows it). */
+  #shown: string | undefined
   /** The last transient failure retried, the cause of a boot timeout. */
   #lastFailure: Error | undefined
   #jittered = false
 
   constructor(
-    @inject(TOKENS.Options) options: ResolvedOptions,
-    @inject(TOKENS.CredentialStore) store: CredentialStore,
-    @inject(TOKENS.HttpTransport) transport: HttpTransport,
-    @inject(TOKENS.AuthStrategy) auth: AuthStrategy,
-    @inject(TOKENS.MqttConnector) connector: MqttConnector,
-    @inject(TOKENS.Clock) clock: Clock,
-    @inject(TOKENS.Logger) logger: Logger,
+    options: ResolvedOptions,
+    store: CredentialStore,
+    transport: HttpTransport,
+    auth: AuthStrategy,
+    connector: MqttConnector,
+    clock: Clock,
+    logger: Logger,
   ) {
     super()
     this.#options = options
@@ -74,16 +80,8 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
     this.#connector = connector
     this.#clock = completeClock(clock)
     this.#logger = logger
-    this.#pointAccess = new PointAccess(
-      {
-        tls: options.tls,
-        timeoutMs: options.timeoutMs,
-        maxResponseBytes: options.maxResponseBytes,
-        allowInsecureHttp: options.allowInsecureHttp,
-      },
-      { transport, clock: this.#clock },
-    )
-    this.#key = credentialKey(options.url, options.data)
+    this.#transport = transport
+    this.#key = options.cacheKey
   }
 
   /** The device's configuration: the cached one, else one from the server (retried). Concurrent calls share one. */
@@ -147,7 +145,7 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
     return this.#load.run((flight) => this.#loadOnce(anySignal(flight, this.#options.signal)), signal)
   }
 
-  async #loadOnce(signal: AbortSignal): Promise<Provisioned> {
+  async #loadOnce(signal: AbortSignal | undefined): Promise<Provisioned> {
     const cached = await this.#readCache()
     if (cached === undefined) {
       await this.#startupJitter(signal)
@@ -181,14 +179,29 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
   async #readEntry(): Promise<DeviceConfig | undefined> {
     const entry = await this.#store.get(this.#key)
     if (entry === undefined) return undefined
+    if (isValidatedConfig(entry.config)) return entry.config // made by parseDeviceConfig, and frozen since
     const parsed = parseDeviceConfig(entry?.config)
     if (parsed.ok) return parsed.value
     await this.#store.delete(this.#key).catch(() => undefined)
     throw new CredentialStoreError('ERR_STORE_CORRUPT', `cached credentials are invalid: ${parsed.problem}`)
   }
 
+  #shownUrl(): string {
+    this.#shown ??= redactUrl(this.#options.url)
+    return this.#shown
+  }
+
+  #pointAccessFor(): PointAccess {
+    const { tls, timeoutMs, maxResponseBytes, allowInsecureHttp } = this.#options
+    this.#pointAccess ??= new PointAccess(
+      { tls, timeoutMs, maxResponseBytes, allowInsecureHttp },
+      { transport: this.#transport, clock: this.#clock },
+    )
+    return this.#pointAccess
+  }
+
   /** Before this bootstrap's first provisioning request only: a fleet powered on at once spreads out. */
-  async #startupJitter(signal: AbortSignal): Promise<void> {
+  async #startupJitter(signal: AbortSignal | undefined): Promise<void> {
     if (this.#jittered || this.#options.startupJitterMs === 0) return
     this.#jittered = true
     const delayMs = Math.floor(this.#clock.random() * this.#options.startupJitterMs)
@@ -196,15 +209,16 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
     await this.#clock.sleep(delayMs, signal)
   }
 
-  async #fetch(signal: AbortSignal): Promise<Provisioned> {
+  async #fetch(signal: AbortSignal | undefined): Promise<Provisioned> {
     const { url, data, headers } = this.#options
     const config = await withRetry(
       async (attempt) => {
-        this.emit('provisioning', { url: redactUrl(url), attempt })
-        this.#logger.debug({ url: redactUrl(url), attempt }, 'provisioning')
-        const code = await this.#pointAccess.request(url, data, { headers, signal })
-        if (code === ResultCode.SUCCESS) return this.#pointAccess.deviceConfig
-        throw this.#pointAccess.lastError ?? new Error(`provisioning failed with code ${code}`)
+        this.emit('provisioning', { url: this.#shownUrl(), attempt })
+        this.#logger.debug({ url: this.#shownUrl(), attempt }, 'provisioning')
+        const pointAccess = this.#pointAccessFor()
+        const code = await pointAccess.request(url, data, { headers, signal })
+        if (code === ResultCode.SUCCESS) return pointAccess.deviceConfig
+        throw pointAccess.lastError ?? new Error(`provisioning failed with code ${code}`)
       },
       {
         policy: this.#options.retry,
@@ -254,9 +268,10 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
     const client = await withRetry(
       async (attempt) => {
         // Signed per attempt: the aliyun timestamp is fresh each time.
+        // A broker URL passed the contract: it has no credentials or query to hide.
         const { url, options } = this.#clientOptions(config)
-        this.emit('connecting', { url: redactUrl(url), clientId: options.clientId as string, source, attempt })
-        this.#logger.debug({ url: redactUrl(url), clientId: options.clientId, attempt }, 'connecting')
+        this.emit('connecting', { url, clientId: options.clientId as string, source, attempt })
+        this.#logger.debug({ url, clientId: options.clientId, attempt }, 'connecting')
         // mqtt.js hands these options (spread) to tls.connect, which keeps a copy on the socket: the hook travels.
         const forMqtt = redactOnInspect({ ...options, reconnectPeriod: 0 }, SECRET_OPTION_KEYS, true)
         return this.#connector.connect(url, forMqtt, signal)
@@ -272,13 +287,14 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
         },
       },
     )
-    redactOnInspect(client.options, SECRET_OPTION_KEYS, true)
+    // mqtt.connect() copies the hook into client.options; a custom connector may not.
+    if (!Object.hasOwn(client.options, inspect.custom)) redactOnInspect(client.options, SECRET_OPTION_KEYS, true)
     applyDefaultQos(client, config.connect.qos)
     // Client errors become non-fatal error events (refused credentials are the session's to report).
     client.on('error', (error: Error & { code?: unknown }) => {
       if (typeof error.code !== 'number' || !AUTH_REJECTED_CODES.has(error.code)) this.#warn(error)
     })
-    const url = redactUrl(this.#brokerUrl(config))
+    const url = this.#brokerUrl(config)
     this.emit('connected', { url, clientId: client.options.clientId ?? '', source })
     this.#logger.info({ url, clientId: client.options.clientId, source }, 'connected')
     // From here on mqtt.js reconnects, steered by the session; without a policy it does not reconnect at all.
@@ -291,8 +307,8 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
   #clientOptions(config: DeviceConfig): { url: string; options: IClientOptions } {
     const url = this.#brokerUrl(config)
     const credentials = this.#sign(config, url)
-    const options = { ...this.#options.mqtt, ...credentials, clean: config.connect.cleanSession === 1 }
-    return { url, options: redactOnInspect(options, SECRET_OPTION_KEYS) }
+    // Not redacted here: each caller hooks the object it hands on (connectOptions' result, the options for mqtt.js).
+    return { url, options: { ...this.#options.mqtt, ...credentials, clean: config.connect.cleanSession === 1 } }
   }
 
   #sign(config: DeviceConfig, url: string): MqttCredentials {
@@ -320,7 +336,17 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
     }
   }
 
+  /** The broker URL of `config`, computed once per configuration. */
   #brokerUrl(config: DeviceConfig): string {
+    let url = this.#brokerUrls.get(config)
+    if (url === undefined) {
+      url = this.#computeBrokerUrl(config)
+      this.#brokerUrls.set(config, url)
+    }
+    return url
+  }
+
+  #computeBrokerUrl(config: DeviceConfig): string {
     const url = brokerUrl(config.connect.host, this.#options.broker, this.#auth.defaultPort ?? DEFAULT_MQTTS_PORT)
     // mqtt.js upgrades mqtt:// and ws:// to TLS when a client certificate is given; sign for what will really happen.
     const { cert, key } = this.#options.mqtt
@@ -341,7 +367,7 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
    * ones from the server. The refused entry is not deleted: it is overwritten once new credentials arrive, and kept
    * if provisioning fails.
    */
-  async #replace(rejected: DeviceConfig, signal: AbortSignal): Promise<Provisioned> {
+  async #replace(rejected: DeviceConfig, signal: AbortSignal | undefined): Promise<Provisioned> {
     const current = await this.#readEntry().catch(() => undefined)
     if (current !== undefined && !sameCredentials(current, rejected)) {
       this.#announce(current, 'cache')
@@ -366,7 +392,7 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
     const { deadlineMs } = this.#options
     const deadline = deadlineMs === undefined ? undefined : AbortSignal.timeout(deadlineMs)
     const signals = [call.signal, deadline].filter((s): s is AbortSignal => s !== undefined)
-    const signal = signals.length === 0 ? undefined : anySignal(...signals)
+    const signal = anySignal(...signals)
     this.#lastFailure = undefined
     try {
       return await operation(signal)
@@ -387,11 +413,52 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
   }
 }
 
-/** A bootstrap in a child container of `options.container` (or of tsyringe's root, which is never written to). */
+/**
+ * Register the bootstrap's options, the default seams for whatever the container (or a parent) does not provide, and
+ * MqttBootstrap itself, in `container`: then `container.resolve(MqttBootstrap)`. Pass a child container: this writes
+ * to the one it is given. Returns it.
+ */
+export function registerBootstrap(container: DependencyContainer, options: BootstrapOptions): DependencyContainer {
+  return registerResolved(container, resolveOptions(options))
+}
+
+function registerResolved(container: DependencyContainer, resolved: ResolvedOptions): DependencyContainer {
+  registerSeams(container, resolved)
+  // A factory, not decorators: the container resolves each seam by its token (and no decorator metadata is needed).
+  container.register(MqttBootstrap, {
+    useFactory: (c) =>
+      new MqttBootstrap(
+        c.resolve(TOKENS.Options),
+        c.resolve(TOKENS.CredentialStore),
+        c.resolve(TOKENS.HttpTransport),
+        c.resolve(TOKENS.AuthStrategy),
+        c.resolve(TOKENS.MqttConnector),
+        c.resolve(TOKENS.Clock),
+        c.resolve(TOKENS.Logger),
+      ),
+  })
+  return container
+}
+
+/**
+ * A bootstrap in a child container of `options.container`, or of tsyringe's global one (never written to) when the
+ * app uses tsyringe. An app that has not loaded tsyringe cannot have registered anything in it: its bootstrap is made
+ * with the defaults directly, the same result without loading tsyringe (README "Performance").
+ */
 export function createBootstrap(options: BootstrapOptions): MqttBootstrap {
   const resolved = resolveOptions(options)
-  const parent = options.container ?? rootContainer
-  return registerResolved(parent.createChildContainer(), resolved).resolve(MqttBootstrap)
+  const parent = options.container ?? (tsyringeLoaded() ? tsyringe().container : undefined)
+  if (parent !== undefined) return registerResolved(parent.createChildContainer(), resolved).resolve(MqttBootstrap)
+  const seams = defaultSeams(resolved)
+  return new MqttBootstrap(
+    resolved,
+    seams.store,
+    seams.transport,
+    seams.auth,
+    seams.connector,
+    seams.clock,
+    seams.logger,
+  )
 }
 
 /** Provision (cache first) and connect: a drop-in for `mqtt.connectAsync()`. */
@@ -416,7 +483,8 @@ function sameCredentials(a: DeviceConfig, b: DeviceConfig): boolean {
 }
 
 /** Wait for `work`, or until `signal` fires, whichever comes first. */
-async function untilSettledOrAborted(work: Promise<void>, signal: AbortSignal): Promise<void> {
+async function untilSettledOrAborted(work: Promise<void>, signal: AbortSignal | undefined): Promise<void> {
+  if (signal === undefined) return work
   if (signal.aborted) return
   let onAbort = () => {}
   const aborted = new Promise<void>((resolve) => {
@@ -427,9 +495,13 @@ async function untilSettledOrAborted(work: Promise<void>, signal: AbortSignal): 
   signal.removeEventListener('abort', onAbort)
 }
 
-function anySignal(...signals: Array<AbortSignal | undefined>): AbortSignal {
+/** One signal for several (or the one, or none: no AbortSignal is made for nothing on the connect path). */
+function anySignal(first: AbortSignal, ...more: Array<AbortSignal | undefined>): AbortSignal
+function anySignal(...signals: Array<AbortSignal | undefined>): AbortSignal | undefined
+function anySignal(...signals: Array<AbortSignal | undefined>): AbortSignal | undefined {
   const present = signals.filter((signal): signal is AbortSignal => signal !== undefined)
-  return present.length === 1 ? (present[0] as AbortSignal) : AbortSignal.any(present)
+  if (present.length <= 1) return present[0]
+  return AbortSignal.any(present)
 }
 
 function storeError(cause: unknown, message: string): CredentialStoreError {

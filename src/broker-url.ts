@@ -65,18 +65,32 @@ export interface BrokerAddress {
 
 /** The parts of a valid broker address, or `undefined`. */
 export function parseBrokerHost(host: string): BrokerAddress | undefined {
+  const known = recentHosts.get(host)
+  if (known !== undefined) return known
+  const parsed = parse(host)
+  if (parsed !== undefined) {
+    if (recentHosts.size >= 64) recentHosts.clear()
+    recentHosts.set(host, parsed)
+  }
+  return parsed
+}
+
+/** A pure function's memo (the pattern is long; a device asks about the same host on every boot and reconnect). */
+const recentHosts = new Map<string, BrokerAddress>()
+
+function parse(host: string): BrokerAddress | undefined {
   if (host.length > MAX_HOST_LENGTH) return undefined
   const match = BROKER_HOST_PATTERN.exec(host)
   if (match === null) return undefined
   const [, protocol, schemeHost, schemePort, path, bareHost, barePort] = match
   const hostname = (schemeHost ?? bareHost ?? '').replace(/^\[(.*)\]$/, '$1')
   const port = schemePort ?? barePort
-  return {
+  return Object.freeze({
     protocol: protocol?.toLowerCase() as BrokerProtocol | undefined,
     hostname,
     port: port === undefined ? undefined : Number(port),
     path,
-  }
+  })
 }
 
 /** Why `host` cannot be a broker address, or `undefined` when it can. Never echoes the value. */

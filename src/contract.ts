@@ -6,8 +6,9 @@
  * Issue messages are built from the schema (path and expectation), never from the received value, which may be a
  * secret.
  */
-import * as v from 'valibot'
+import type * as Valibot from 'valibot'
 import { BROKER_HOST_PATTERN, MAX_HOST_LENGTH } from './broker-url.js'
+import { valibot } from './lazy.js'
 import { redactOnInspect } from './redact.js'
 
 /** The result codes `PointAccess.request()` defines; any other string is the server's own refusal, passed through. */
@@ -52,23 +53,13 @@ export const MAX_CODE_LENGTH = 64
 
 // The schemas are declarative on purpose (no v.check, no transform): server/schema.ts turns them into the published
 // JSON Schema, so what the device accepts and what the contract says cannot drift. Every regex has its own message:
-// valibot's default one quotes the value.
+// valibot's default one quotes the value. They are built on first use (valibot loads then: see lazy.ts).
 
 // MQTT forbids U+0000 in strings, and control characters in an identifier only ever break logs and topics. No flags:
 // a pattern must also be valid in JSON Schema.
 const PRINTABLE = /^[^\u0000-\u001f\u007f]*$/
-const printable = v.regex(PRINTABLE, 'contains control characters')
 
 const codePointLimits = new WeakMap<object, number>()
-/**
- * At most `max` Unicode code points: what JSON Schema's maxLength counts (String.length counts UTF-16 units, so an
- * emoji would count twice). server/schema.ts publishes it as maxLength.
- */
-function maxCodePoints(max: number) {
-  const action = v.check((value: string) => codePointCount(value, max) <= max, `is longer than ${max} characters`)
-  codePointLimits.set(action, max)
-  return action
-}
 /** The limit of a maxCodePoints() action, for the JSON Schema export. */
 export function codePointLimit(action: object): number | undefined {
   return codePointLimits.get(action)
@@ -81,37 +72,53 @@ function codePointCount(value: string, stop: number): number {
   return count
 }
 
-const text = v.pipe(v.string(), maxCodePoints(MAX_FIELD_LENGTH), printable)
-const nonEmpty = v.pipe(v.string(), v.minLength(1), maxCodePoints(MAX_FIELD_LENGTH), printable)
+function buildSchemas(v: typeof Valibot) {
+  const printable = v.regex(PRINTABLE, 'contains control characters')
+  /**
+   * At most `max` Unicode code points: what JSON Schema's maxLength counts (String.length counts UTF-16 units, so an
+   * emoji would count twice). server/schema.ts publishes it as maxLength.
+   */
+  const maxCodePoints = (max: number) => {
+    const action = v.check((value: string) => codePointCount(value, max) <= max, `is longer than ${max} characters`)
+    codePointLimits.set(action, max)
+    return action
+  }
+  const text = v.pipe(v.string(), maxCodePoints(MAX_FIELD_LENGTH), printable)
+  const nonEmpty = v.pipe(v.string(), v.minLength(1), maxCodePoints(MAX_FIELD_LENGTH), printable)
+  const identity = { productKey: nonEmpty, deviceName: nonEmpty }
 
-const identity = { productKey: nonEmpty, deviceName: nonEmpty }
+  /** The triplet; a server may send a productSecret instead of the deviceSecret (dynamic registration), not neither. */
+  const Device = v.union([
+    v.object({ ...identity, deviceSecret: nonEmpty, productSecret: v.optional(v.nullable(text), null) }),
+    v.object({ ...identity, deviceSecret: v.optional(text, ''), productSecret: nonEmpty }),
+  ])
+  const Connect = v.object({
+    qos: v.optional(v.picklist([0, 1, 2]), 1),
+    host: v.pipe(
+      v.string(),
+      maxCodePoints(MAX_HOST_LENGTH),
+      v.regex(BROKER_HOST_PATTERN, 'is not an mqtt(s)/ws(s) URL or host[:port]'),
+    ),
+    cleanSession: v.optional(v.union([v.picklist([0, 1]), v.boolean()]), 1),
+  })
+  /** A result code: the server's own refusals are strings like this too. */
+  const Code = v.pipe(v.string(), v.minLength(1), maxCodePoints(MAX_CODE_LENGTH), printable)
+  return {
+    Device,
+    Connect,
+    DeviceConfig: v.object({ device: Device, connect: Connect }),
+    Code,
+    Answer: v.object({ code: Code, result: v.optional(v.unknown()), message: v.optional(v.unknown()) }),
+  }
+}
 
-/** The triplet; a server may send a productSecret instead of the deviceSecret (dynamic registration), not neither. */
-export const DeviceSchema = v.union([
-  v.object({ ...identity, deviceSecret: nonEmpty, productSecret: v.optional(v.nullable(text), null) }),
-  v.object({ ...identity, deviceSecret: v.optional(text, ''), productSecret: nonEmpty }),
-])
+let schemas: ReturnType<typeof buildSchemas> | undefined
 
-export const ConnectSchema = v.object({
-  qos: v.optional(v.picklist([0, 1, 2]), 1),
-  host: v.pipe(
-    v.string(),
-    maxCodePoints(MAX_HOST_LENGTH),
-    v.regex(BROKER_HOST_PATTERN, 'is not an mqtt(s)/ws(s) URL or host[:port]'),
-  ),
-  cleanSession: v.optional(v.union([v.picklist([0, 1]), v.boolean()]), 1),
-})
-
-export const DeviceConfigSchema = v.object({ device: DeviceSchema, connect: ConnectSchema })
-
-/** A result code: the server's own refusals are strings like this too. */
-export const CodeSchema = v.pipe(v.string(), v.minLength(1), maxCodePoints(MAX_CODE_LENGTH), printable)
-
-export const AnswerSchema = v.object({
-  code: CodeSchema,
-  result: v.optional(v.unknown()),
-  message: v.optional(v.unknown()),
-})
+/** The contract's valibot schemas (built, and valibot loaded, on first use). */
+export function contractSchemas(): ReturnType<typeof buildSchemas> {
+  schemas ??= buildSchemas(valibot())
+  return schemas
+}
 
 export type Checked<T> = { ok: true; value: T } | { ok: false; problem: string }
 
@@ -125,7 +132,7 @@ export function defaultDeviceConfig(): DeviceConfig {
 
 /** Validate and normalise a configuration (an answer's `result`, or a cached entry). */
 export function parseDeviceConfig(value: unknown): Checked<DeviceConfig> {
-  const parsed = v.safeParse(DeviceConfigSchema, value, { abortEarly: true })
+  const parsed = valibot().safeParse(contractSchemas().DeviceConfig, value, { abortEarly: true })
   if (!parsed.success) return { ok: false, problem: describeIssue(parsed.issues[0]) }
   const { device, connect } = parsed.output
   return {
@@ -148,23 +155,43 @@ export function parseDeviceConfig(value: unknown): Checked<DeviceConfig> {
 
 /** The answer's envelope: `{ code, result? }`. */
 export function parseAnswer(value: unknown): Checked<{ code: string; result: unknown }> {
-  const parsed = v.safeParse(AnswerSchema, value, { abortEarly: true })
+  const parsed = valibot().safeParse(contractSchemas().Answer, value, { abortEarly: true })
   if (!parsed.success) return { ok: false, problem: describeIssue(parsed.issues[0]) }
   return { ok: true, value: { code: parsed.output.code, result: parsed.output.result } }
 }
 
+const DEVICE_SECRET_KEYS = ['deviceSecret', 'productSecret'] as const
+
 /** A deep copy whose `util.inspect` hides the secrets (see redact.ts). */
 export function withRedaction(config: DeviceConfig): DeviceConfig {
   return {
-    device: redactOnInspect({ ...config.device }, ['deviceSecret', 'productSecret']),
+    device: redactOnInspect({ ...config.device }, DEVICE_SECRET_KEYS),
     connect: { ...config.connect },
   }
 }
 
+const validated = new WeakSet<object>()
+
+/**
+ * A frozen copy of a configuration that parseDeviceConfig() accepted, recognised later by isValidatedConfig(), so
+ * that a store holding such objects (MemoryCredentialStore) saves the cached boot a second validation.
+ */
+export function frozenValidated(config: DeviceConfig): DeviceConfig {
+  const copy = withRedaction(config)
+  Object.freeze(copy.device)
+  Object.freeze(copy.connect)
+  validated.add(Object.freeze(copy))
+  return copy
+}
+
+export function isValidatedConfig(config: unknown): config is DeviceConfig {
+  return typeof config === 'object' && config !== null && validated.has(config)
+}
+
 /** A valibot issue in words: where, and which rule. Never the value (it may be a secret). */
-export function describeIssue(issue: v.BaseIssue<unknown> | undefined, prefix?: string): string {
+export function describeIssue(issue: Valibot.BaseIssue<unknown> | undefined, prefix?: string): string {
   if (issue === undefined) return 'is invalid'
-  const own = v.getDotPath(issue)
+  const own = valibot().getDotPath(issue)
   const path = [prefix, own].filter((part) => part !== undefined && part !== null).join('.') || '(root)'
   // A union (the two shapes of `device`, cleanSession's number or boolean): what is wrong with its first option, the
   // usual one. Its issues' paths are relative to the union's.

@@ -4,9 +4,6 @@
  * Every export is named here (no `export *`). Left out on purpose: the server side (`mqtt-bootstrap/server`), which a
  * device never needs, and internal helpers such as the valibot schemas.
  */
-// tsyringe needs the Reflect metadata API before it loads (it throws otherwise).
-import 'reflect-metadata'
-
 export type {
   AliyunAuthOptions,
   AliyunRegistrationSignInput,
@@ -17,7 +14,7 @@ export { aliyunAuth, signAliyun, signAliyunRegistration, verifyAliyunCredentials
 export { plainAuth } from './auth/plain.js'
 export type { AuthFunction, AuthStrategy, MqttCredentials, SignContext } from './auth/strategy.js'
 export type { CallOptions, ConnectOptions } from './bootstrap.js'
-export { connectProvisioned, createBootstrap, MqttBootstrap } from './bootstrap.js'
+export { connectProvisioned, createBootstrap, MqttBootstrap, registerBootstrap } from './bootstrap.js'
 export type { BrokerOptions, BrokerProtocol } from './broker-url.js'
 export type { Clock } from './clock.js'
 export { systemClock } from './clock.js'
@@ -60,7 +57,7 @@ export { credentialKey } from './store/credential-store.js'
 export type { FileCredentialStoreOptions } from './store/file-store.js'
 export { FileCredentialStore } from './store/file-store.js'
 export { MemoryCredentialStore } from './store/memory-store.js'
-export { registerBootstrap, TOKENS } from './tokens.js'
+export { TOKENS } from './tokens.js'
 export type { HttpRequest, HttpResponse, HttpTransport } from './transport/http-transport.js'
 export type { TlsOptions } from './transport/undici-transport.js'
 export { UndiciTransport } from './transport/undici-transport.js'

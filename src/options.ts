@@ -11,7 +11,7 @@ import { InvalidOptionError } from './errors.js'
 import type { Logger } from './logger.js'
 import { NO_RETRY, RETRY_DEFAULTS, type RetryOptions, type RetryPolicy } from './retry.js'
 import { RECONNECT_DEFAULTS, type ReconnectOptions, type ReconnectPolicy } from './session.js'
-import type { CredentialStore } from './store/credential-store.js'
+import { type CredentialStore, keyOf } from './store/credential-store.js'
 import type { TlsOptions } from './transport/undici-transport.js'
 
 /** How the provisioning request travels. `PointAccess` and the bootstrap take the same ones. */
@@ -72,6 +72,8 @@ export interface ResolvedTransportOptions {
 export interface ResolvedOptions extends ResolvedTransportOptions {
   readonly url: string
   readonly data: unknown
+  /** credentialKey(url, data) */
+  readonly cacheKey: string
   readonly headers: Readonly<Record<string, string>>
   readonly retry: RetryPolicy
   readonly cache: CredentialStore | undefined
@@ -126,7 +128,16 @@ export function resolveOptions(options: BootstrapOptions): ResolvedOptions {
   checkKnown(options, KNOWN_OPTIONS, '')
   const transport = resolveTransportOptions(pick(options, TRANSPORT_OPTIONS))
   const url = checkUrl(options.url, transport.allowInsecureHttp, 'url').href
-  serializeData(options.data, 'data')
+  // The cache key is the first use of `data`, and proves it is JSON (one serialisation, not two, on the boot path).
+  let cacheKey: string
+  try {
+    cacheKey = keyOf(url, options.data)
+  } catch {
+    fail('data', 'JSON-serialisable (no cycles, no BigInt)')
+  }
+  if (options.data === undefined || typeof options.data === 'function' || typeof options.data === 'symbol') {
+    fail('data', 'a JSON value', typeName(options.data))
+  }
   const signal = options.signal
   if (signal !== undefined && !(signal instanceof AbortSignal)) fail('signal', 'an AbortSignal', typeName(signal))
   const container = options.container as { createChildContainer?: unknown } | undefined
@@ -137,6 +148,7 @@ export function resolveOptions(options: BootstrapOptions): ResolvedOptions {
     ...transport,
     url,
     data: options.data,
+    cacheKey,
     headers: Object.freeze(checkHeaders(options.headers, 'headers')),
     retry: resolveRetry(options.retry),
     cache: checkCache(options.cache),

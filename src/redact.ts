@@ -21,16 +21,28 @@ export function redactOnInspect<T extends object>(target: T, keys: readonly stri
     configurable: true,
     enumerable: travels,
     writable: true,
-    value(this: Record<string | symbol, unknown>) {
+    value: hookFor(keys),
+  })
+  return target
+}
+
+const hooks = new WeakMap<readonly string[], (this: Record<string | symbol, unknown>) => object>()
+
+/** One hook function per key list (a cached boot attaches hooks to a few objects: no new closure each time). */
+function hookFor(keys: readonly string[]) {
+  let hook = hooks.get(keys)
+  if (hook === undefined) {
+    hook = function (this: Record<string | symbol, unknown>) {
       const copy: Record<string | symbol, unknown> = { ...this }
       delete copy[inspect.custom] // the copy is what gets printed: it must not call this hook again
       for (const key of keys) {
         if (copy[key] !== undefined && copy[key] !== null && copy[key] !== '') copy[key] = REDACTED
       }
       return copy
-    },
-  })
-  return target
+    }
+    hooks.set(keys, hook)
+  }
+  return hook
 }
 
 /** The TLS and MQTT option fields that hold a secret. */

@@ -6,9 +6,9 @@
  * multiplies by 1..2), nor honour a server's Retry-After, nor be cancelled or faked: our sleep comes from the injected
  * Clock and stops at the AbortSignal.
  */
-import retry from 'async-retry'
 import type { Clock } from './clock.js'
 import { BrokerError, isTransient, ProvisioningError, throwIfAborted } from './errors.js'
+import { asyncRetry } from './lazy.js'
 
 /** How failed attempts are retried. The names follow async-retry's options. */
 export interface RetryOptions {
@@ -83,31 +83,45 @@ export interface RetryLoop {
 export async function withRetry<T>(attempt: (n: number) => Promise<T>, loop: RetryLoop): Promise<T> {
   const { policy, clock, signal } = loop
   let wait = 0
-  return retry<T>(
-    async (bail, n) => {
+  /** Settle a failed attempt `n`: true when it is retried (after `wait`), false when it ends the loop. */
+  const failed = (error: Error, n: number): boolean => {
+    if (error instanceof ProvisioningError || error instanceof BrokerError) error.attempts = n
+    if (!isTransient(error) || n > policy.retries) return false
+    wait = retryDelay(
+      policy,
+      n,
+      () => clock.random(),
+      error instanceof ProvisioningError ? error.retryAfterMs : undefined,
+    )
+    loop.onRetry({ attempt: n, delayMs: wait, error })
+    policy.onRetry?.(error, n)
+    return true
+  }
+
+  // The first attempt runs as it is: most boots succeed at once, and need no retry machinery.
+  try {
+    throwIfAborted(signal)
+    return await attempt(1)
+  } catch (caught) {
+    const error = caught instanceof Error ? caught : new Error(String(caught))
+    if (!failed(error, 1)) throw error
+  }
+  // Attempts 2 .. retries + 1: async-retry's loop (it counts its own attempts from 1).
+  return asyncRetry()<T>(
+    async (bail, retry) => {
+      const n = retry + 1
       try {
-        if (n > 1) await clock.sleep(wait, signal)
+        await clock.sleep(wait, signal)
         throwIfAborted(signal)
         return await attempt(n)
       } catch (caught) {
         const error = caught instanceof Error ? caught : new Error(String(caught))
-        if (error instanceof ProvisioningError || error instanceof BrokerError) error.attempts = n
-        if (!isTransient(error) || n > policy.retries) {
-          // bail() and return: throwing after bail() would retry anyway (async-retry issue #69).
-          bail(error)
-          return undefined as T
-        }
-        wait = retryDelay(
-          policy,
-          n,
-          () => clock.random(),
-          error instanceof ProvisioningError ? error.retryAfterMs : undefined,
-        )
-        loop.onRetry({ attempt: n, delayMs: wait, error })
-        policy.onRetry?.(error, n)
-        throw error
+        if (failed(error, n)) throw error
+        // bail() and return: throwing after bail() would retry anyway (async-retry issue #69).
+        bail(error)
+        return undefined as T
       }
     },
-    { retries: policy.retries, factor: 1, minTimeout: 0, maxTimeout: 0, randomize: false },
+    { retries: Math.max(0, policy.retries - 1), factor: 1, minTimeout: 0, maxTimeout: 0, randomize: false },
   )
 }

@@ -10,7 +10,7 @@ import { type AuthStrategy, DEFAULT_MQTTS_PORT } from './auth/strategy.js'
 import { type Clock, systemClock } from './clock.js'
 import { type MqttConnector, MqttJsConnector } from './connector.js'
 import { type Logger, silentLogger } from './logger.js'
-import { type AuthOption, type BootstrapOptions, DEFAULTS, type ResolvedOptions, resolveOptions } from './options.js'
+import { type AuthOption, DEFAULTS, type ResolvedOptions } from './options.js'
 import type { CredentialStore } from './store/credential-store.js'
 import { MemoryCredentialStore } from './store/memory-store.js'
 import type { HttpTransport } from './transport/http-transport.js'
@@ -30,30 +30,48 @@ export const TOKENS = Object.freeze({
 })
 
 /**
- * Register the bootstrap's options and default seams in `container`. Explicit options (`cache`, `auth`, `logger`)
+ * Register the resolved options and the default seams in `container`. Explicit options (`cache`, `auth`, `logger`)
  * are registered in `container` itself, so they win; a seam without one keeps the registration the container (or one
- * of its parents) already has, else gets the default. Pass a child container: this writes to the one it is given. Returns it.
+ * of its parents) already has, else gets the default.
  */
-export function registerBootstrap(container: DependencyContainer, options: BootstrapOptions): DependencyContainer {
-  return registerResolved(container, resolveOptions(options))
-}
-
-/** registerBootstrap() for options already resolved. */
-export function registerResolved(container: DependencyContainer, resolved: ResolvedOptions): DependencyContainer {
+export function registerSeams(container: DependencyContainer, resolved: ResolvedOptions): DependencyContainer {
   container.register(TOKENS.Options, { useValue: resolved })
   const fill = <T>(seam: InjectionToken<T>, explicit: T | undefined, fallback: () => T) => {
     if (explicit !== undefined) container.register(seam, { useValue: explicit })
     else if (!container.isRegistered(seam, true)) container.register(seam, { useValue: fallback() })
   }
-  fill(TOKENS.CredentialStore, resolved.cache, () => new MemoryCredentialStore())
-  fill(TOKENS.AuthStrategy, resolved.auth === undefined ? undefined : toStrategy(resolved.auth), () =>
-    toStrategy(DEFAULTS.auth),
-  )
-  fill(TOKENS.Logger, resolved.logger, () => silentLogger)
-  fill(TOKENS.HttpTransport, undefined, () => new UndiciTransport(resolved.tls))
-  fill(TOKENS.MqttConnector, undefined, () => new MqttJsConnector())
-  fill(TOKENS.Clock, undefined, () => systemClock)
+  const seams = seamFactories(resolved)
+  fill(TOKENS.CredentialStore, resolved.cache, seams.store)
+  fill(TOKENS.AuthStrategy, resolved.auth === undefined ? undefined : toStrategy(resolved.auth), seams.auth)
+  fill(TOKENS.Logger, resolved.logger, seams.logger)
+  fill(TOKENS.HttpTransport, undefined, seams.transport)
+  fill(TOKENS.MqttConnector, undefined, seams.connector)
+  fill(TOKENS.Clock, undefined, seams.clock)
   return container
+}
+
+/** The seams of a bootstrap with nothing registered anywhere: the options' own, else the defaults. */
+export function defaultSeams(resolved: ResolvedOptions) {
+  const seams = seamFactories(resolved)
+  return {
+    store: resolved.cache ?? seams.store(),
+    auth: resolved.auth === undefined ? seams.auth() : toStrategy(resolved.auth),
+    logger: resolved.logger ?? seams.logger(),
+    transport: seams.transport(),
+    connector: seams.connector(),
+    clock: seams.clock(),
+  }
+}
+
+function seamFactories(resolved: ResolvedOptions) {
+  return {
+    store: (): CredentialStore => new MemoryCredentialStore(),
+    auth: (): AuthStrategy => toStrategy(DEFAULTS.auth),
+    logger: (): Logger => silentLogger,
+    transport: (): HttpTransport => new UndiciTransport(resolved.tls),
+    connector: (): MqttConnector => new MqttJsConnector(),
+    clock: (): Clock => systemClock,
+  }
 }
 
 /** 'aliyun' | 'plain' | strategy | function -> strategy. */

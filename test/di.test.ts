@@ -1,5 +1,6 @@
 // tsyringe needs the Reflect polyfill before it loads; mqtt-bootstrap imports it, but tsyringe is imported first here.
 import 'reflect-metadata'
+import { execFileSync } from 'node:child_process'
 import type { IClientOptions } from 'mqtt'
 import { container as globalContainer } from 'tsyringe'
 import { afterAll, afterEach, beforeAll, expect, expectTypeOf, test } from 'vitest'
@@ -98,4 +99,12 @@ test('registerBootstrap fills a container the caller resolves MqttBootstrap from
 test('nothing is ever registered in the global container', async () => {
   env.track(await connectProvisioned(env.options()))
   for (const token of ALL_TOKENS) expect(globalContainer.isRegistered(token, true)).toBe(false)
+})
+
+test('an app that never loads tsyringe: the bootstrap works, and tsyringe stays unloaded', () => {
+  const output = execFileSync(process.execPath, ['--import', 'tsx', 'test/fixtures/no-tsyringe.ts'], {
+    encoding: 'utf8',
+  })
+  // The provisioning server is unreachable (port 1): the point is that the bootstrap ran its course without DI.
+  expect(JSON.parse(output)).toEqual({ outcome: 'ERR_PROVISION_NETWORK', tsyringeLoaded: false })
 })

@@ -3,7 +3,6 @@
  * The `mqtt-bootstrap` command (commander): provision, check, serve, demo. Exit codes are in io.ts (EXIT) and the
  * README. Secrets are printed only with --show-secrets.
  */
-import 'reflect-metadata' // before anything loads tsyringe
 import { Command, CommanderError, Option } from 'commander'
 // Bundled into dist/cli.mjs by the build, read from the checkout under tsx: right in both places.
 import packageJson from '../../package.json' with { type: 'json' }

@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import * as v from 'valibot'
-import { ConnectSchema, DeviceSchema, describeIssue, parseAnswer, ResultCode } from '../contract.js'
+import { contractSchemas, describeIssue, parseAnswer, ResultCode } from '../contract.js'
 import { ProvisioningError } from '../errors.js'
 import { checkHeaders, checkUrl, serializeData } from '../options.js'
 import { interpretAnswer, parseBody } from '../point-access.js'
@@ -151,11 +151,12 @@ function judgeAnswer(response: HttpResponse, record: (id: CheckId, status: Check
   record('code', code === ResultCode.SUCCESS ? 'pass' : 'fail', `"${code}"`)
   if (code !== ResultCode.SUCCESS) return
   const { device, connect } = (typeof result === 'object' && result !== null ? result : {}) as Record<string, unknown>
-  record('device', ...field(DeviceSchema, device, 'device'))
+  const { Device, Connect } = contractSchemas()
+  record('device', ...field(Device, device, 'device'))
   const fields = (typeof connect === 'object' && connect !== null ? connect : {}) as Record<string, unknown>
-  record('qos', ...field(ConnectSchema.entries.qos, fields.qos, 'connect.qos'))
-  record('cleanSession', ...field(ConnectSchema.entries.cleanSession, fields.cleanSession, 'connect.cleanSession'))
-  record('host', ...field(ConnectSchema.entries.host, fields.host, 'connect.host'))
+  record('qos', ...field(Connect.entries.qos, fields.qos, 'connect.qos'))
+  record('cleanSession', ...field(Connect.entries.cleanSession, fields.cleanSession, 'connect.cleanSession'))
+  record('host', ...field(Connect.entries.host, fields.host, 'connect.host'))
 }
 
 /** One part of the answer against the contract's own schema for it. */

@@ -5,7 +5,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import * as v from 'valibot'
-import { CodeSchema, type DeviceConfig, parseDeviceConfig, ResultCode } from '../contract.js'
+import { contractSchemas, type DeviceConfig, parseDeviceConfig, ResultCode } from '../contract.js'
 
 /** What `resolve` answers: the device's configuration, a refusal code, or `undefined` for an unknown device. */
 export type Resolution = { device: Record<string, unknown>; connect: Record<string, unknown> } | { code: string }
@@ -33,7 +33,7 @@ const RESERVED_CODES: ReadonlySet<string> = new Set(Object.values(ResultCode))
 
 /** Why `code` cannot be a refusal code, or `undefined`: the contract's code, and none of the three reserved ones. */
 export function refusalCodeProblem(code: unknown): string | undefined {
-  if (!v.is(CodeSchema, code)) return 'must be a string of 1 to 64 printable characters'
+  if (!v.is(contractSchemas().Code, code)) return 'must be a string of 1 to 64 printable characters'
   if (RESERVED_CODES.has(code)) return `must not be "${code}", a code the contract reserves`
   return undefined
 }

@@ -5,7 +5,7 @@
  * schema/provisioning.schema.json, shipped in the package as `mqtt-bootstrap/schema.json`.
  */
 import { toJsonSchema } from '@valibot/to-json-schema'
-import { AnswerSchema, codePointLimit, DeviceConfigSchema, ResultCode } from '../contract.js'
+import { codePointLimit, contractSchemas, ResultCode } from '../contract.js'
 
 export const RESULT_CODES = Object.freeze([
   { code: ResultCode.SUCCESS, meaning: 'configuration received; result holds it', retry: false },
@@ -37,7 +37,8 @@ function fragment(schema: Parameters<typeof toJsonSchema>[0]): Record<string, un
 
 /** The whole document. */
 export function provisioningSchema(): Record<string, unknown> {
-  const envelope = fragment(AnswerSchema)
+  const { Answer, DeviceConfig } = contractSchemas()
+  const envelope = fragment(Answer)
   return {
     $schema: 'http://json-schema.org/draft-07/schema#',
     // The document as a whole validates an answer; the parts are in definitions.
@@ -52,7 +53,7 @@ export function provisioningSchema(): Record<string, unknown> {
         title: 'Request body',
         description: 'What identifies the device (IMEI, serial, …): any JSON value, typically an object.',
       },
-      deviceConfig: { title: 'result of a "00000" answer', ...fragment(DeviceConfigSchema) },
+      deviceConfig: { title: 'result of a "00000" answer', ...fragment(DeviceConfig) },
       response: {
         title: 'Answer',
         ...envelope,

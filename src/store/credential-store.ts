@@ -28,12 +28,29 @@ export interface CredentialStore {
  * Headers are left out on purpose: they carry tokens that rotate, not the device's identity.
  */
 export function credentialKey(url: string, data: unknown): string {
-  return createHash('sha256').update(new URL(url).href).update('\n').update(canonicalJson(data)).digest('hex')
+  return keyOf(new URL(url).href, data)
 }
+
+/** credentialKey() for a URL that is already an href (as resolved options hold it). */
+export function keyOf(href: string, data: unknown): string {
+  const material = `${href}\n${canonicalJson(data)}`
+  let key = recentKeys.get(material)
+  if (key === undefined) {
+    key = createHash('sha256').update(material).digest('hex')
+    if (recentKeys.size >= 64) recentKeys.clear()
+    recentKeys.set(material, key)
+  }
+  return key
+}
+
+/** A pure function's memo: a process that boots again (or many devices in a bench) hashes each identity once. */
+const recentKeys = new Map<string, string>()
 
 function canonicalJson(value: unknown): string {
   return JSON.stringify(value, (_key, v: unknown) => {
     if (v === null || typeof v !== 'object' || Array.isArray(v)) return v
+    const keys = Object.keys(v)
+    if (keys.every((key, i) => i === 0 || (keys[i - 1] as string) < key)) return v // already in order (the usual case)
     return Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
   })
 }

@@ -9,16 +9,17 @@
  *   unsealed file is then refused. A wrong key is an error and a cache miss, never garbage credentials.
  * - Shared safely: read-modify-write runs under a lock file (proper-lockfile), so two processes sharing the file
  *   never lose each other's entries; a lock left by a killed process goes stale and is taken over.
+ * - Loaded when needed: proper-lockfile (which patches fs through graceful-fs) and write-file-atomic are imported on
+ *   the first write, so a device that boots from its cache loads neither.
  * - Never a crash: an unusable file is a `CredentialStoreError` (the bootstrap counts it as a miss). A corrupt or
  *   foreign file is moved aside to `<path>.corrupt` before the next write; a file from a newer version of this
  *   library, or sealed with another key, is left as it is.
  */
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto'
-import { mkdir, open, readFile, rename } from 'node:fs/promises'
+import { readFileSync } from 'node:fs'
+import { mkdir, open, rename } from 'node:fs/promises'
 import { dirname } from 'node:path'
-import { lock } from 'proper-lockfile'
-import writeFileAtomic from 'write-file-atomic'
-import { type DeviceConfig, parseDeviceConfig } from '../contract.js'
+import { type DeviceConfig, frozenValidated, parseDeviceConfig } from '../contract.js'
 import { CredentialStoreError, type CredentialStoreErrorCode } from '../errors.js'
 import type { CredentialStore, StoredCredentials } from './credential-store.js'
 
@@ -80,7 +81,8 @@ export class FileCredentialStore implements CredentialStore {
       if (!config.ok || typeof entry.savedAt !== 'number') {
         throw new CredentialStoreError('ERR_STORE_CORRUPT', `credential file entry is invalid: ${this.path}`)
       }
-      return { config: config.value, savedAt: entry.savedAt }
+      // Checked here once: frozen and known valid, the bootstrap does not check it again.
+      return { config: frozenValidated(config.value), savedAt: entry.savedAt }
     })
   }
 
@@ -102,6 +104,7 @@ export class FileCredentialStore implements CredentialStore {
       await mkdir(dir, { recursive: true, mode: 0o700 }).catch((cause: unknown) => {
         throw new CredentialStoreError('ERR_STORE_IO', `cannot create the directory of ${this.path}`, { cause })
       })
+      const { lock } = await import('proper-lockfile')
       const release = await lock(this.path, {
         realpath: false,
         stale: this.#lockStaleMs,
@@ -130,7 +133,9 @@ export class FileCredentialStore implements CredentialStore {
   async #read(): Promise<ReadResult> {
     let text: string
     try {
-      text = await readFile(this.path, 'utf8')
+      // Synchronous on purpose: the file is a few kilobytes, read once at boot; an async read costs four round trips
+      // through libuv's thread pool (open, stat, read, close), more than the read itself (README "Performance").
+      text = readFileSync(this.path, 'utf8')
     } catch (cause) {
       if ((cause as NodeJS.ErrnoException).code === 'ENOENT') return { state: 'absent' }
       return unusable('ERR_STORE_IO', `cannot read credential file: ${this.path}`, cause)
@@ -224,6 +229,7 @@ export class FileCredentialStore implements CredentialStore {
       }
     }
     try {
+      const { default: writeFileAtomic } = await import('write-file-atomic')
       await writeFileAtomic(this.path, `${JSON.stringify(content, null, 2)}\n`, { mode: this.#mode, fsync: true })
       await fsyncDirectory(dirname(this.path))
     } catch (cause) {

@@ -1,17 +1,25 @@
-import { withRedaction } from '../contract.js'
+import { frozenValidated, isValidatedConfig, parseDeviceConfig } from '../contract.js'
 import type { CredentialStore, StoredCredentials } from './credential-store.js'
 
-/** Keeps credentials for the life of the process (the default: a new one per bootstrap). Share one to reuse it. */
+/**
+ * Keeps credentials for the life of the process (the default: a new one per bootstrap). Share one to reuse it.
+ * Entries are checked when set and kept frozen, so a read hands out the same immutable object, already known valid.
+ */
 export class MemoryCredentialStore implements CredentialStore {
   readonly #entries = new Map<string, StoredCredentials>()
 
   async get(key: string): Promise<StoredCredentials | undefined> {
-    const entry = this.#entries.get(key)
-    return entry === undefined ? undefined : copy(entry)
+    return this.#entries.get(key)
   }
 
   async set(key: string, value: StoredCredentials): Promise<void> {
-    this.#entries.set(key, copy(value))
+    let config = value.config
+    if (!isValidatedConfig(config)) {
+      const parsed = parseDeviceConfig(config)
+      // A bad entry is kept as it is: the bootstrap finds it on reading, reports a corrupt miss and deletes it.
+      if (parsed.ok) config = frozenValidated(parsed.value)
+    }
+    this.#entries.set(key, Object.freeze({ config, savedAt: value.savedAt }))
   }
 
   async delete(key: string): Promise<void> {
@@ -22,8 +30,4 @@ export class MemoryCredentialStore implements CredentialStore {
   get size(): number {
     return this.#entries.size
   }
-}
-
-function copy(entry: StoredCredentials): StoredCredentials {
-  return { config: withRedaction(entry.config), savedAt: entry.savedAt }
 }

@@ -1,0 +1,40 @@
+/**
+ * The benches' MQTT broker, in its own process: aedes on 127.0.0.1, checking the aliyun signature of every CONNECT.
+ * Plain TCP, or TLS with BROKER_TLS=1 (a CA generated at start, written to CA_FILE). Prints `port <n>`.
+ */
+import { writeFileSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { createServer as createTlsServer } from 'node:tls'
+import { Aedes } from 'aedes'
+import { verifyAliyunCredentials } from 'mqtt-bootstrap'
+import { generateCertificates } from '../src/cli/certificates.js'
+import { deviceSecret, PRODUCT_KEY } from './lib/fleet-secrets.js'
+
+const aedes = await Aedes.createBroker({
+  authenticate(client, username, password, done) {
+    const secretOf = (pk: string, dn: string) => (pk === PRODUCT_KEY ? deviceSecret(dn) : undefined)
+    const ok = verifyAliyunCredentials({ clientId: client.id, username, password }, secretOf) !== undefined
+    done(ok ? null : Object.assign(new Error('bad signature'), { returnCode: 4 as const }), ok)
+  },
+})
+let server: import('node:net').Server
+if (process.env.BROKER_TLS === '1') {
+  const tls = await generateCertificates(['127.0.0.1'])
+  writeFileSync(process.env.CA_FILE ?? 'broker-ca.pem', tls.ca)
+  server = createTlsServer({ key: tls.key, cert: tls.cert, noDelay: true }, aedes.handle)
+} else {
+  server = createServer({ noDelay: true }, aedes.handle)
+}
+server.maxConnections = 20_000
+server.listen(0, '127.0.0.1', () => {
+  const address = server.address()
+  process.stdout.write(`port ${typeof address === 'object' && address ? address.port : 0}\n`)
+})
+process.on('message', (message: unknown) => {
+  if (message === 'cpu') process.send?.(process.cpuUsage())
+  if (message === 'stop') {
+    server.close()
+    aedes.close(() => process.exit(0))
+  }
+})
+process.on('disconnect', () => process.exit(0))

@@ -1,0 +1,157 @@
+/**
+ * `npm run bench`: every comparison of README "Performance", against the build (dist/), on loopback only, each
+ * bounded in iterations and time. Prints a table and writes bench/results/latest.json and bench/results/fleet.svg.
+ *
+ *   BENCH_ITERATIONS (300)  A/B iterations per comparison
+ *   BENCH_FLEET (1000,2000,5000,10000)  fleet sizes
+ *   BENCH_ONLY (all)  a comma-separated subset of boot, dps, footprint, fleet: the other parts are kept from the
+ *                     last results (bench/results/latest.json), so the table stays whole
+ */
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { cpus } from 'node:os'
+import { benchBoot } from './boot.js'
+import { benchDps } from './dps.js'
+import { benchFleet, jitterFor } from './fleet.js'
+import { footprint } from './footprint.js'
+import { fleetChart } from './lib/chart.js'
+import { startProcess } from './lib/processes.js'
+import { type AB, median, round } from './lib/stats.js'
+
+const iterations = Number(process.env.BENCH_ITERATIONS ?? 300)
+const sizes = (process.env.BENCH_FLEET ?? '1000,2000,5000,10000').split(',').map(Number)
+const started = Date.now()
+const log = (text: string) => console.log(`[${((Date.now() - started) / 1000).toFixed(0)} s] ${text}`)
+
+const summary = (ab: AB) => ({
+  oursMedianMs: round(median(ab.a)),
+  baselineMedianMs: round(median(ab.b)),
+  ratio: round(ab.ratio),
+  iterations: ab.a.length,
+})
+
+const only = new Set((process.env.BENCH_ONLY ?? 'boot,dps,footprint,fleet').split(','))
+const previous = await readFile('bench/results/latest.json', 'utf8').then(JSON.parse, () => ({}))
+
+async function part<T>(name: string, title: string, run: () => Promise<T>): Promise<T> {
+  if (!only.has(name) && previous[name] !== undefined) return previous[name] as T
+  log(title)
+  return run()
+}
+
+const boot = await part('boot', 'boot: cached (memory, file) and cold, MQTT over TCP and TLS', async () => {
+  const runs = { tcp: await benchBoot(iterations, 'tcp'), tls: await benchBoot(iterations, 'tls') }
+  return Object.fromEntries(
+    Object.entries(runs).map(([transport, r]) => [
+      transport,
+      { cachedMemory: summary(r.cachedMemory), cachedFile: summary(r.cachedFile), cold: summary(r.cold) },
+    ]),
+  )
+})
+const dps = await part('dps', 'DPS comparison', async () => {
+  const r = await benchDps(Math.min(iterations, 100))
+  return { bestCase: summary(r.bestCase), defaultPolling: summary(r.defaultPolling) }
+})
+const size = await part('footprint', 'footprint', async () => {
+  const broker = await startProcess('bench/broker-process.ts')
+  try {
+    return footprint(broker.port)
+  } finally {
+    await broker.stop()
+  }
+})
+const fleet = await part('fleet', `fleet power-on: ${sizes.join(', ')} devices`, async () => {
+  const runs = await benchFleet(sizes)
+  await mkdir('bench/results', { recursive: true })
+  await writeFile('bench/results/fleet.svg', fleetChart(runs))
+  return runs.map(({ connectedOverTime: _c, requestsOverTime: _r, ...run }) => ({
+    ...run,
+    jitterMs: run.kind === 'jitter-on' ? jitterFor(run.devices) : 0,
+  }))
+})
+
+const results = {
+  date: new Date().toISOString(),
+  machine: { node: process.version, cpus: cpus().length, model: cpus()[0]?.model },
+  boot,
+  dps,
+  footprint: size,
+  fleet,
+}
+await mkdir('bench/results', { recursive: true })
+await writeFile('bench/results/latest.json', `${JSON.stringify(results, null, 2)}\n`)
+
+const rows: string[][] = [['comparison', 'mqtt-bootstrap', 'baseline', 'ratio', 'target']]
+for (const [transport, r] of Object.entries(results.boot)) {
+  rows.push([
+    `cached boot, memory store (MQTT ${transport})`,
+    `${r.cachedMemory.oursMedianMs} ms`,
+    `${r.cachedMemory.baselineMedianMs} ms`,
+    `${r.cachedMemory.ratio}`,
+    '<= 1.05',
+  ])
+  rows.push([
+    `cached boot, file store (MQTT ${transport})`,
+    `${r.cachedFile.oursMedianMs} ms`,
+    `${r.cachedFile.baselineMedianMs} ms`,
+    `${r.cachedFile.ratio}`,
+    '<= 1.10',
+  ])
+  rows.push([
+    `cold boot (MQTT ${transport})`,
+    `${r.cold.oursMedianMs} ms`,
+    `${r.cold.baselineMedianMs} ms`,
+    `${r.cold.ratio}`,
+    '<= 1.10',
+  ])
+}
+rows.push([
+  'credentials in hand vs Azure DPS, Retry-After: 0',
+  `${results.dps.bestCase.oursMedianMs} ms`,
+  `${results.dps.bestCase.baselineMedianMs} ms`,
+  `${results.dps.bestCase.ratio}`,
+  '',
+])
+rows.push([
+  'credentials in hand vs Azure DPS, SDK default polling',
+  `${results.dps.defaultPolling.oursMedianMs} ms`,
+  `${results.dps.defaultPolling.baselineMedianMs} ms`,
+  `${results.dps.defaultPolling.ratio}`,
+  '',
+])
+rows.push([
+  'import beyond import("mqtt")',
+  `${size.importExtraMs} ms`,
+  `${size.importMqttMs} ms`,
+  `${size.importRatio}`,
+  '<= 0.10',
+])
+rows.push([
+  'heap per connected client',
+  `${size.heapPerClientOurs} B`,
+  `${size.heapPerClientRaw} B`,
+  `${round(size.heapPerClientOurs / size.heapPerClientRaw)}`,
+  '',
+])
+rows.push([
+  'device entry (dist/index.mjs + chunks)',
+  `${size.entryBytes} B (${size.entryGzipBytes} B gzip)`,
+  '',
+  '',
+  '',
+])
+for (const n of sizes) {
+  const raw = results.fleet.find((run) => run.devices === n && run.kind === 'raw')
+  for (const run of results.fleet.filter((r) => r.devices === n && r.kind !== 'raw')) {
+    rows.push([
+      `fleet ${n}, ${run.kind} (p50 ${run.p50Ms} ms, p99 ${run.p99Ms} ms, lost ${run.lost}, peak ${run.peakRps} req/s)`,
+      `${run.totalMs} ms`,
+      `${raw?.totalMs} ms`,
+      `${round(run.totalMs / (raw?.totalMs ?? Number.NaN))}`,
+      n === 10_000 ? '<= 1.5, lost 0' : 'lost 0',
+    ])
+  }
+}
+const widths = rows[0]?.map((_, i) => Math.max(...rows.map((row) => (row[i] ?? '').length))) ?? []
+console.log(`\n${rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ')).join('\n')}`)
+log('wrote bench/results/latest.json and bench/results/fleet.svg')
+process.exit(0)

@@ -1,0 +1,68 @@
+/**
+ * The benches' provisioning server, in its own process: the reference handler over HTTPS (a CA generated at start,
+ * written to CA_FILE), answering any `{ imei: "dev-<n>" }` with that device's credentials for BROKER_HOST. With
+ * REFUSE_FIRST=<fraction>, that share of devices gets 503 + Retry-After: RETRY_AFTER on its first request. Prints
+ * `port <n>`; on the IPC message 'report' sends back the time of every request (ms since its start).
+ */
+import { writeFileSync } from 'node:fs'
+import { createServer } from 'node:https'
+import { createProvisioningHandler } from 'mqtt-bootstrap/server'
+import { generateCertificates } from '../src/cli/certificates.js'
+import { deviceSecret, PRODUCT_KEY } from './lib/fleet-secrets.js'
+
+const brokerHost = process.env.BROKER_HOST ?? '127.0.0.1:1883'
+const refuseFirst = Number(process.env.REFUSE_FIRST ?? 0)
+const retryAfter = process.env.RETRY_AFTER ?? '1'
+const tls = await generateCertificates(['127.0.0.1'])
+writeFileSync(process.env.CA_FILE ?? 'bench-ca.pem', tls.ca)
+
+const started = performance.now()
+const requests: number[] = []
+const seen = new Set<string>()
+const handler = createProvisioningHandler({
+  resolve: (data) => {
+    const name = (data as { imei?: unknown } | null)?.imei
+    if (typeof name !== 'string' || !name.startsWith('dev-')) return undefined
+    return {
+      device: { productKey: PRODUCT_KEY, deviceName: name, deviceSecret: deviceSecret(name) },
+      connect: { host: brokerHost, qos: 1, cleanSession: 1 },
+    }
+  },
+})
+const server = createServer({ key: tls.key, cert: tls.cert, noDelay: true }, (req, res) => {
+  requests.push(performance.now() - started)
+  // The first request of a device that hashes into the refused share: 503 + Retry-After, as an overloaded server.
+  let body = ''
+  req.on('data', (chunk: Buffer) => {
+    body += chunk.toString()
+  })
+  req.on('end', () => {
+    const name = /"imei":"([^"]+)"/.exec(body)?.[1] ?? ''
+    const index = Number(name.slice(4))
+    if (refuseFirst > 0 && !seen.has(name) && (index * 7919) % 1000 < refuseFirst * 1000) {
+      seen.add(name)
+      res.writeHead(503, { 'retry-after': retryAfter, 'content-type': 'application/json' }).end('{"code":"77777"}')
+      return
+    }
+    seen.add(name)
+    handler(req, res, JSON.parse(body))
+  })
+})
+server.maxConnections = 20_000
+server.listen(0, '127.0.0.1', 2048, () => {
+  const address = server.address()
+  process.stdout.write(`port ${typeof address === 'object' && address ? address.port : 0}\n`)
+})
+process.on('message', (message: unknown) => {
+  if (message === 'cpu') process.send?.(process.cpuUsage())
+  if (message === 'report') process.send?.({ requests })
+  if (message === 'reset') {
+    requests.length = 0
+    seen.clear()
+  }
+  if (message === 'stop') {
+    server.closeAllConnections()
+    server.close(() => process.exit(0))
+  }
+})
+process.on('disconnect', () => process.exit(0))
