@@ -14,10 +14,12 @@ export function fleetChart(runs: FleetRun[]): string {
   const devices = Math.max(...runs.map((run) => run.devices))
   const shown = runs.filter((run) => run.devices === devices)
   const seconds = Math.max(...shown.map((run) => run.connectedOverTime.length)) * TICK_S
-  const rate = (run: FleetRun) => run.requestsOverTime.map((count) => count / TICK_S)
+  // Requests per second over the last second (a sliding window of ten ticks): per-tick counts are too spiky to read.
+  const rate = (run: FleetRun) =>
+    run.requestsOverTime.map((_, i, counts) => counts.slice(Math.max(0, i - 9), i + 1).reduce((a, b) => a + b, 0))
   const provisioned = shown.filter((run) => run.kind !== 'raw')
   const peak = Math.max(1, ...provisioned.flatMap(rate))
-  const height = MARGIN.top + 2 * (PANEL + MARGIN.bottom + MARGIN.top)
+  const height = MARGIN.top + 2 * (PANEL + MARGIN.bottom + MARGIN.top) + 10
   const parts = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}" font-family="sans-serif" font-size="12">`,
     `<title>Fleet power-on of ${devices} devices: connected devices and provisioning requests per second over time</title>`,
@@ -83,7 +85,8 @@ function legend(runs: FleetRun[]): string {
   return runs
     .map((run, i) => {
       const x = MARGIN.left + i * 240
-      return `<rect x="${x}" y="6" width="14" height="4" fill="${COLORS[run.kind]}"/><text x="${x + 20}" y="12">${labels[run.kind]}</text>`
+      const y = MARGIN.top + 2 * (PANEL + MARGIN.bottom + MARGIN.top) - 8
+      return `<rect x="${x}" y="${y - 6}" width="14" height="4" fill="${COLORS[run.kind]}"/><text x="${x + 20}" y="${y}">${labels[run.kind]}</text>`
     })
     .join('\n')
 }
