@@ -25,7 +25,7 @@ import {
 } from './errors.js'
 import type { BootstrapEvents, CacheEvent, CredentialSource } from './events.js'
 import { tsyringe, tsyringeLoaded } from './lazy.js'
-import type { Logger } from './logger.js'
+import { type LogArea, type Logger, logFor } from './logger.js'
 import { type BootstrapOptions, DEFAULTS, type ResolvedOptions, resolveOptions } from './options.js'
 import { PointAccess } from './point-access.js'
 import { redactOnInspect, redactUrl, SECRET_OPTION_KEYS } from './redact.js'
@@ -50,7 +50,8 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
   readonly #auth: AuthStrategy
   readonly #connector: MqttConnector
   readonly #clock: Clock
-  readonly #logger: Logger
+  /** One logger per area (each also feeds the `debug` namespace `mqtt-bootstrap:<area>`). */
+  readonly #log: Readonly<Record<Exclude<LogArea, 'transport'>, Logger>>
   readonly #transport: HttpTransport
   /** Made on the first provisioning request: a cached boot needs none. */
   #pointAccess: PointAccess | undefined
@@ -79,7 +80,13 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
     this.#auth = auth
     this.#connector = connector
     this.#clock = completeClock(clock)
-    this.#logger = logger
+    this.#log = {
+      boot: logFor(logger, 'boot'),
+      provision: logFor(logger, 'provision'),
+      connect: logFor(logger, 'connect'),
+      session: logFor(logger, 'session'),
+      store: logFor(logger, 'store'),
+    }
     this.#transport = transport
     this.#key = options.cacheKey
   }
@@ -117,7 +124,7 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
           const reprovision = provisioned.source === 'cache' && round === 1
           const { returnCode = 0 } = error
           this.emit('auth-rejected', { returnCode, source: provisioned.source, reprovision })
-          this.#logger.warn({ returnCode, source: provisioned.source, reprovision }, 'credentials rejected')
+          this.#log.connect.warn({ returnCode, source: provisioned.source, reprovision }, 'credentials rejected')
           // The refused credentials stay cached until newer ones replace them (a failed re-provisioning must not
           // leave the device with nothing: the refusal may pass).
           if (!reprovision) throw error
@@ -166,9 +173,9 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
       const error = storeError(cause, 'cannot read the credential cache')
       const reason = MISS_REASONS[error.code]
       event = { action: 'miss', key, reason, error }
-      this.#logger.warn({ code: error.code, reason }, 'credential cache unusable, treated as a miss')
+      this.#log.store.warn({ code: error.code, reason }, 'credential cache unusable, treated as a miss')
     }
-    this.emit('cache', event)
+    this.#cacheEvent(event)
     return config
   }
 
@@ -205,7 +212,7 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
     if (this.#jittered || this.#options.startupJitterMs === 0) return
     this.#jittered = true
     const delayMs = Math.floor(this.#clock.random() * this.#options.startupJitterMs)
-    this.#logger.debug({ delayMs }, 'start-up jitter')
+    this.#log.boot.debug({ delayMs }, 'start-up jitter')
     await this.#clock.sleep(delayMs, signal)
   }
 
@@ -214,7 +221,7 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
     const config = await withRetry(
       async (attempt) => {
         this.emit('provisioning', { url: this.#shownUrl(), attempt })
-        this.#logger.debug({ url: this.#shownUrl(), attempt }, 'provisioning')
+        this.#log.provision.debug({ url: this.#shownUrl(), attempt }, 'provisioning')
         const pointAccess = this.#pointAccessFor()
         const code = await pointAccess.request(url, data, { headers, signal })
         if (code === ResultCode.SUCCESS) return pointAccess.deviceConfig
@@ -227,7 +234,7 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
         onRetry: ({ attempt, delayMs, error }) => {
           this.#lastFailure = error
           this.emit('retry', { phase: 'provision', attempt, delayMs, code: ResultCode.TRANSIENT, error })
-          this.#logger.info({ phase: 'provision', attempt, delayMs, code: errorCodeOf(error) }, 'retrying')
+          this.#log.provision.info({ phase: 'provision', attempt, delayMs, code: errorCodeOf(error) }, 'retrying')
         },
       },
     )
@@ -250,7 +257,7 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
   async #persist(config: DeviceConfig): Promise<void> {
     try {
       await this.#store.set(this.#key, { config, savedAt: this.#clock.now() })
-      this.emit('cache', { action: 'write', key: this.#key })
+      this.#cacheEvent({ action: 'write', key: this.#key })
     } catch (cause) {
       this.#warn(storeError(cause, 'cannot write the credential cache'))
     }
@@ -271,7 +278,7 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
         // A broker URL passed the contract: it has no credentials or query to hide.
         const { url, options } = this.#clientOptions(config)
         this.emit('connecting', { url, clientId: options.clientId as string, source, attempt })
-        this.#logger.debug({ url, clientId: options.clientId, attempt }, 'connecting')
+        this.#log.connect.debug({ url, clientId: options.clientId, attempt }, 'connecting')
         // mqtt.js hands these options (spread) to tls.connect, which keeps a copy on the socket: the hook travels.
         const forMqtt = redactOnInspect({ ...options, reconnectPeriod: 0 }, SECRET_OPTION_KEYS, true)
         return this.#connector.connect(url, forMqtt, signal)
@@ -283,7 +290,7 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
         onRetry: ({ attempt, delayMs, error }) => {
           this.#lastFailure = error
           this.emit('retry', { phase: 'connect', attempt, delayMs, code: errorCodeOf(error), error })
-          this.#logger.info({ phase: 'connect', attempt, delayMs, code: errorCodeOf(error) }, 'retrying')
+          this.#log.connect.info({ phase: 'connect', attempt, delayMs, code: errorCodeOf(error) }, 'retrying')
         },
       },
     )
@@ -296,7 +303,7 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
     })
     const url = this.#brokerUrl(config)
     this.emit('connected', { url, clientId: client.options.clientId ?? '', source })
-    this.#logger.info({ url, clientId: client.options.clientId, source }, 'connected')
+    this.#log.connect.info({ url, clientId: client.options.clientId, source }, 'connected')
     // From here on mqtt.js reconnects, steered by the session; without a policy it does not reconnect at all.
     const policy = this.#options.reconnect
     if (policy === false) client.options.reconnectPeriod = 0
@@ -331,7 +338,7 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
       persist: (config) => this.#persist(config),
       emit: this.emit.bind(this),
       clock: this.#clock,
-      logger: this.#logger,
+      logger: this.#log.session,
       servername: this.#options.mqtt.servername,
     }
   }
@@ -359,7 +366,7 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
     } catch (cause) {
       throw storeError(cause, 'cannot invalidate the credential cache')
     }
-    this.emit('cache', { action: 'invalidate', key: this.#key, reason })
+    this.#cacheEvent({ action: 'invalidate', key: this.#key, reason })
   }
 
   /**
@@ -373,15 +380,24 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
       this.#announce(current, 'cache')
       return { config: current, source: 'cache' }
     }
-    this.emit('cache', { action: 'invalidate', key: this.#key, reason: 'auth-rejected' })
+    this.#cacheEvent({ action: 'invalidate', key: this.#key, reason: 'auth-rejected' })
     await this.#startupJitter(signal)
     return this.#fetch(signal)
+  }
+
+  #cacheEvent(event: CacheEvent): void {
+    const { action, key } = event
+    this.#log.store.debug(
+      { action, cacheKey: key, reason: 'reason' in event ? event.reason : undefined },
+      `cache ${action}`,
+    )
+    this.emit('cache', event)
   }
 
   #announce({ device, connect }: DeviceConfig, source: CredentialSource): void {
     const { productKey, deviceName } = device
     this.emit('provisioned', { source, productKey, deviceName, ...connect })
-    this.#logger.info({ source, productKey, deviceName, host: connect.host }, 'provisioned')
+    this.#log.provision.info({ source, productKey, deviceName, host: connect.host }, 'provisioned')
   }
 
   /**
@@ -408,7 +424,7 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
 
   #warn(error: unknown): void {
     const wrapped = error instanceof Error ? error : new Error(String(error))
-    this.#logger.warn({ code: errorCodeOf(wrapped), message: wrapped.message }, 'non-fatal error')
+    this.#log.boot.warn({ code: errorCodeOf(wrapped), message: wrapped.message }, 'non-fatal error')
     this.emit('error', { error: wrapped, fatal: false })
   }
 }

@@ -21,6 +21,7 @@ import { mkdir, open, rename } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { type DeviceConfig, frozenValidated, parseDeviceConfig } from '../contract.js'
 import { CredentialStoreError, type CredentialStoreErrorCode } from '../errors.js'
+import { traceFor } from '../logger.js'
 import type { CredentialStore, StoredCredentials } from './credential-store.js'
 
 export const FILE_FORMAT = 'mqtt-bootstrap/credentials'
@@ -50,6 +51,8 @@ type ReadResult =
   | { state: 'absent' }
   | { state: 'ok'; entries: Entries }
   | { state: 'unusable'; error: CredentialStoreError }
+
+const trace = traceFor('store')
 
 export class FileCredentialStore implements CredentialStore {
   readonly path: string
@@ -116,7 +119,12 @@ export class FileCredentialStore implements CredentialStore {
       })
       try {
         const entries = await this.#writable()
-        if (change(entries)) await this.#write(entries)
+        const changed = change(entries)
+        if (changed) await this.#write(entries)
+        trace.debug(
+          { path: this.path, encrypted: this.#key !== undefined },
+          changed ? 'file written' : 'file unchanged',
+        )
       } finally {
         await release().catch(() => undefined)
       }

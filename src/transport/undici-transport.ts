@@ -13,8 +13,12 @@ import { createHash } from 'node:crypto'
 import type { SecureContext } from 'node:tls'
 import type { Dispatcher } from 'undici'
 import { AbortError, ProvisioningError } from '../errors.js'
+import { traceFor } from '../logger.js'
+import { redactUrl } from '../redact.js'
 import type { HttpRequest, HttpResponse, HttpTransport } from './http-transport.js'
 import { networkError, timeoutError, tooLargeError } from './http-transport.js'
+
+const trace = traceFor('transport')
 
 type PemInput = string | Buffer | Array<string | Buffer>
 
@@ -75,13 +79,15 @@ export class UndiciTransport implements HttpTransport {
     const { request, direct, proxied } = await this.#ready()
     const timeout = AbortSignal.timeout(req.timeoutMs)
     const signal = req.signal === undefined ? timeout : AbortSignal.any([req.signal, timeout])
+    const viaProxy = proxied !== undefined && !isLoopback(req.url.hostname)
+    trace.debug({ url: redactUrl(req.url.href), proxy: viaProxy, timeoutMs: req.timeoutMs }, 'POST')
     try {
       const res = await request(req.url, {
         method: 'POST',
         headers: req.headers,
         body: req.body,
         signal,
-        dispatcher: proxied === undefined || isLoopback(req.url.hostname) ? direct : proxied,
+        dispatcher: viaProxy ? proxied : direct,
       })
       const headers: Record<string, string | undefined> = {}
       for (const [name, value] of Object.entries(res.headers)) {
@@ -102,8 +108,10 @@ export class UndiciTransport implements HttpTransport {
         }
         chunks.push(chunk as Buffer)
       }
+      trace.debug({ status: res.statusCode, bytes: size }, 'answered')
       return { status: res.statusCode, headers, body: Buffer.concat(chunks).toString('utf8') }
     } catch (error) {
+      trace.debug({ error: (error as { code?: unknown })?.code ?? (error as Error)?.name }, 'failed')
       if (req.signal?.aborted) throw new AbortError(req.signal.reason)
       if (timeout.aborted) throw timeoutError(req.timeoutMs, error)
       if (error instanceof ProvisioningError) throw error

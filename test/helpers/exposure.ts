@@ -48,6 +48,11 @@ export class Exposure {
     }
   }
 
+  /** Record a line of text as printed (e.g. by the `debug` package). */
+  line(text: string): void {
+    this.#texts.push(text)
+  }
+
   get text(): string {
     return this.#texts.join('\n')
   }

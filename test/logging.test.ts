@@ -1,0 +1,114 @@
+// Observability in the ecosystem's conventions: a pino logger passed as is, and `debug` namespaces
+// (DEBUG=mqtt-bootstrap:*), both without secrets.
+import { execFile } from 'node:child_process'
+import { Writable } from 'node:stream'
+import { promisify } from 'node:util'
+import createDebug from 'debug'
+import { pino } from 'pino'
+import { afterAll, afterEach, beforeAll, expect, expectTypeOf, test } from 'vitest'
+import { type Logger, MemoryCredentialStore } from '../src/index.js'
+import { logFor, silentLogger } from '../src/logger.js'
+import { boot, startEnv, type TestEnv } from './helpers/env.js'
+import { DEVICE } from './helpers/https-server.js'
+
+let env: TestEnv
+beforeAll(async () => {
+  env = await startEnv()
+})
+afterEach(() => env.cleanup())
+afterAll(() => env.close())
+
+/** A real pino logger at level debug whose JSON lines are collected. */
+function pinoLines(): { logger: pino.Logger; lines: Array<Record<string, unknown>> } {
+  const lines: Array<Record<string, unknown>> = []
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      for (const line of chunk.toString('utf8').split('\n')) if (line !== '') lines.push(JSON.parse(line))
+      done()
+    },
+  })
+  return { logger: pino({ level: 'debug' }, sink), lines }
+}
+
+test('a pino logger is a Logger, as is', () => {
+  expectTypeOf(pino()).toMatchTypeOf<Logger>()
+})
+
+test('a pino logger gets every step of a boot, at its level, without secrets', async () => {
+  const { logger, lines } = pinoLines()
+  const cache = new MemoryCredentialStore()
+  env.track(await boot(env.options({ logger, cache })).boot.connect())
+  env.track(await boot(env.options({ logger, cache })).boot.connect())
+
+  const steps = lines.map((line) => `${line.level}:${line.msg}`)
+  // pino's levels: 20 debug, 30 info. First boot from the server, second from the cache.
+  expect(steps).toEqual([
+    '20:cache miss',
+    '20:provisioning',
+    '30:provisioned',
+    '20:connecting',
+    '30:connected',
+    '20:cache write',
+    '20:cache hit',
+    '30:provisioned',
+    '20:connecting',
+    '30:connected',
+  ])
+  expect(lines[2]).toMatchObject({ source: 'server', productKey: DEVICE.productKey, deviceName: DEVICE.deviceName })
+  expect(lines[4]).toMatchObject({ source: 'server', url: `mqtt://${env.broker.host}` })
+  const text = JSON.stringify(lines)
+  expect(text).not.toContain(DEVICE.deviceSecret)
+  expect(text).not.toContain('password')
+  expect(text).not.toContain('[redacted]') // nothing secret-named was even passed
+})
+
+test('the debug namespaces trace provisioning, transport, store and connect, without secrets', async () => {
+  const printed: string[] = []
+  const print = createDebug.log
+  createDebug.log = (...args: unknown[]) => {
+    printed.push(args.map(String).join(' '))
+    print(...args)
+  }
+  try {
+    env.track(await boot(env.options()).boot.connect())
+  } finally {
+    createDebug.log = print
+  }
+  const namespaces = new Set(printed.map((line) => /mqtt-bootstrap:[a-z]+/.exec(line)?.[0]))
+  expect([...namespaces].sort()).toEqual([
+    'mqtt-bootstrap:connect',
+    'mqtt-bootstrap:provision',
+    'mqtt-bootstrap:store',
+    'mqtt-bootstrap:transport',
+  ])
+  expect(printed.some((line) => line.includes('POST') && line.includes(`127.0.0.1:${env.server.port}`))).toBe(true)
+  expect(printed.join('\n')).not.toContain(DEVICE.deviceSecret)
+})
+
+test('a field named like a secret is redacted before any sink sees it', () => {
+  const seen: object[] = []
+  const recording: Logger = { ...silentLogger, warn: (fields) => seen.push(fields) }
+  logFor(recording, 'boot').warn({ deviceSecret: 's3cr3t-value', password: 'pw-value', sign: 'abc', ok: 1 }, 'x')
+  expect(seen).toEqual([{ deviceSecret: '[redacted]', password: '[redacted]', sign: '[redacted]', ok: 1 }])
+})
+
+const run = promisify(execFile)
+const probe = `
+  const { logFor, silentLogger } = await import('./src/logger.ts')
+  logFor(silentLogger, 'boot').info({ step: 1 }, 'probe line')
+  const { createRequire } = await import('node:module')
+  const require = createRequire(import.meta.url)
+  console.log(JSON.stringify({ debugLoaded: require.cache[require.resolve('debug')] !== undefined }))
+`
+
+test('DEBUG=mqtt-bootstrap:* prints on stderr; without DEBUG the debug package is not even loaded', async () => {
+  const tsx = ['--import', 'tsx', '--input-type=module', '-e', probe]
+  const { DEBUG: _, ...quiet } = process.env
+  const off = await run(process.execPath, tsx, { env: quiet, timeout: 15_000 })
+  expect(JSON.parse(off.stdout)).toEqual({ debugLoaded: false })
+  expect(off.stderr).not.toContain('probe line')
+
+  const on = await run(process.execPath, tsx, { env: { ...quiet, DEBUG: 'mqtt-bootstrap:*' }, timeout: 15_000 })
+  expect(JSON.parse(on.stdout)).toEqual({ debugLoaded: true })
+  expect(on.stderr).toMatch(/mqtt-bootstrap:boot probe line \{ step: 1 \}/)
+})
