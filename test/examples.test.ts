@@ -1,10 +1,12 @@
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
+import { readdirSync } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, expect, test } from 'vitest'
 import { startEnv, type TestEnv } from './helpers/env.js'
+import { DEVICE } from './helpers/https-server.js'
 
 let env: TestEnv
 let dir: string
@@ -43,13 +45,21 @@ async function run(example: string): Promise<{ code: number | null; output: stri
   return { code, output }
 }
 
-test.each(['basic-device.ts', 'existing-app.ts', 'di-override.ts'])(
+/** Every example there is: a new one is run without being listed here. */
+const examples = readdirSync('examples').filter((name) => name.endsWith('.ts'))
+
+test('the examples are found', () => {
+  expect(examples).toEqual(expect.arrayContaining(['basic-device.ts', 'existing-app.ts', 'di-override.ts']))
+})
+
+test.each(examples)(
   'examples/%s runs to exit 0',
   async (example) => {
     const before = env.broker.accepted
     const { code, output } = await run(example)
     expect(code, output).toBe(0)
     expect(env.broker.accepted).toBeGreaterThan(before)
+    expect(output).not.toContain(DEVICE.deviceSecret)
   },
   30_000,
 )
