@@ -12,7 +12,14 @@ import { type AuthStrategy, DEFAULT_MQTTS_PORT, type MqttCredentials } from './a
 import { brokerUrl, upgradeToTls } from './broker-url.js'
 import { type Clock, completeClock } from './clock.js'
 import { AUTH_REJECTED_CODES, type MqttConnector } from './connector.js'
-import { type DeviceConfig, isValidatedConfig, parseDeviceConfig, ResultCode, withRedaction } from './contract.js'
+import {
+  type DeviceConfig,
+  frozenValidated,
+  isValidatedConfig,
+  parseDeviceConfig,
+  ResultCode,
+  withRedaction,
+} from './contract.js'
 import { applyDefaultQos } from './default-qos.js'
 import {
   AbortError,
@@ -21,7 +28,7 @@ import {
   CredentialStoreError,
   InvalidOptionError,
   MqttBootstrapError,
-  ProvisioningError,
+  RegistrationError,
 } from './errors.js'
 import type { BootstrapEvents, CacheEvent, CredentialSource } from './events.js'
 import { tsyringe, tsyringeLoaded } from './lazy.js'
@@ -29,6 +36,7 @@ import { type LogArea, type Logger, logFor } from './logger.js'
 import { type BootstrapOptions, DEFAULTS, type ResolvedOptions, resolveOptions } from './options.js'
 import { PointAccess } from './point-access.js'
 import { redactOnInspect, redactUrl, SECRET_OPTION_KEYS } from './redact.js'
+import type { RegistrationStrategy } from './registration/strategy.js'
 import { withRetry } from './retry.js'
 import { type Provisioned, type SessionHooks, superviseSession } from './session.js'
 import { SingleFlight } from './single-flight.js'
@@ -53,6 +61,7 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
   /** One logger per area (each also feeds the `debug` namespace `mqtt-bootstrap:<area>`). */
   readonly #log: Readonly<Record<Exclude<LogArea, 'transport'>, Logger>>
   readonly #transport: HttpTransport
+  readonly #registration: RegistrationStrategy
   /** Made on the first provisioning request: a cached boot needs none. */
   #pointAccess: PointAccess | undefined
   readonly #key: string
@@ -73,6 +82,7 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
     connector: MqttConnector,
     clock: Clock,
     logger: Logger,
+    registration: RegistrationStrategy,
   ) {
     super()
     this.#options = options
@@ -86,8 +96,10 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
       connect: logFor(logger, 'connect'),
       session: logFor(logger, 'session'),
       store: logFor(logger, 'store'),
+      register: logFor(logger, 'register'),
     }
     this.#transport = transport
+    this.#registration = registration
     this.#key = options.cacheKey
   }
 
@@ -238,15 +250,65 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
         },
       },
     )
-    if (config.device.deviceSecret === '') {
-      throw new ProvisioningError(
-        'ERR_PROVISION_NO_DEVICE_SECRET',
-        'the server answered a productSecret without a deviceSecret; dynamic registration is not supported yet',
-        { resultCode: ResultCode.SUCCESS, transient: false },
-      )
-    }
+    if (config.device.deviceSecret === '') return { config: await this.#register(config, signal), source: 'server' }
     this.#announce(config, 'server')
     return { config, source: 'server' }
+  }
+
+  /**
+   * Dynamic registration: the server answered a productSecret and no deviceSecret. The registration strategy exchanges
+   * it for the device's secret (retried like provisioning), which is stored before anything else happens: the service
+   * issues it once, and a device that connected with it cannot register again. Should it not be storable, the boot
+   * fails rather than connect with a secret it would lose (an unactivated device can still register again later).
+   * The product secret itself is not kept.
+   */
+  async #register(provisioned: DeviceConfig, signal: AbortSignal | undefined): Promise<DeviceConfig> {
+    const { productKey, deviceName, productSecret } = provisioned.device
+    const strategy = this.#registration.name
+    const registered = await withRetry(
+      async (attempt) => {
+        this.emit('registering', { strategy, productKey, deviceName, attempt })
+        this.#log.register.debug({ strategy, productKey, deviceName, attempt }, 'registering')
+        return this.#registration.register(
+          { productKey, deviceName, productSecret: productSecret ?? '', host: provisioned.connect.host },
+          { signal, now: this.#clock.now() },
+        )
+      },
+      {
+        policy: this.#options.retry,
+        clock: this.#clock,
+        signal,
+        onRetry: ({ attempt, delayMs, error }) => {
+          this.#lastFailure = error
+          const code = errorCodeOf(error)
+          this.emit('retry', { phase: 'register', attempt, delayMs, code, error })
+          this.#log.register.info({ phase: 'register', attempt, delayMs, code }, 'retrying')
+        },
+      },
+    )
+    const parsed = parseDeviceConfig({
+      device: { productKey, deviceName, deviceSecret: registered?.deviceSecret, productSecret: null },
+      connect: provisioned.connect,
+    })
+    if (!parsed.ok || parsed.value.device.deviceSecret === '') {
+      throw new RegistrationError('ERR_REGISTER_INVALID_RESPONSE', `registration gave no usable deviceSecret`, {
+        transient: false,
+      })
+    }
+    const config = frozenValidated(parsed.value)
+    try {
+      await this.#store.set(this.#key, { config, savedAt: this.#clock.now() })
+    } catch (cause) {
+      throw storeError(
+        cause,
+        'cannot store the registered device secret; not connecting with a secret that would be lost',
+      )
+    }
+    this.#cacheEvent({ action: 'write', key: this.#key })
+    this.emit('registered', { strategy, productKey, deviceName })
+    this.#log.register.info({ strategy, productKey, deviceName }, 'registered')
+    this.#announce(config, 'server')
+    return config
   }
 
   /**
@@ -451,6 +513,7 @@ function registerResolved(container: DependencyContainer, resolved: ResolvedOpti
         c.resolve(TOKENS.MqttConnector),
         c.resolve(TOKENS.Clock),
         c.resolve(TOKENS.Logger),
+        c.resolve(TOKENS.Registration),
       ),
   })
   return container
@@ -474,6 +537,7 @@ export function createBootstrap(options: BootstrapOptions): MqttBootstrap {
     seams.connector,
     seams.clock,
     seams.logger,
+    seams.registration,
   )
 }
 

@@ -8,6 +8,7 @@ export type ErrorCode =
   | InvalidOptionError['code']
   | BootTimeoutError['code']
   | ProvisioningErrorCode
+  | RegistrationErrorCode
   | BrokerErrorCode
   | CredentialStoreErrorCode
   | AbortError['code']
@@ -22,6 +23,16 @@ export type ProvisioningErrorCode =
   | 'ERR_PROVISION_RESPONSE_TOO_LARGE'
   | 'ERR_PROVISION_REFUSED'
   | 'ERR_PROVISION_NO_DEVICE_SECRET'
+
+export type RegistrationErrorCode =
+  | 'ERR_REGISTER_NETWORK'
+  | 'ERR_REGISTER_TIMEOUT'
+  | 'ERR_REGISTER_TLS'
+  | 'ERR_REGISTER_HTTP_STATUS'
+  | 'ERR_REGISTER_BUSY'
+  | 'ERR_REGISTER_REFUSED'
+  | 'ERR_REGISTER_INVALID_RESPONSE'
+  | 'ERR_REGISTER_NO_REGION'
 
 export type BrokerErrorCode = 'ERR_BROKER_CONNECT' | 'ERR_BROKER_AUTH_REJECTED'
 
@@ -82,6 +93,44 @@ export class ProvisioningError extends MqttBootstrapError {
   }
 }
 
+export interface RegistrationErrorDetails {
+  /** Whether retrying may help (network trouble, 5xx/408/429, the service busy). */
+  transient: boolean
+  /** The HTTP status, when an answer came. */
+  status?: number
+  /** The server's Retry-After, in milliseconds from when the answer came. */
+  retryAfterMs?: number
+  /** The registration service's own result code (Alibaba: `code` in the answer), when it gave one. */
+  serverCode?: number | string
+  /** The registration service's message for that code, shortened and with any secret removed. */
+  serverMessage?: string
+  cause?: unknown
+}
+
+/**
+ * Dynamic registration ("one secret per product") failed: the productSecret could not be exchanged for a
+ * deviceSecret. Transient failures are retried like provisioning ones; a refusal keeps the service's code and message.
+ */
+export class RegistrationError extends MqttBootstrapError {
+  declare readonly code: RegistrationErrorCode
+  readonly transient: boolean
+  readonly status?: number
+  readonly retryAfterMs?: number
+  readonly serverCode?: number | string
+  readonly serverMessage?: string
+  /** How many registration requests were made before giving up (set by the bootstrap's retry loop). */
+  attempts?: number
+
+  constructor(code: RegistrationErrorCode, message: string, details: RegistrationErrorDetails) {
+    super(code, message, { cause: details.cause })
+    this.transient = details.transient
+    if (details.status !== undefined) this.status = details.status
+    if (details.retryAfterMs !== undefined) this.retryAfterMs = details.retryAfterMs
+    if (details.serverCode !== undefined) this.serverCode = details.serverCode
+    if (details.serverMessage !== undefined) this.serverMessage = details.serverMessage
+  }
+}
+
 /** The MQTT connection could not be opened, or the broker refused the credentials. */
 export class BrokerError extends MqttBootstrapError {
   declare readonly code: BrokerErrorCode
@@ -133,7 +182,10 @@ export function throwIfAborted(signal: AbortSignal | undefined): void {
 
 /** Whether a retry loop may try again after `error`. */
 export function isTransient(error: unknown): boolean {
-  return (error instanceof ProvisioningError || error instanceof BrokerError) && error.transient
+  return (
+    (error instanceof ProvisioningError || error instanceof BrokerError || error instanceof RegistrationError) &&
+    error.transient
+  )
 }
 
 // OpenSSL's verification failures (X509_V_ERR_*, as Node names them) and Node's host name check.

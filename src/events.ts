@@ -15,15 +15,27 @@ export interface ProvisioningEvent {
 }
 
 export interface RetryEvent {
-  /** provision, connect: during boot. reconnect: the connection was lost (or a reconnect failed) after boot. */
-  phase: 'provision' | 'connect' | 'reconnect'
+  /**
+   * provision, register, connect: during boot (register: dynamic registration). reconnect: the connection was lost
+   * (or a reconnect failed) after boot.
+   */
+  phase: 'provision' | 'register' | 'connect' | 'reconnect'
   /** The attempt that failed (the next one is `attempt + 1`); for reconnect, attempts made since the connection was lost. */
   attempt: number
   /** How long before the next attempt (Retry-After wins over the backoff). */
   delayMs: number
-  /** `"77777"` in the provision phase; the error code (`ERR_BROKER_CONNECT`) in the others. */
+  /** `"77777"` in the provision phase; the error code (`ERR_REGISTER_BUSY`, `ERR_BROKER_CONNECT`, …) in the others. */
   code: string
   error: Error
+}
+
+export interface RegistrationEvent {
+  /** The registration strategy's name (`aliyun` by default). */
+  strategy: string
+  productKey: string
+  deviceName: string
+  /** 1 for the first request, then 2, 3, … (`registering` only). */
+  attempt?: number
 }
 
 export interface ProvisionedEvent {
@@ -76,6 +88,10 @@ export interface ErrorEvent {
 export interface BootstrapEvents {
   provisioning: (event: ProvisioningEvent) => void
   retry: (event: RetryEvent) => void
+  /** Before each dynamic registration request (the server answered a productSecret and no deviceSecret). */
+  registering: (event: RegistrationEvent) => void
+  /** The device secret was issued and is stored: the connect comes next. */
+  registered: (event: RegistrationEvent) => void
   provisioned: (event: ProvisionedEvent) => void
   cache: (event: CacheEvent) => void
   connecting: (event: ConnectingEvent) => void

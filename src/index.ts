@@ -22,7 +22,13 @@ export type { MqttConnector } from './connector.js'
 export { MqttJsConnector } from './connector.js'
 export type { ConnectInfo, DeviceConfig, DeviceCredentials, KnownResultCode, Qos } from './contract.js'
 export { defaultDeviceConfig, ResultCode } from './contract.js'
-export type { BrokerErrorCode, CredentialStoreErrorCode, ErrorCode, ProvisioningErrorCode } from './errors.js'
+export type {
+  BrokerErrorCode,
+  CredentialStoreErrorCode,
+  ErrorCode,
+  ProvisioningErrorCode,
+  RegistrationErrorCode,
+} from './errors.js'
 export {
   AbortError,
   BootTimeoutError,
@@ -31,6 +37,7 @@ export {
   InvalidOptionError,
   MqttBootstrapError,
   ProvisioningError,
+  RegistrationError,
 } from './errors.js'
 export type {
   AuthRejectedEvent,
@@ -42,6 +49,7 @@ export type {
   ErrorEvent,
   ProvisionedEvent,
   ProvisioningEvent,
+  RegistrationEvent,
   RetryEvent,
 } from './events.js'
 export type { Logger } from './logger.js'
@@ -50,6 +58,14 @@ export type { AuthOption, BootstrapOptions, ResolvedOptions, TransportOptions } 
 export { DEFAULTS } from './options.js'
 export type { PointAccessDeps, PointAccessOptions, PointAccessRequestOptions } from './point-access.js'
 export { PointAccess } from './point-access.js'
+export type { AliyunRegistrationOptions } from './registration/aliyun.js'
+export { AliyunRegistration, aliyunRegionOf } from './registration/aliyun.js'
+export type {
+  RegisteredDevice,
+  RegistrationContext,
+  RegistrationRequest,
+  RegistrationStrategy,
+} from './registration/strategy.js'
 export type { RetryOptions, RetryPolicy } from './retry.js'
 export { RETRY_DEFAULTS } from './retry.js'
 export type { CredentialStore, StoredCredentials } from './store/credential-store.js'

@@ -25,7 +25,7 @@ const ignore = (): void => {}
 export const silentLogger: Logger = Object.freeze({ debug: ignore, info: ignore, warn: ignore, error: ignore })
 
 /** Where a line comes from; its `debug` namespace is `mqtt-bootstrap:<area>`. */
-export type LogArea = 'boot' | 'provision' | 'connect' | 'session' | 'store' | 'transport'
+export type LogArea = 'boot' | 'provision' | 'register' | 'connect' | 'session' | 'store' | 'transport'
 
 export const DEBUG_NAMESPACE = 'mqtt-bootstrap'
 

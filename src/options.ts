@@ -5,10 +5,13 @@
  */
 import type { IClientOptions } from 'mqtt'
 import type { DependencyContainer } from 'tsyringe'
+import { ALIYUN_SIGN_METHODS } from './auth/aliyun.js'
 import type { AuthFunction, AuthStrategy } from './auth/strategy.js'
 import { BROKER_PROTOCOLS, type BrokerOptions } from './broker-url.js'
 import { InvalidOptionError } from './errors.js'
 import type { Logger } from './logger.js'
+import type { AliyunRegistrationOptions } from './registration/aliyun.js'
+import type { RegistrationStrategy } from './registration/strategy.js'
 import { NO_RETRY, RETRY_DEFAULTS, type RetryOptions, type RetryPolicy } from './retry.js'
 import { RECONNECT_DEFAULTS, type ReconnectOptions, type ReconnectPolicy } from './session.js'
 import { type CredentialStore, keyOf } from './store/credential-store.js'
@@ -60,6 +63,11 @@ export interface BootstrapOptions extends TransportOptions {
   startupJitterMs?: number
   /** One deadline for a whole call (provisioning and connect, retries included), in ms. @default none */
   deadlineMs?: number
+  /**
+   * Dynamic registration, for answers with a productSecret and no deviceSecret: Alibaba Cloud's HTTPS flow with these
+   * options, a strategy of your own, or `false` to refuse such answers. @default Alibaba's, endpoint from connect.host
+   */
+  registration?: AliyunRegistrationOptions | RegistrationStrategy | false
 }
 
 export interface ResolvedTransportOptions {
@@ -86,6 +94,8 @@ export interface ResolvedOptions extends ResolvedTransportOptions {
   readonly reconnect: ReconnectPolicy | false
   readonly startupJitterMs: number
   readonly deadlineMs: number | undefined
+  /** Alibaba's options, a strategy, `false`; `undefined` when not given (the container's, else Alibaba's). */
+  readonly registration: Readonly<AliyunRegistrationOptions> | RegistrationStrategy | false | undefined
 }
 
 export const DEFAULTS = Object.freeze({
@@ -119,6 +129,7 @@ const KNOWN_OPTIONS = new Set([
   'reconnect',
   'startupJitterMs',
   'deadlineMs',
+  'registration',
 ])
 const TRANSPORT_OPTIONS = new Set(['tls', 'timeoutMs', 'maxResponseBytes', 'allowInsecureHttp'])
 
@@ -161,6 +172,37 @@ export function resolveOptions(options: BootstrapOptions): ResolvedOptions {
     startupJitterMs: checkInteger(options.startupJitterMs ?? 0, 'startupJitterMs', 0, 2 ** 31 - 1),
     deadlineMs:
       options.deadlineMs === undefined ? undefined : checkInteger(options.deadlineMs, 'deadlineMs', 1, 2 ** 31 - 1),
+    registration: checkRegistration(options.registration, transport),
+  })
+}
+
+const REGISTRATION_OPTIONS = new Set(['url', 'region', 'signMethod', 'tls', 'timeoutMs', 'maxResponseBytes'])
+
+function checkRegistration(value: unknown, transport: ResolvedTransportOptions): ResolvedOptions['registration'] {
+  if (value === undefined || value === false) return value
+  if (typeof (value as RegistrationStrategy | null)?.register === 'function') return value as RegistrationStrategy
+  if (!isPlainObject(value)) {
+    fail('registration', 'Alibaba registration options, a strategy with register(), or false', typeName(value))
+  }
+  checkKnown(value, REGISTRATION_OPTIONS, 'registration.')
+  const r = value as AliyunRegistrationOptions
+  if (r.url !== undefined) checkUrl(r.url, transport.allowInsecureHttp, 'registration.url')
+  if (r.region !== undefined && (typeof r.region !== 'string' || !/^[a-z]{2,}-[a-z0-9-]{1,40}$/.test(r.region))) {
+    fail('registration.region', 'an Alibaba Cloud region such as cn-shanghai', typeName(r.region))
+  }
+  if (r.signMethod !== undefined && !ALIYUN_SIGN_METHODS.includes(r.signMethod)) {
+    fail('registration.signMethod', `one of ${ALIYUN_SIGN_METHODS.join(', ')}`, typeName(r.signMethod))
+  }
+  return Object.freeze({
+    ...r,
+    tls: Object.freeze(checkTls(r.tls, 'registration.tls')),
+    timeoutMs: checkInteger(r.timeoutMs ?? transport.timeoutMs, 'registration.timeoutMs', 1, 2 ** 31 - 1),
+    maxResponseBytes: checkInteger(
+      r.maxResponseBytes ?? transport.maxResponseBytes,
+      'registration.maxResponseBytes',
+      1,
+      2 ** 30,
+    ),
   })
 }
 
@@ -301,19 +343,19 @@ function resolveReconnect(value: unknown, reconnectPeriod: unknown): ReconnectPo
   return Object.freeze({ minDelay, maxDelay, factor, stableAfter })
 }
 
-function checkTls(value: unknown): TlsOptions {
+function checkTls(value: unknown, option = 'tls'): TlsOptions {
   if (value === undefined) return {}
-  if (!isPlainObject(value)) fail('tls', 'an object with ca, cert, key', typeName(value))
-  checkKnown(value, new Set(['ca', 'cert', 'key', 'passphrase', 'servername']), 'tls.')
+  if (!isPlainObject(value)) fail(option, 'an object with ca, cert, key', typeName(value))
+  checkKnown(value, new Set(['ca', 'cert', 'key', 'passphrase', 'servername']), `${option}.`)
   for (const field of ['ca', 'cert', 'key'] as const) {
     const pem = value[field]
     const items = Array.isArray(pem) ? pem : [pem]
     if (pem !== undefined && !items.every((item) => typeof item === 'string' || Buffer.isBuffer(item))) {
-      fail(`tls.${field}`, 'a PEM string, a Buffer, or an array of them')
+      fail(`${option}.${field}`, 'a PEM string, a Buffer, or an array of them')
     }
   }
   for (const field of ['passphrase', 'servername'] as const) {
-    if (value[field] !== undefined && typeof value[field] !== 'string') fail(`tls.${field}`, 'a string')
+    if (value[field] !== undefined && typeof value[field] !== 'string') fail(`${option}.${field}`, 'a string')
   }
   return { ...value } as TlsOptions
 }

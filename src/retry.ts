@@ -7,7 +7,7 @@
  * Clock and stops at the AbortSignal.
  */
 import type { Clock } from './clock.js'
-import { BrokerError, isTransient, ProvisioningError, throwIfAborted } from './errors.js'
+import { BrokerError, isTransient, ProvisioningError, RegistrationError, throwIfAborted } from './errors.js'
 import { asyncRetry } from './lazy.js'
 
 /** How failed attempts are retried. The names follow async-retry's options. */
@@ -85,13 +85,15 @@ export async function withRetry<T>(attempt: (n: number) => Promise<T>, loop: Ret
   let wait = 0
   /** Settle a failed attempt `n`: true when it is retried (after `wait`), false when it ends the loop. */
   const failed = (error: Error, n: number): boolean => {
-    if (error instanceof ProvisioningError || error instanceof BrokerError) error.attempts = n
+    if (error instanceof ProvisioningError || error instanceof BrokerError || error instanceof RegistrationError) {
+      error.attempts = n
+    }
     if (!isTransient(error) || n > policy.retries) return false
     wait = retryDelay(
       policy,
       n,
       () => clock.random(),
-      error instanceof ProvisioningError ? error.retryAfterMs : undefined,
+      error instanceof ProvisioningError || error instanceof RegistrationError ? error.retryAfterMs : undefined,
     )
     loop.onRetry({ attempt: n, delayMs: wait, error })
     policy.onRetry?.(error, n)

@@ -11,6 +11,8 @@ import { type Clock, systemClock } from './clock.js'
 import { type MqttConnector, MqttJsConnector } from './connector.js'
 import { type Logger, silentLogger } from './logger.js'
 import { type AuthOption, DEFAULTS, type ResolvedOptions } from './options.js'
+import { AliyunRegistration } from './registration/aliyun.js'
+import { noRegistration, type RegistrationStrategy } from './registration/strategy.js'
 import type { CredentialStore } from './store/credential-store.js'
 import { MemoryCredentialStore } from './store/memory-store.js'
 import type { HttpTransport } from './transport/http-transport.js'
@@ -27,6 +29,8 @@ export const TOKENS = Object.freeze({
   MqttConnector: token<MqttConnector>('MqttConnector'),
   Clock: token<Clock>('Clock'),
   Logger: token<Logger>('Logger'),
+  /** Dynamic registration (a productSecret exchanged for a deviceSecret). */
+  Registration: token<RegistrationStrategy>('Registration'),
 })
 
 /**
@@ -47,6 +51,7 @@ export function registerSeams(container: DependencyContainer, resolved: Resolved
   fill(TOKENS.HttpTransport, undefined, seams.transport)
   fill(TOKENS.MqttConnector, undefined, seams.connector)
   fill(TOKENS.Clock, undefined, seams.clock)
+  fill(TOKENS.Registration, explicitRegistration(resolved), seams.registration)
   return container
 }
 
@@ -60,7 +65,15 @@ export function defaultSeams(resolved: ResolvedOptions) {
     transport: seams.transport(),
     connector: seams.connector(),
     clock: seams.clock(),
+    registration: explicitRegistration(resolved) ?? seams.registration(),
   }
+}
+
+/** A strategy given as the option, or `false` (refuse such answers); `undefined` when Alibaba's options or nothing. */
+function explicitRegistration(resolved: ResolvedOptions): RegistrationStrategy | undefined {
+  const option = resolved.registration
+  if (option === false) return noRegistration
+  return option !== undefined && 'register' in option ? option : undefined
 }
 
 function seamFactories(resolved: ResolvedOptions) {
@@ -71,6 +84,11 @@ function seamFactories(resolved: ResolvedOptions) {
     transport: (): HttpTransport => new UndiciTransport(resolved.tls),
     connector: (): MqttConnector => new MqttJsConnector(),
     clock: (): Clock => systemClock,
+    /** Made when a bootstrap is made, but its transport (undici) loads only on a first registration. */
+    registration: (): RegistrationStrategy => {
+      const option = resolved.registration
+      return new AliyunRegistration(option === undefined || option === false || 'register' in option ? {} : option)
+    },
   }
 }
 

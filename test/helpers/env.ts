@@ -89,6 +89,8 @@ export type RecordedEvent = {
 
 const EVENT_NAMES: Array<keyof BootstrapEvents> = [
   'provisioning',
+  'registering',
+  'registered',
   'retry',
   'provisioned',
   'cache',

@@ -24,6 +24,8 @@ export class Exposure {
   watch(bootstrap: MqttBootstrap): MqttBootstrap {
     const names = [
       'provisioning',
+      'registering',
+      'registered',
       'retry',
       'provisioned',
       'cache',

@@ -1,0 +1,376 @@
+// Dynamic registration ("one secret per product"): the provisioning server answers a productSecret and no
+// deviceSecret; the bootstrap registers with a loopback stand-in of Alibaba's HTTPS service, stores the device secret
+// before it connects, and never registers again once it has one.
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
+import {
+  AliyunRegistration,
+  aliyunRegionOf,
+  type BootstrapOptions,
+  type CredentialStore,
+  credentialKey,
+  FileCredentialStore,
+  MemoryCredentialStore,
+  ProvisioningError,
+  RegistrationError,
+  type RegistrationStrategy,
+  signAliyunRegistration,
+  TOKENS,
+} from '../src/index.js'
+import { boot, eventTrail, payloads, startEnv, type TestEnv } from './helpers/env.js'
+import { FakeClock } from './helpers/fake-clock.js'
+import { configAnswer, json } from './helpers/https-server.js'
+import { CODES, PRODUCT, type RegistrationServer, startRegistrationServer } from './helpers/registration-server.js'
+import 'reflect-metadata'
+import { container as rootContainer } from 'tsyringe'
+
+const NAMES = ['meter-0001', 'meter-0002', 'meter-0003', 'meter-0004', 'meter-0005', 'meter-0006', 'meter-0007']
+
+let env: TestEnv
+let registry: RegistrationServer
+let dir: string
+beforeAll(async () => {
+  env = await startEnv()
+  registry = await startRegistrationServer(env.tls, env.broker, NAMES)
+  dir = await mkdtemp(join(tmpdir(), 'mqtt-bootstrap-registration-'))
+})
+afterEach(async () => {
+  await env.cleanup()
+  registry.registrations.length = 0
+  registry.next.length = 0
+})
+afterAll(async () => {
+  await Promise.all([env.close(), registry.close()])
+  await rm(dir, { recursive: true, force: true })
+})
+
+/** The provisioning server answers the product secret for `deviceName`, no device secret. */
+function answerProductSecret(deviceName: string, productSecret: string = PRODUCT.productSecret): void {
+  env.server.handle((_req, res) =>
+    json(
+      res,
+      200,
+      configAnswer({ host: env.broker.host }, { productKey: PRODUCT.productKey, deviceName, productSecret }),
+    ),
+  )
+}
+
+function options(overrides: Partial<BootstrapOptions> = {}): BootstrapOptions {
+  return env.options({ registration: { url: registry.url, tls: { ca: env.tls.ca } }, ...overrides })
+}
+
+let files = 0
+const newFile = () => join(dir, `credentials-${++files}.json`)
+
+/** The entries of a (plain, unsealed) credential file, read straight from disk. */
+function entriesOnDisk(path: string): Array<{ config: { device: Record<string, unknown> } }> {
+  return Object.values(JSON.parse(readFileSync(path, 'utf8')).entries)
+}
+
+describe('the Alibaba flow against a loopback registration service', () => {
+  test('registers as documented, stores the secret before connecting, connects with it; no product secret kept', async () => {
+    answerProductSecret('meter-0001')
+    const path = newFile()
+    const { boot: bootstrap, events } = boot(options({ cache: new FileCredentialStore(path) }))
+    let onDiskWhenConnecting: string | undefined
+    bootstrap.on('connecting', () => {
+      onDiskWhenConnecting = entriesOnDisk(path)[0]?.config.device.deviceSecret as string
+    })
+    const client = env.track(await bootstrap.connect())
+
+    const issued = registry.issued('meter-0001')
+    expect(issued).toMatch(/^DS-/)
+    // The request: form-encoded, every documented field, a sign the service could verify (it answered 200).
+    expect(registry.registrations).toHaveLength(1)
+    const [request] = registry.registrations
+    expect(request?.contentType).toBe('application/x-www-form-urlencoded')
+    expect(Object.keys(request?.form ?? {}).sort()).toEqual([
+      'deviceName',
+      'productKey',
+      'random',
+      'sign',
+      'signMethod',
+    ])
+    expect(request?.form).toMatchObject({
+      productKey: PRODUCT.productKey,
+      deviceName: 'meter-0001',
+      signMethod: 'hmacsha256',
+    })
+    expect(request?.form.random).toMatch(/^[0-9a-f]{16}$/)
+    expect(request?.form.sign).toBe(
+      signAliyunRegistration({
+        productKey: PRODUCT.productKey,
+        deviceName: 'meter-0001',
+        productSecret: PRODUCT.productSecret,
+        random: request?.form.random as string,
+      }),
+    )
+    // Stored before the connect, and the broker accepted the aliyun signature of the issued secret.
+    expect(onDiskWhenConnecting).toBe(issued)
+    expect(client.connected).toBe(true)
+    expect(env.broker.connects.at(-1)).toMatchObject({ clientId: expect.stringContaining('a1DynRegPK01.meter-0001|') })
+    expect(eventTrail(events)).toEqual([
+      'cache:miss',
+      'provisioning',
+      'registering',
+      'cache:write',
+      'registered',
+      'provisioned:server',
+      'connecting',
+      'connected',
+      'cache:write',
+    ])
+    expect(payloads(events, 'registered')).toEqual([
+      { strategy: 'aliyun', productKey: PRODUCT.productKey, deviceName: 'meter-0001' },
+    ])
+    const [entry] = entriesOnDisk(path)
+    expect(entry?.config.device).toEqual({
+      productKey: PRODUCT.productKey,
+      deviceName: 'meter-0001',
+      deviceSecret: issued,
+      productSecret: null,
+    })
+    expect(readFileSync(path, 'utf8')).not.toContain(PRODUCT.productSecret)
+  })
+
+  test('a later boot uses the stored secret: no provisioning, no registration', async () => {
+    answerProductSecret('meter-0002')
+    const path = newFile()
+    env.track(await boot(options({ cache: new FileCredentialStore(path) })).boot.connect())
+    registry.devices.get('meter-0002')!.activated = true // it has connected: the service registers it no more
+    const requestsBefore = env.server.requests.length
+    registry.registrations.length = 0
+
+    const { boot: again, events } = boot(options({ cache: new FileCredentialStore(path) }))
+    env.track(await again.connect())
+    expect(env.server.requests.length).toBe(requestsBefore)
+    expect(registry.registrations).toHaveLength(0)
+    expect(eventTrail(events)).toEqual(['cache:hit', 'provisioned:cache', 'connecting', 'connected'])
+  })
+
+  test('a process killed right after registering loses nothing: the next boot connects with the stored secret', async () => {
+    answerProductSecret('meter-0003')
+    const path = newFile()
+    const caFile = join(dir, 'ca.pem')
+    await writeFile(caFile, env.tls.ca)
+    const child = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/register-then-crash.ts'], {
+      env: {
+        ...process.env,
+        PROVISION_URL: env.server.url,
+        REGISTRATION_URL: registry.url,
+        CA_FILE: caFile,
+        CREDENTIALS: path,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let output = ''
+    child.stdout.on('data', (chunk: Buffer) => {
+      output += chunk.toString()
+    })
+    child.stderr.on('data', (chunk: Buffer) => {
+      output += chunk.toString()
+    })
+    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000)
+    const [code, signal] = await once(child, 'exit')
+    clearTimeout(timer)
+    expect({ code, signal, output }).toMatchObject({ code: null, signal: 'SIGKILL' })
+    expect(output).not.toContain('connecting')
+    expect(registry.registrations).toHaveLength(1)
+    // The crash came after the write: the secret is on disk, and the service would not issue another.
+    expect(entriesOnDisk(path)[0]?.config.device.deviceSecret).toBe(registry.issued('meter-0003'))
+    registry.devices.get('meter-0003')!.activated = true
+
+    const { boot: after, events } = boot(options({ cache: new FileCredentialStore(path) }))
+    env.track(await after.connect())
+    expect(registry.registrations).toHaveLength(1)
+    expect(eventTrail(events).slice(0, 2)).toEqual(['cache:hit', 'provisioned:cache'])
+  })
+})
+
+describe('failures are classified like provisioning ones', () => {
+  test('HTTP 503 with Retry-After and the busy code 429 are retried; then the device registers', async () => {
+    answerProductSecret('meter-0004')
+    registry.next.push(
+      (res) => json(res, 503, '<html>down</html>', { 'content-type': 'text/html', 'retry-after': '7' }),
+      (res) => json(res, 200, { code: 429, message: 'too many requests' }),
+    )
+    const clock = new FakeClock()
+    const { boot: bootstrap, events } = boot(options(), { clock })
+    env.track(await bootstrap.connect())
+    const retries = payloads(events, 'retry')
+    expect(retries.map(({ phase, attempt, code }) => ({ phase, attempt, code }))).toEqual([
+      { phase: 'register', attempt: 1, code: 'ERR_REGISTER_HTTP_STATUS' },
+      { phase: 'register', attempt: 2, code: 'ERR_REGISTER_BUSY' },
+    ])
+    expect(retries[0]?.delayMs).toBe(7000) // Retry-After wins over the backoff
+    expect(clock.sleeps).toEqual([7000, retries[1]?.delayMs])
+    expect(registry.registrations).toHaveLength(3)
+    expect(registry.issued('meter-0004')).toBeDefined()
+  })
+
+  test.each([
+    ['an unknown device', 'meter-unknown', PRODUCT.productSecret, CODES.deviceNotFound, 'device not found'],
+    ['a wrong product secret', 'meter-0005', 'PS-not-the-product-secret', 401, 'request auth error'],
+  ])(
+    '%s is refused: a typed error with the service code and message, not retried, nothing cached or connected',
+    async (_, deviceName, productSecret, serverCode, serverMessage) => {
+      answerProductSecret(deviceName, productSecret)
+      const cache = new MemoryCredentialStore()
+      const { boot: bootstrap, events } = boot(options({ cache }))
+      const error = await bootstrap.connect().catch((e: unknown) => e)
+      expect(error).toBeInstanceOf(RegistrationError)
+      expect(error).toMatchObject({
+        code: 'ERR_REGISTER_REFUSED',
+        serverCode,
+        serverMessage,
+        transient: false,
+        attempts: 1,
+      })
+      expect(registry.registrations).toHaveLength(1)
+      expect(payloads(events, 'connecting')).toEqual([])
+      const { url, data } = env.options()
+      expect(await cache.get(credentialKey(url, data))).toBeUndefined()
+      expect(payloads(events, 'error')).toEqual([{ error, fatal: true }])
+    },
+  )
+
+  test('an activated device cannot register again: refused with the service code', async () => {
+    answerProductSecret('meter-0006')
+    registry.devices.get('meter-0006')!.activated = true
+    const error = await boot(options())
+      .boot.connect()
+      .catch((e: unknown) => e)
+    expect(error).toMatchObject({ code: 'ERR_REGISTER_REFUSED', serverCode: CODES.alreadyActivated })
+  })
+
+  test.each([
+    ['200 that is not JSON', (res: import('node:http').ServerResponse) => json(res, 200, 'not json')],
+    [
+      'code 200 without a deviceSecret',
+      (res: import('node:http').ServerResponse) =>
+        json(res, 200, { code: 200, data: { productKey: PRODUCT.productKey } }),
+    ],
+    [
+      'a secret for another device',
+      (res: import('node:http').ServerResponse) =>
+        json(res, 200, {
+          code: 200,
+          data: { productKey: PRODUCT.productKey, deviceName: 'someone-else', deviceSecret: 'DS-foreign-secret-0001' },
+        }),
+    ],
+  ])('%s is an invalid answer, not retried', async (_, answer) => {
+    answerProductSecret('meter-0007')
+    registry.next.push(answer)
+    const error = await boot(options())
+      .boot.connect()
+      .catch((e: unknown) => e)
+    expect(error).toMatchObject({ code: 'ERR_REGISTER_INVALID_RESPONSE', transient: false, attempts: 1 })
+    expect(registry.registrations).toHaveLength(1)
+  })
+
+  test('a service message echoing the product secret is redacted in the error', async () => {
+    answerProductSecret('meter-0007')
+    registry.next.push((res) => json(res, 200, { code: 6666, message: `bad secret ${PRODUCT.productSecret} given` }))
+    const error = (await boot(options())
+      .boot.connect()
+      .catch((e: unknown) => e)) as RegistrationError
+    expect(error.serverMessage).toBe('bad secret [redacted] given')
+    expect(error.message).not.toContain(PRODUCT.productSecret)
+  })
+
+  test('an untrusted certificate fails closed (ERR_REGISTER_TLS), never retried', async () => {
+    answerProductSecret('meter-0007')
+    const error = await boot(options({ registration: { url: registry.url } })) // system roots only
+      .boot.connect()
+      .catch((e: unknown) => e)
+    expect(error).toMatchObject({ code: 'ERR_REGISTER_TLS', transient: false, attempts: 1 })
+    expect(registry.registrations).toHaveLength(0) // the handshake failed: no request reached the service
+  })
+
+  test('a store that cannot keep the secret stops the boot before any connect', async () => {
+    answerProductSecret('meter-0007')
+    const failing: CredentialStore = {
+      get: async () => undefined,
+      set: async () => {
+        throw new Error('disk full')
+      },
+      delete: async () => {},
+    }
+    const { boot: bootstrap, events } = boot(options({ cache: failing }))
+    const error = await bootstrap.connect().catch((e: unknown) => e)
+    expect(error).toMatchObject({ code: 'ERR_STORE_IO' })
+    expect(payloads(events, 'connecting')).toEqual([])
+    expect(env.broker.connects).toHaveLength(0)
+  })
+})
+
+describe('the endpoint and other strategies', () => {
+  test('the region comes from connect.host, or the option', () => {
+    expect(aliyunRegionOf('a1X2bEnP82z.iot-as-mqtt.cn-shanghai.aliyuncs.com:1883')).toBe('cn-shanghai')
+    expect(aliyunRegionOf('mqtts://pk.iot-as-mqtt.ap-southeast-1.aliyuncs.com')).toBe('ap-southeast-1')
+    expect(aliyunRegionOf('iot-06z00abc.mqtt.iothub.aliyuncs.com')).toBeUndefined()
+    expect(aliyunRegionOf('127.0.0.1:1883')).toBeUndefined()
+    const fromHost = new AliyunRegistration().endpoint('pk.iot-as-mqtt.us-west-1.aliyuncs.com:1883')
+    expect(fromHost.href).toBe('https://iot-auth.us-west-1.aliyuncs.com/auth/register/device')
+    expect(new AliyunRegistration({ region: 'eu-central-1' }).endpoint('127.0.0.1').hostname).toBe(
+      'iot-auth.eu-central-1.aliyuncs.com',
+    )
+  })
+
+  test('no region anywhere: ERR_REGISTER_NO_REGION before any request', async () => {
+    answerProductSecret('meter-0007')
+    const error = await boot(env.options({ registration: {} }))
+      .boot.connect()
+      .catch((e: unknown) => e)
+    expect(error).toMatchObject({ code: 'ERR_REGISTER_NO_REGION', transient: false })
+    expect(registry.registrations).toHaveLength(0)
+  })
+
+  test('registration: false refuses such answers (ERR_PROVISION_NO_DEVICE_SECRET)', async () => {
+    answerProductSecret('meter-0007')
+    const error = await boot(env.options({ registration: false }))
+      .boot.connect()
+      .catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(ProvisioningError)
+    expect(error).toMatchObject({ code: 'ERR_PROVISION_NO_DEVICE_SECRET' })
+  })
+
+  test("a custom strategy through the DI container replaces Alibaba's flow", async () => {
+    answerProductSecret('other-cloud-device')
+    const secret = 'DS-from-another-cloud-0001'
+    env.broker.secrets.set(`${PRODUCT.productKey}.other-cloud-device`, secret)
+    const seen: unknown[] = []
+    const otherCloud: RegistrationStrategy = {
+      name: 'other-cloud',
+      register: async (request) => {
+        seen.push({ ...request, productSecret: request.productSecret === PRODUCT.productSecret })
+        return { deviceSecret: secret }
+      },
+    }
+    const app = rootContainer.createChildContainer()
+    app.register(TOKENS.Registration, { useValue: otherCloud })
+    const { boot: bootstrap, events } = boot(env.options({ container: app }))
+    env.track(await bootstrap.connect())
+    expect(seen).toEqual([
+      { productKey: PRODUCT.productKey, deviceName: 'other-cloud-device', productSecret: true, host: env.broker.host },
+    ])
+    expect(payloads(events, 'registered')).toEqual([
+      { strategy: 'other-cloud', productKey: PRODUCT.productKey, deviceName: 'other-cloud-device' },
+    ])
+    expect(registry.registrations).toHaveLength(0)
+  })
+
+  test('invalid registration options are refused before any I/O', () => {
+    expect(() => boot(env.options({ registration: { region: 'Shanghai' } }))).toThrow(/registration\.region/)
+    expect(() => boot(env.options({ registration: { url: 'http://127.0.0.1/x' } }))).toThrow(/registration\.url/)
+    expect(() => boot(env.options({ registration: { signMethod: 'sha512' as never } }))).toThrow(
+      /registration\.signMethod/,
+    )
+    expect(() => boot(env.options({ registration: { endpoint: 'x' } as never }))).toThrow(/registration\.endpoint/)
+  })
+})
