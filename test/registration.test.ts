@@ -23,13 +23,23 @@ import {
   TOKENS,
 } from '../src/index.js'
 import { boot, eventTrail, payloads, startEnv, type TestEnv } from './helpers/env.js'
+import { suite } from './helpers/exposure.js'
 import { FakeClock } from './helpers/fake-clock.js'
 import { configAnswer, json } from './helpers/https-server.js'
 import { CODES, PRODUCT, type RegistrationServer, startRegistrationServer } from './helpers/registration-server.js'
 import 'reflect-metadata'
 import { container as rootContainer } from 'tsyringe'
 
-const NAMES = ['meter-0001', 'meter-0002', 'meter-0003', 'meter-0004', 'meter-0005', 'meter-0006', 'meter-0007']
+const NAMES = [
+  'meter-0001',
+  'meter-0002',
+  'meter-0003',
+  'meter-0004',
+  'meter-0005',
+  'meter-0006',
+  'meter-0007',
+  'meter-0008',
+]
 
 let env: TestEnv
 let registry: RegistrationServer
@@ -190,6 +200,24 @@ describe('the Alibaba flow against a loopback registration service', () => {
     expect(registry.registrations).toHaveLength(1)
     expect(eventTrail(events).slice(0, 2)).toEqual(['cache:hit', 'provisioned:cache'])
   })
+})
+
+test('cached credentials the broker rejects: provisioned afresh, registered again, connected', async () => {
+  answerProductSecret('meter-0008')
+  const cache = new MemoryCredentialStore()
+  const { url, data } = env.options()
+  const stale = { productKey: PRODUCT.productKey, deviceName: 'meter-0008', deviceSecret: 'DS-stale-0008-secret' }
+  suite.secret(stale.deviceSecret)
+  await cache.set(credentialKey(url, data), {
+    savedAt: 1,
+    config: { device: { ...stale, productSecret: null }, connect: { host: env.broker.host, qos: 1, cleanSession: 1 } },
+  })
+  const { boot: bootstrap, events } = boot(options({ cache }))
+  env.track(await bootstrap.connect())
+  expect(payloads(events, 'auth-rejected')).toEqual([{ returnCode: 4, source: 'cache', reprovision: true }])
+  expect(registry.registrations).toHaveLength(1)
+  const stored = await cache.get(credentialKey(url, data))
+  expect(stored?.config.device.deviceSecret).toBe(registry.issued('meter-0008'))
 })
 
 describe('failures are classified like provisioning ones', () => {
