@@ -1,13 +1,22 @@
 #!/usr/bin/env bash
 # The test suite on every supported Node major besides the machine's own (which `npm test` covers).
 # Each Node comes from the npm registry (the `node` package), cached by npx after the first run.
-#   npm run test:matrix            # Node 22 and 24
-#   npm run test:matrix -- 20 22   # chosen majors
+#   npm run test:matrix            # 20, 22 and 24, minus the machine's own major
+#   npm run test:matrix -- 22      # chosen majors
 set -euo pipefail
 cd "$(dirname "$0")/.."
+own=$(node -p 'process.versions.node.split(".")[0]')
 versions=("$@")
-[ ${#versions[@]} -eq 0 ] && versions=(22 24)
+if [ ${#versions[@]} -eq 0 ]; then
+  for major in 20 22 24; do [ "$major" != "$own" ] && versions+=("$major"); done
+fi
 for version in "${versions[@]}"; do
-  echo "== Node ${version}: $(npx -y -p "node@${version}" -- node --version)"
+  actual=$(npx -y -p "node@${version}" -- node -p 'process.versions.node')
+  echo "== Node ${actual}"
+  if [ "${actual%%.*}" != "$version" ]; then
+    echo "expected Node ${version}, npx gave ${actual}" >&2
+    exit 1
+  fi
+  # The same npx node runs vitest, and vitest's forks use its process.execPath.
   npx -y -p "node@${version}" -- node node_modules/vitest/vitest.mjs run
 done

@@ -35,7 +35,7 @@ import { tsyringe, tsyringeLoaded } from './lazy.js'
 import { type LogArea, type Logger, logFor } from './logger.js'
 import { type BootstrapOptions, DEFAULTS, type ResolvedOptions, resolveOptions } from './options.js'
 import { PointAccess } from './point-access.js'
-import { redactOnInspect, redactUrl, SECRET_OPTION_KEYS } from './redact.js'
+import { redactOnInspect, redactUrl, SECRET_OPTION_KEYS, sealedPassword } from './redact.js'
 import type { RegistrationStrategy } from './registration/strategy.js'
 import { withRetry } from './retry.js'
 import { type Provisioned, type SessionHooks, superviseSession } from './session.js'
@@ -377,7 +377,9 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
     const url = this.#brokerUrl(config)
     const credentials = this.#sign(config, url)
     // Not redacted here: each caller hooks the object it hands on (connectOptions' result, the options for mqtt.js).
-    return { url, options: { ...this.#options.mqtt, ...credentials, clean: config.connect.cleanSession === 1 } }
+    const { clientId, username, password } = credentials
+    const signed = { clientId, username, password: sealedPassword(password) }
+    return { url, options: { ...this.#options.mqtt, ...signed, clean: config.connect.cleanSession === 1 } }
   }
 
   #sign(config: DeviceConfig, url: string): MqttCredentials {

@@ -4,13 +4,12 @@
  * - an injectable logger shaped like pino's methods (`logger.info(fields, message)`), so a pino logger (or anything
  *   with the same four methods) can be passed as is;
  * - `debug` namespaces, as mqtt.js has them: `DEBUG=mqtt-bootstrap:*` (or `mqtt-bootstrap:provision`, …) prints the
- *   library's trace on stderr.
+ *   library's trace on stderr. mqtt.js loads the `debug` package anyway, so it costs nothing more.
  *
- * The library logs fields that hold no secret; on top of that every line is scrubbed of fields named like a secret,
- * whichever sink it goes to. The `debug` package is required only when someone can be listening: `DEBUG` is set, or
- * the app has loaded `debug` itself (to call `debug.enable()`). Otherwise a device never loads it.
+ * The library logs fields that hold no secret; on top of that every line is scrubbed, to a bounded depth, of fields
+ * named like a secret, whichever sink it goes to.
  */
-import { isLoaded, lazy } from './lazy.js'
+import { lazy } from './lazy.js'
 import { REDACTED } from './redact.js'
 
 export interface Logger {
@@ -29,10 +28,10 @@ export type LogArea = 'boot' | 'provision' | 'register' | 'connect' | 'session' 
 
 export const DEBUG_NAMESPACE = 'mqtt-bootstrap'
 
-/** Field names whose values never reach a sink, whatever a caller passes. */
+/** Field names (lower-cased) whose values never reach a sink, whatever a caller passes. */
 const SECRET_FIELDS: ReadonlySet<string> = new Set([
-  'deviceSecret',
-  'productSecret',
+  'devicesecret',
+  'productsecret',
   'password',
   'passphrase',
   'key',
@@ -49,14 +48,14 @@ type DebugFn = ((format: string, ...args: unknown[]) => void) & { enabled: boole
 const debugModule = lazy<(namespace: string) => DebugFn>('debug')
 const debuggers = new Map<LogArea, DebugFn>()
 
-/** The `debug` function for `area`, or undefined when nothing can be listening (the module is then not loaded). */
-function debugFor(area: LogArea): DebugFn | undefined {
-  const existing = debuggers.get(area)
-  if (existing !== undefined) return existing
-  if (!process.env.DEBUG && !isLoaded('debug')) return undefined
-  const created = debugModule()(`${DEBUG_NAMESPACE}:${area}`)
-  debuggers.set(area, created)
-  return created
+/** The `debug` function for `area`, made on first use. */
+function debugFor(area: LogArea): DebugFn {
+  let fn = debuggers.get(area)
+  if (fn === undefined) {
+    fn = debugModule()(`${DEBUG_NAMESPACE}:${area}`)
+    debuggers.set(area, fn)
+  }
+  return fn
 }
 
 /**
@@ -68,12 +67,12 @@ export function logFor(logger: Logger, area: LogArea): Logger {
     (level: Level) =>
     (fields: object, message?: string): void => {
       const debug = debugFor(area)
-      const toDebug = debug?.enabled === true
+      const toDebug = debug.enabled
       const toLogger = logger !== silentLogger
       if (!toDebug && !toLogger) return
-      const safe = scrub(fields)
+      const safe = scrub(fields, 0, new WeakSet()) as object
       if (toLogger) logger[level](safe, message)
-      if (toDebug) debug?.('%s%s %o', level === 'warn' || level === 'error' ? `${level}: ` : '', message ?? '', safe)
+      if (toDebug) debug('%s%s %o', level === 'warn' || level === 'error' ? `${level}: ` : '', message ?? '', safe)
     }
   return { debug: line('debug'), info: line('info'), warn: line('warn'), error: line('error') }
 }
@@ -83,10 +82,30 @@ export function traceFor(area: LogArea): Logger {
   return logFor(silentLogger, area)
 }
 
-function scrub(fields: object): Record<string, unknown> {
-  const copy: Record<string, unknown> = {}
-  for (const [name, value] of Object.entries(fields)) {
-    copy[name] = SECRET_FIELDS.has(name) && value !== undefined && value !== null && value !== '' ? REDACTED : value
+const MAX_DEPTH = 4
+
+/**
+ * A copy of `value` in which fields named like a secret (at any depth up to MAX_DEPTH, case-insensitively) print
+ * `[redacted]`. Plain objects and arrays are copied; other objects (errors, library objects with their own redaction)
+ * pass as they are; deeper levels and cycles are cut.
+ */
+function scrub(value: unknown, depth: number, seen: WeakSet<object>): unknown {
+  if (typeof value !== 'object' || value === null) return value
+  const plain =
+    Array.isArray(value) || Object.getPrototypeOf(value) === Object.prototype || Object.getPrototypeOf(value) === null
+  if (!plain) return value
+  if (seen.has(value) || depth >= MAX_DEPTH) return '[…]'
+  seen.add(value)
+  if (Array.isArray(value)) {
+    const items = value.map((item) => scrub(item, depth + 1, seen))
+    seen.delete(value)
+    return items
   }
+  const copy: Record<string, unknown> = {}
+  for (const [name, field] of Object.entries(value)) {
+    const secret = SECRET_FIELDS.has(name.toLowerCase()) && field !== undefined && field !== null && field !== ''
+    copy[name] = secret ? REDACTED : scrub(field, depth + 1, seen)
+  }
+  seen.delete(value) // only cycles are cut; an object met twice side by side is shown twice
   return copy
 }

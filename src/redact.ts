@@ -45,6 +45,19 @@ function hookFor(keys: readonly string[]) {
   return hook
 }
 
+/**
+ * A CONNECT password as mqtt.js is given it: the same bytes, in a Buffer that prints `[redacted]`. mqtt.js's own debug
+ * log (`DEBUG=mqttjs*`) prints every CONNECT packet it writes with `util.inspect`, password included; a string would
+ * show there, this shows `[redacted]`. mqtt-packet writes the bytes as they are.
+ */
+export function sealedPassword(password: string): Buffer {
+  const bytes = Buffer.from(password, 'utf8')
+  Object.defineProperty(bytes, inspect.custom, { value: sealed })
+  return bytes
+}
+
+const sealed = () => REDACTED
+
 /** The TLS and MQTT option fields that hold a secret. */
 export const SECRET_OPTION_KEYS = ['password', 'key', 'passphrase', 'pfx'] as const
 

@@ -26,7 +26,7 @@ import type { DeviceConfig } from './contract.js'
 import { AbortError, BrokerError, isTransient } from './errors.js'
 import type { BootstrapEvents, CredentialSource } from './events.js'
 import type { Logger } from './logger.js'
-import { redactUrl } from './redact.js'
+import { redactUrl, sealedPassword } from './redact.js'
 
 /** Waits between reconnect attempts: full jitter between `minDelay` and a ceiling that grows by `factor`. */
 export interface ReconnectOptions {
@@ -140,7 +140,7 @@ export function superviseSession(
       const credentials = hooks.sign(current.config)
       client.options.clientId = credentials.clientId
       client.options.username = credentials.username
-      client.options.password = credentials.password
+      client.options.password = sealedPassword(credentials.password)
     } catch (error) {
       // mqtt.js connects right after this event: it goes with the previous fields, and we say why.
       hooks.emit('error', { error: error as Error, fatal: false })

@@ -48,8 +48,9 @@ async function run(example: string): Promise<{ code: number | null; output: stri
 /** Every example there is: a new one is run without being listed here. */
 const examples = readdirSync('examples').filter((name) => name.endsWith('.ts'))
 
-test('the examples are found', () => {
+test('the examples are found, and all are TypeScript (type-checked with the sources, run here)', () => {
   expect(examples).toEqual(expect.arrayContaining(['basic-device.ts', 'existing-app.ts', 'di-override.ts']))
+  expect(readdirSync('examples')).toEqual(examples)
 })
 
 test.each(examples)(

@@ -2,14 +2,15 @@
 // (DEBUG=mqtt-bootstrap:*), both without secrets.
 import { execFile } from 'node:child_process'
 import { Writable } from 'node:stream'
-import { promisify } from 'node:util'
+import { format, promisify } from 'node:util'
 import createDebug from 'debug'
 import { pino } from 'pino'
 import { afterAll, afterEach, beforeAll, expect, expectTypeOf, test } from 'vitest'
 import { type Logger, MemoryCredentialStore } from '../src/index.js'
 import { logFor, silentLogger } from '../src/logger.js'
-import { boot, startEnv, type TestEnv } from './helpers/env.js'
+import { boot, payloads, startEnv, type TestEnv } from './helpers/env.js'
 import { DEVICE } from './helpers/https-server.js'
+import { until } from './helpers/until.js'
 
 let env: TestEnv
 beforeAll(async () => {
@@ -92,23 +93,61 @@ test('a field named like a secret is redacted before any sink sees it', () => {
   expect(seen).toEqual([{ deviceSecret: '[redacted]', password: '[redacted]', sign: '[redacted]', ok: 1 }])
 })
 
+test('nested fields named like a secret, in any case, are redacted too; cycles are cut', () => {
+  const seen: object[] = []
+  const recording: Logger = { ...silentLogger, info: (fields) => seen.push(fields) }
+  const cyclic: Record<string, unknown> = { name: 'loop' }
+  cyclic.self = cyclic
+  logFor(recording, 'boot').info(
+    { device: { DeviceSecret: 'nested-secret-1' }, headers: [{ Authorization: 'Bearer t0ken' }], cyclic },
+    'x',
+  )
+  expect(seen).toEqual([
+    {
+      device: { DeviceSecret: '[redacted]' },
+      headers: [{ Authorization: '[redacted]' }],
+      cyclic: { name: 'loop', self: '[…]' },
+    },
+  ])
+})
+
+test("mqtt.js's own trace (DEBUG=mqttjs*) shows no password, at boot and on a reconnect", async () => {
+  const printed: string[] = []
+  const before = createDebug.disable()
+  createDebug.enable(`${before},mqttjs*`)
+  const print = createDebug.log
+  createDebug.log = (...args: unknown[]) => {
+    printed.push(format(...args))
+  }
+  try {
+    const { boot: bootstrap, events } = boot(env.options({ reconnect: { minDelay: 10, maxDelay: 20 } }))
+    env.track(await bootstrap.connect())
+    env.broker.drop()
+    await until(() => payloads(events, 'connected').length === 2, 5_000)
+  } finally {
+    createDebug.log = print
+    createDebug.enable(before)
+  }
+  const passwords = env.broker.connects.map((connect) => connect.password ?? '')
+  expect(passwords).toHaveLength(2)
+  expect(passwords[0]).not.toBe(passwords[1]) // signed anew for the reconnect
+  const text = printed.join('\n')
+  expect(text).toMatch(/_writePacket/) // mqtt.js did print its CONNECT packets
+  expect(text).toContain('password: [redacted]')
+  for (const secret of [DEVICE.deviceSecret, ...passwords]) expect(text).not.toContain(secret)
+})
+
 const run = promisify(execFile)
 const probe = `
   const { logFor, silentLogger } = await import('./src/logger.ts')
   logFor(silentLogger, 'boot').info({ step: 1 }, 'probe line')
-  const { createRequire } = await import('node:module')
-  const require = createRequire(import.meta.url)
-  console.log(JSON.stringify({ debugLoaded: require.cache[require.resolve('debug')] !== undefined }))
 `
 
-test('DEBUG=mqtt-bootstrap:* prints on stderr; without DEBUG the debug package is not even loaded', async () => {
+test('DEBUG=mqtt-bootstrap:* prints the trace on stderr; without DEBUG nothing is printed', async () => {
   const tsx = ['--import', 'tsx', '--input-type=module', '-e', probe]
   const { DEBUG: _, ...quiet } = process.env
   const off = await run(process.execPath, tsx, { env: quiet, timeout: 15_000 })
-  expect(JSON.parse(off.stdout)).toEqual({ debugLoaded: false })
   expect(off.stderr).not.toContain('probe line')
-
   const on = await run(process.execPath, tsx, { env: { ...quiet, DEBUG: 'mqtt-bootstrap:*' }, timeout: 15_000 })
-  expect(JSON.parse(on.stdout)).toEqual({ debugLoaded: true })
   expect(on.stderr).toMatch(/mqtt-bootstrap:boot probe line \{ step: 1 \}/)
 })

@@ -9,13 +9,22 @@ const deep = (value: unknown) => inspect(value, { depth: Number.POSITIVE_INFINIT
 const jsonSafe = (_key: string, value: unknown) =>
   value instanceof Error ? { message: value.message, stack: value.stack, cause: value.cause } : value
 
+function safeJson(value: unknown): string {
+  try {
+    return JSON.stringify(value, jsonSafe) ?? ''
+  } catch {
+    return '[unserialisable]'
+  }
+}
+
 export class Exposure {
   readonly #texts: string[] = []
 
   /** A pino-shaped logger that records every line. */
   logger(): Logger {
     const line = (level: string) => (fields: object, message?: string) => {
-      this.#texts.push(`${level} ${message} ${deep(fields)}`)
+      // As inspected (debug, console) and as JSON (pino): JSON ignores the inspect hooks that hide secrets.
+      this.#texts.push(`${level} ${message} ${deep(fields)} ${safeJson(fields)}`)
     }
     return { debug: line('debug'), info: line('info'), warn: line('warn'), error: line('error') }
   }

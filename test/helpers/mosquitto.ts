@@ -11,7 +11,7 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { accessSync, constants } from 'node:fs'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises'
 import net, { type AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { delimiter, join } from 'node:path'
@@ -119,10 +119,25 @@ export interface Mosquitto {
 
 const MAX_START_ATTEMPTS = 5
 
+/**
+ * Temp dirs of test workers that were killed before their exit hook ran (SIGKILL, a crashed run) hold test keys and
+ * password hashes: remove those older than an hour (no live run is that old; the file takes seconds).
+ */
+async function sweepStaleDirs(): Promise<void> {
+  const names = await readdir(tmpdir()).catch(() => [] as string[])
+  const stale = Date.now() - 60 * 60 * 1000
+  for (const name of names.filter((n) => n.startsWith('mqtt-bootstrap-mosquitto-')).slice(0, 100)) {
+    const path = join(tmpdir(), name)
+    const info = await stat(path).catch(() => undefined)
+    if (info !== undefined && info.mtimeMs < stale) await rm(path, { recursive: true, force: true }).catch(() => {})
+  }
+}
+
 /** Start mosquitto. Throws (with its log) if it cannot be started on a free port after a few tries. */
 export async function startMosquitto(options: MosquittoOptions): Promise<Mosquitto> {
   const binary = MOSQUITTO
   if (binary === undefined || mosquittoMissing !== undefined) throw new Error(mosquittoMissing ?? 'no mosquitto')
+  await sweepStaleDirs()
   const dir = await mkdtemp(join(tmpdir(), 'mqtt-bootstrap-mosquitto-'))
   try {
     const passwordFile = join(dir, 'passwords')
