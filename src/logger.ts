@@ -58,11 +58,21 @@ function debugFor(area: LogArea): DebugFn {
   return fn
 }
 
+/** The area loggers made for each logger: a bootstrap with the default (or a shared) logger makes none anew. */
+const made = new WeakMap<Logger, Map<LogArea, Logger>>()
+
 /**
  * A logger for one area of the library: each line goes to `logger` (unless it is the silent default) and to the
  * area's `debug` namespace (when enabled), scrubbed of secret-named fields. Costs a map lookup when nobody listens.
  */
 export function logFor(logger: Logger, area: LogArea): Logger {
+  let areas = made.get(logger)
+  if (areas === undefined) {
+    areas = new Map()
+    made.set(logger, areas)
+  }
+  const existing = areas.get(area)
+  if (existing !== undefined) return existing
   const line =
     (level: Level) =>
     (fields: object, message?: string): void => {
@@ -74,7 +84,9 @@ export function logFor(logger: Logger, area: LogArea): Logger {
       if (toLogger) logger[level](safe, message)
       if (toDebug) debug('%s%s %o', level === 'warn' || level === 'error' ? `${level}: ` : '', message ?? '', safe)
     }
-  return { debug: line('debug'), info: line('info'), warn: line('warn'), error: line('error') }
+  const created: Logger = { debug: line('debug'), info: line('info'), warn: line('warn'), error: line('error') }
+  areas.set(area, created)
+  return created
 }
 
 /** A trace for parts of the library that have no injected logger (transport, stores): `debug` only. */
