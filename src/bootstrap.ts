@@ -36,11 +36,12 @@ import { type LogArea, type Logger, logFor } from './logger.js'
 import { type BootstrapOptions, DEFAULTS, type ResolvedOptions, resolveOptions } from './options.js'
 import { PointAccess } from './point-access.js'
 import { redactOnInspect, redactUrl, SECRET_OPTION_KEYS, sealedPassword } from './redact.js'
-import type { RegistrationStrategy } from './registration/strategy.js'
+import { noDeviceSecretError, noRegistration, type RegistrationStrategy } from './registration/strategy.js'
 import { withRetry } from './retry.js'
 import { type Provisioned, type SessionHooks, superviseSession } from './session.js'
 import { SingleFlight } from './single-flight.js'
-import type { CredentialStore } from './store/credential-store.js'
+import { type CredentialStore, keyOf } from './store/credential-store.js'
+import { MemoryCredentialStore } from './store/memory-store.js'
 import { defaultSeams, registerSeams, TOKENS } from './tokens.js'
 import type { HttpTransport } from './transport/http-transport.js'
 
@@ -62,6 +63,8 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
   readonly #log: Readonly<Record<Exclude<LogArea, 'transport'>, Logger>>
   readonly #transport: HttpTransport
   readonly #registration: RegistrationStrategy
+  /** Configurations already in the store (a registered secret is stored before the connect, not again after it). */
+  readonly #stored = new WeakSet<DeviceConfig>()
   /** Made on the first provisioning request: a cached boot needs none. */
   #pointAccess: PointAccess | undefined
   readonly #key: string
@@ -228,7 +231,8 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
     await this.#clock.sleep(delayMs, signal)
   }
 
-  async #fetch(signal: AbortSignal | undefined): Promise<Provisioned> {
+  /** Provision from the server (retried); `refused` is the configuration the broker has just refused, if any. */
+  async #fetch(signal: AbortSignal | undefined, refused?: DeviceConfig): Promise<Provisioned> {
     const { url, data, headers } = this.#options
     const config = await withRetry(
       async (attempt) => {
@@ -250,7 +254,9 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
         },
       },
     )
-    if (config.device.deviceSecret === '') return { config: await this.#register(config, signal), source: 'server' }
+    if (config.device.deviceSecret === '') {
+      return { config: await this.#register(config, signal, refused), source: 'server' }
+    }
     this.#announce(config, 'server')
     return { config, source: 'server' }
   }
@@ -258,55 +264,100 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
   /**
    * Dynamic registration: the server answered a productSecret and no deviceSecret. The registration strategy exchanges
    * it for the device's secret (retried like provisioning), which is stored before anything else happens: the service
-   * issues it once, and a device that connected with it cannot register again. Should it not be storable, the boot
-   * fails rather than connect with a secret it would lose (an unactivated device can still register again later).
-   * The product secret itself is not kept.
+   * issues it once, and a device that connected with it cannot register again. It is stored twice: under this
+   * bootstrap's cache key, and under the device's identity (productKey, deviceName), which outlives a change of
+   * provisioning URL or data and `invalidate()`; a secret found there is used instead of registering again (unless it
+   * is the one the broker has just refused). Should it not be storable, the boot fails rather than connect with a
+   * secret it would lose (an unactivated device can still register again later). The product secret is not kept.
    */
-  async #register(provisioned: DeviceConfig, signal: AbortSignal | undefined): Promise<DeviceConfig> {
+  async #register(
+    provisioned: DeviceConfig,
+    signal: AbortSignal | undefined,
+    refused: DeviceConfig | undefined,
+  ): Promise<DeviceConfig> {
     const { productKey, deviceName, productSecret } = provisioned.device
-    const strategy = this.#registration.name
-    const registered = await withRetry(
-      async (attempt) => {
-        this.emit('registering', { strategy, productKey, deviceName, attempt })
-        this.#log.register.debug({ strategy, productKey, deviceName, attempt }, 'registering')
-        return this.#registration.register(
-          { productKey, deviceName, productSecret: productSecret ?? '', host: provisioned.connect.host },
-          { signal, now: this.#clock.now() },
-        )
-      },
-      {
-        policy: this.#options.retry,
-        clock: this.#clock,
-        signal,
-        onRetry: ({ attempt, delayMs, error }) => {
-          this.#lastFailure = error
-          const code = errorCodeOf(error)
-          this.emit('retry', { phase: 'register', attempt, delayMs, code, error })
-          this.#log.register.info({ phase: 'register', attempt, delayMs, code }, 'retrying')
-        },
-      },
-    )
-    const parsed = parseDeviceConfig({
-      device: { productKey, deviceName, deviceSecret: registered?.deviceSecret, productSecret: null },
-      connect: provisioned.connect,
-    })
-    if (!parsed.ok || parsed.value.device.deviceSecret === '') {
-      throw new RegistrationError('ERR_REGISTER_INVALID_RESPONSE', `registration gave no usable deviceSecret`, {
-        transient: false,
+    const strategy = this.#registration
+    if (strategy === noRegistration) throw noDeviceSecretError()
+    const identity = registrationKey(productKey, deviceName)
+    const complete = (deviceSecret: unknown) =>
+      parseDeviceConfig({
+        device: { productKey, deviceName, deviceSecret, productSecret: null },
+        connect: provisioned.connect,
       })
+    /** A secret this device was issued before (by this process or another sharing the store), unless refused. */
+    const earlier = async (): Promise<DeviceConfig | undefined> => {
+      const entry = await this.#store.get(identity).catch(() => undefined)
+      const secret = entry?.config?.device?.deviceSecret
+      if (typeof secret !== 'string' || secret === '' || secret === refused?.device.deviceSecret) return undefined
+      const parsed = complete(secret)
+      return parsed.ok ? frozenValidated(parsed.value) : undefined
     }
-    const config = frozenValidated(parsed.value)
-    try {
-      await this.#store.set(this.#key, { config, savedAt: this.#clock.now() })
-    } catch (cause) {
-      throw storeError(
-        cause,
-        'cannot store the registered device secret; not connecting with a secret that would be lost',
+    let config = await earlier()
+    let issued = false
+    if (config === undefined) {
+      if (this.#store instanceof MemoryCredentialStore) {
+        this.#log.register.warn(
+          { productKey, deviceName },
+          'registering into an in-memory credential store: the secret is issued once and lost when the process ends',
+        )
+      }
+      config = await withRetry(
+        async (attempt) => {
+          // Another process sharing the store may have registered the device meanwhile.
+          const found = attempt > 1 ? await earlier() : undefined
+          if (found !== undefined) return found
+          this.emit('registering', { strategy: strategy.name, productKey, deviceName, attempt })
+          this.#log.register.debug({ strategy: strategy.name, productKey, deviceName, attempt }, 'registering')
+          const answer = await strategy.register(
+            { productKey, deviceName, productSecret: productSecret ?? '', host: provisioned.connect.host },
+            { signal, now: () => this.#clock.now() },
+          )
+          const parsed = complete(answer?.deviceSecret)
+          if (!parsed.ok || parsed.value.device.deviceSecret === '') {
+            throw new RegistrationError('ERR_REGISTER_INVALID_RESPONSE', 'registration gave no usable deviceSecret', {
+              transient: false,
+            })
+          }
+          issued = true
+          return frozenValidated(parsed.value)
+        },
+        {
+          policy: this.#options.retry,
+          clock: this.#clock,
+          signal,
+          onRetry: ({ attempt, delayMs, error }) => {
+            this.#lastFailure = error
+            const code = errorCodeOf(error)
+            this.emit('retry', { phase: 'register', attempt, delayMs, code, error })
+            this.#log.register.info({ phase: 'register', attempt, delayMs, code }, 'retrying')
+          },
+        },
       )
     }
-    this.#cacheEvent({ action: 'write', key: this.#key })
-    this.emit('registered', { strategy, productKey, deviceName })
-    this.#log.register.info({ strategy, productKey, deviceName }, 'registered')
+    if (issued) {
+      try {
+        await this.#store.set(identity, { config, savedAt: this.#clock.now() })
+      } catch (cause) {
+        throw storeError(
+          cause,
+          'cannot store the registered device secret; not connecting with a secret that would be lost',
+        )
+      }
+    } else {
+      this.#log.register.info({ productKey, deviceName }, 'using the device secret registered earlier')
+    }
+    try {
+      await this.#store.set(this.#key, { config, savedAt: this.#clock.now() })
+      this.#cacheEvent({ action: 'write', key: this.#key })
+      this.#stored.add(config)
+    } catch (cause) {
+      // The identity entry holds it: the next boot finds it there.
+      this.#warn(storeError(cause, 'cannot write the credential cache'))
+    }
+    if (issued) {
+      this.emit('registered', { strategy: strategy.name, productKey, deviceName })
+      this.#log.register.info({ strategy: strategy.name, productKey, deviceName }, 'registered')
+    }
     this.#announce(config, 'server')
     return config
   }
@@ -317,8 +368,9 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
    * Never rejects: a cache that cannot be written is a non-fatal error event, the device works on without it.
    */
   async #persist(config: DeviceConfig): Promise<void> {
+    if (this.#stored.has(config)) return // a registered secret, stored before the connect
     try {
-      await this.#store.set(this.#key, { config, savedAt: this.#clock.now() })
+      await this.#store.set(this.#key, { config: withoutProductSecret(config), savedAt: this.#clock.now() })
       this.#cacheEvent({ action: 'write', key: this.#key })
     } catch (cause) {
       this.#warn(storeError(cause, 'cannot write the credential cache'))
@@ -446,7 +498,7 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
     }
     this.#cacheEvent({ action: 'invalidate', key: this.#key, reason: 'auth-rejected' })
     await this.#startupJitter(signal)
-    return this.#fetch(signal)
+    return this.#fetch(signal, rejected)
   }
 
   #cacheEvent(event: CacheEvent): void {
@@ -554,6 +606,17 @@ const MISS_REASONS = {
   ERR_STORE_KEY: 'key',
   ERR_STORE_IO: 'io',
 } as const
+
+/** Where a registered device secret is kept besides the cache key: by the device's identity alone. */
+function registrationKey(productKey: string, deviceName: string): string {
+  return keyOf('urn:mqtt-bootstrap:registered', { productKey, deviceName })
+}
+
+/** The product secret is not needed once the device has its own secret, and is not kept on disk. */
+function withoutProductSecret(config: DeviceConfig): DeviceConfig {
+  if (config.device.productSecret === null || config.device.deviceSecret === '') return config
+  return frozenValidated({ ...config, device: { ...config.device, productSecret: null } })
+}
 
 function sameCredentials(a: DeviceConfig, b: DeviceConfig): boolean {
   return (

@@ -180,31 +180,56 @@ const REGISTRATION_OPTIONS = new Set(['url', 'region', 'signMethod', 'tls', 'tim
 
 function checkRegistration(value: unknown, transport: ResolvedTransportOptions): ResolvedOptions['registration'] {
   if (value === undefined || value === false) return value
-  if (typeof (value as RegistrationStrategy | null)?.register === 'function') return value as RegistrationStrategy
+  const strategy = value as Partial<RegistrationStrategy> | null
+  if (typeof strategy?.register === 'function') {
+    if (typeof strategy.name !== 'string') fail('registration.name', 'a string', typeName(strategy.name))
+    return value as RegistrationStrategy
+  }
   if (!isPlainObject(value)) {
     fail('registration', 'Alibaba registration options, a strategy with register(), or false', typeName(value))
   }
   checkKnown(value, REGISTRATION_OPTIONS, 'registration.')
-  const r = value as AliyunRegistrationOptions
-  if (r.url !== undefined) checkUrl(r.url, transport.allowInsecureHttp, 'registration.url')
-  if (r.region !== undefined && (typeof r.region !== 'string' || !/^[a-z]{2,}-[a-z0-9-]{1,40}$/.test(r.region))) {
-    fail('registration.region', 'an Alibaba Cloud region such as cn-shanghai', typeName(r.region))
+  return resolveRegistrationOptions(value, transport)
+}
+
+/**
+ * Alibaba registration options, checked (option names prefixed `registration.`), with the transport defaults filled
+ * in. `AliyunRegistration` checks its options with it too.
+ */
+export function resolveRegistrationOptions(
+  value: AliyunRegistrationOptions,
+  defaults: ResolvedTransportOptions,
+): Readonly<AliyunRegistrationOptions> {
+  if (!isPlainObject(value)) fail('registration', 'an object of registration options', typeName(value))
+  checkKnown(value, new Set([...REGISTRATION_OPTIONS, 'allowInsecureHttp']), 'registration.')
+  const allowInsecureHttp = value.allowInsecureHttp ?? defaults.allowInsecureHttp
+  if (typeof allowInsecureHttp !== 'boolean') {
+    fail('registration.allowInsecureHttp', 'a boolean', typeName(allowInsecureHttp))
   }
-  if (r.signMethod !== undefined && !ALIYUN_SIGN_METHODS.includes(r.signMethod)) {
-    fail('registration.signMethod', `one of ${ALIYUN_SIGN_METHODS.join(', ')}`, typeName(r.signMethod))
+  const url = value.url === undefined ? undefined : checkUrl(value.url, allowInsecureHttp, 'registration.url').href
+  if (value.region !== undefined && (typeof value.region !== 'string' || !REGION.test(value.region))) {
+    fail('registration.region', 'an Alibaba Cloud region such as cn-shanghai', typeName(value.region))
+  }
+  if (value.signMethod !== undefined && !(ALIYUN_SIGN_METHODS as readonly unknown[]).includes(value.signMethod)) {
+    fail('registration.signMethod', `one of ${ALIYUN_SIGN_METHODS.join(', ')}`, typeName(value.signMethod))
   }
   return Object.freeze({
-    ...r,
-    tls: Object.freeze(checkTls(r.tls, 'registration.tls')),
-    timeoutMs: checkInteger(r.timeoutMs ?? transport.timeoutMs, 'registration.timeoutMs', 1, 2 ** 31 - 1),
+    ...value,
+    ...(url === undefined ? {} : { url }),
+    allowInsecureHttp,
+    tls: Object.freeze(checkTls(value.tls, 'registration.tls')),
+    timeoutMs: checkInteger(value.timeoutMs ?? defaults.timeoutMs, 'registration.timeoutMs', 1, 2 ** 31 - 1),
     maxResponseBytes: checkInteger(
-      r.maxResponseBytes ?? transport.maxResponseBytes,
+      value.maxResponseBytes ?? defaults.maxResponseBytes,
       'registration.maxResponseBytes',
       1,
       2 ** 30,
     ),
   })
 }
+
+/** An Alibaba Cloud region id: lower-case letters, a dash, then letters, digits and dashes (cn-shanghai, us-west-1). */
+const REGION = /^[a-z]{2,}-[a-z0-9-]{1,40}$/
 
 export function resolveTransportOptions(options: TransportOptions = {}): ResolvedTransportOptions {
   if (!isPlainObject(options)) fail('options', 'an object', typeName(options))

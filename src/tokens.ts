@@ -11,7 +11,7 @@ import { type Clock, systemClock } from './clock.js'
 import { type MqttConnector, MqttJsConnector } from './connector.js'
 import { type Logger, silentLogger } from './logger.js'
 import { type AuthOption, DEFAULTS, type ResolvedOptions } from './options.js'
-import { AliyunRegistration } from './registration/aliyun.js'
+import { AliyunRegistration, type AliyunRegistrationOptions } from './registration/aliyun.js'
 import { noRegistration, type RegistrationStrategy } from './registration/strategy.js'
 import type { CredentialStore } from './store/credential-store.js'
 import { MemoryCredentialStore } from './store/memory-store.js'
@@ -69,11 +69,28 @@ export function defaultSeams(resolved: ResolvedOptions) {
   }
 }
 
-/** A strategy given as the option, or `false` (refuse such answers); `undefined` when Alibaba's options or nothing. */
+/**
+ * The `registration` option as a strategy: a strategy as it is, `false` as one that refuses such answers, Alibaba's
+ * options as Alibaba's flow with them; `undefined` when the option is not given (the container's, else the default).
+ */
 function explicitRegistration(resolved: ResolvedOptions): RegistrationStrategy | undefined {
   const option = resolved.registration
+  if (option === undefined) return undefined
   if (option === false) return noRegistration
-  return option !== undefined && 'register' in option ? option : undefined
+  if ('register' in option) return option
+  return aliyunOnFirstUse({ ...option, allowInsecureHttp: resolved.allowInsecureHttp })
+}
+
+/** Alibaba's flow, made when a device first registers (most boots never do, and a cached boot should not pay). */
+function aliyunOnFirstUse(options: AliyunRegistrationOptions): RegistrationStrategy {
+  let made: AliyunRegistration | undefined
+  return Object.freeze({
+    name: 'aliyun',
+    register: (request, context) => {
+      made ??= new AliyunRegistration(options)
+      return made.register(request, context)
+    },
+  } satisfies RegistrationStrategy)
 }
 
 function seamFactories(resolved: ResolvedOptions) {
@@ -84,11 +101,13 @@ function seamFactories(resolved: ResolvedOptions) {
     transport: (): HttpTransport => new UndiciTransport(resolved.tls),
     connector: (): MqttConnector => new MqttJsConnector(),
     clock: (): Clock => systemClock,
-    /** Made when a bootstrap is made, but its transport (undici) loads only on a first registration. */
-    registration: (): RegistrationStrategy => {
-      const option = resolved.registration
-      return new AliyunRegistration(option === undefined || option === false || 'register' in option ? {} : option)
-    },
+    /** Alibaba's flow with the top-level timeout and size limit; its transport (undici) is made on a first use. */
+    registration: (): RegistrationStrategy =>
+      aliyunOnFirstUse({
+        timeoutMs: resolved.timeoutMs,
+        maxResponseBytes: resolved.maxResponseBytes,
+        allowInsecureHttp: resolved.allowInsecureHttp,
+      }),
   }
 }
 

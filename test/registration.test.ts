@@ -5,6 +5,7 @@ import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
@@ -25,21 +26,12 @@ import {
 import { boot, eventTrail, payloads, startEnv, type TestEnv } from './helpers/env.js'
 import { suite } from './helpers/exposure.js'
 import { FakeClock } from './helpers/fake-clock.js'
-import { configAnswer, json } from './helpers/https-server.js'
+import { configAnswer, DEVICE, json } from './helpers/https-server.js'
 import { CODES, PRODUCT, type RegistrationServer, startRegistrationServer } from './helpers/registration-server.js'
 import 'reflect-metadata'
 import { container as rootContainer } from 'tsyringe'
 
-const NAMES = [
-  'meter-0001',
-  'meter-0002',
-  'meter-0003',
-  'meter-0004',
-  'meter-0005',
-  'meter-0006',
-  'meter-0007',
-  'meter-0008',
-]
+const NAMES = Array.from({ length: 12 }, (_, i) => `meter-${String(i + 1).padStart(4, '0')}`)
 
 let env: TestEnv
 let registry: RegistrationServer
@@ -76,6 +68,16 @@ function options(overrides: Partial<BootstrapOptions> = {}): BootstrapOptions {
 
 let files = 0
 const newFile = () => join(dir, `credentials-${++files}.json`)
+
+/** A loopback port nothing listens on. */
+async function closedPort(): Promise<number> {
+  const server = net.createServer().listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const { port } = server.address() as net.AddressInfo
+  server.close()
+  await once(server, 'close')
+  return port
+}
 
 /** The entries of a (plain, unsealed) credential file, read straight from disk. */
 function entriesOnDisk(path: string): Array<{ config: { device: Record<string, unknown> } }> {
@@ -133,12 +135,15 @@ describe('the Alibaba flow against a loopback registration service', () => {
       'provisioned:server',
       'connecting',
       'connected',
-      'cache:write',
     ])
     expect(payloads(events, 'registered')).toEqual([
       { strategy: 'aliyun', productKey: PRODUCT.productKey, deviceName: 'meter-0001' },
     ])
-    const [entry] = entriesOnDisk(path)
+    // Two entries: under the cache key, and under the device's identity (which outlives a change of url or data).
+    const entries = entriesOnDisk(path)
+    expect(entries).toHaveLength(2)
+    const [entry] = entries
+    expect(entries[1]?.config.device).toEqual(entry?.config.device)
     expect(entry?.config.device).toEqual({
       productKey: PRODUCT.productKey,
       deviceName: 'meter-0001',
@@ -218,6 +223,42 @@ test('cached credentials the broker rejects: provisioned afresh, registered agai
   expect(registry.registrations).toHaveLength(1)
   const stored = await cache.get(credentialKey(url, data))
   expect(stored?.config.device.deviceSecret).toBe(registry.issued('meter-0008'))
+})
+
+test('a secret registered earlier is used again after the data changes or invalidate(): no second registration', async () => {
+  answerProductSecret('meter-0009')
+  const path = newFile()
+  const first = env.options({ data: { imei: '860000000000009', fw: '1.0' } })
+  env.track(await boot({ ...options(), ...first, cache: new FileCredentialStore(path) }).boot.connect())
+  registry.devices.get('meter-0009')!.activated = true // the service would refuse another registration now
+  const issued = registry.issued('meter-0009')
+
+  const { boot: upgraded, events } = boot({
+    ...options(),
+    data: { imei: '860000000000009', fw: '1.1' }, // a new cache key: provisioning runs, registration must not
+    cache: new FileCredentialStore(path),
+  })
+  env.track(await upgraded.connect())
+  expect(registry.registrations).toHaveLength(1)
+  expect(eventTrail(events)).toEqual([
+    'cache:miss',
+    'provisioning',
+    'cache:write',
+    'provisioned:server',
+    'connecting',
+    'connected',
+  ])
+  expect(env.broker.connects.at(-1)?.password).toBeDefined()
+
+  await upgraded.invalidate()
+  const { boot: afterInvalidate } = boot({
+    ...options(),
+    data: { imei: '860000000000009', fw: '1.1' },
+    cache: new FileCredentialStore(path),
+  })
+  env.track(await afterInvalidate.connect())
+  expect(registry.registrations).toHaveLength(1)
+  expect(registry.issued('meter-0009')).toBe(issued)
 })
 
 describe('failures are classified like provisioning ones', () => {
@@ -309,6 +350,59 @@ describe('failures are classified like provisioning ones', () => {
       .catch((e: unknown) => e)) as RegistrationError
     expect(error.serverMessage).toBe('bad secret [redacted] given')
     expect(error.message).not.toContain(PRODUCT.productSecret)
+
+    registry.next.push((res) => json(res, 200, { code: 6666, message: `got ${PRODUCT.productSecret.slice(0, 12)}…` }))
+    const cut = (await boot(options())
+      .boot.connect()
+      .catch((e: unknown) => e)) as RegistrationError
+    expect(cut.serverMessage).toBe('[redacted]')
+  })
+
+  test('an answer with both secrets: the product secret is not kept in the cache', async () => {
+    const path = newFile()
+    env.answerValid({}, { ...DEVICE, productSecret: PRODUCT.productSecret })
+    env.track(await boot(options({ cache: new FileCredentialStore(path) })).boot.connect())
+    expect(entriesOnDisk(path)[0]?.config.device).toEqual({ ...DEVICE, productSecret: null })
+    expect(readFileSync(path, 'utf8')).not.toContain(PRODUCT.productSecret)
+  })
+
+  test('an unreachable service is retried (ERR_REGISTER_NETWORK); an HTTP-date Retry-After is read on the clock', async () => {
+    answerProductSecret('meter-0010')
+    const clock = new FakeClock()
+    const closed = await closedPort()
+    const { boot: unreachable, events } = boot(
+      options({ registration: { url: `https://127.0.0.1:${closed}/auth/register/device` }, retry: { retries: 2 } }),
+      { clock },
+    )
+    const error = await unreachable.connect().catch((e: unknown) => e)
+    expect(error).toMatchObject({ code: 'ERR_REGISTER_NETWORK', transient: true, attempts: 3 })
+    expect(payloads(events, 'retry').map((r) => r.code)).toEqual(['ERR_REGISTER_NETWORK', 'ERR_REGISTER_NETWORK'])
+
+    const later = new Date(Math.ceil(clock.time / 1000) * 1000 + 5000).toUTCString()
+    registry.next.push((res) =>
+      json(res, 503, { code: 503, message: 'service not available' }, { 'retry-after': later }),
+    )
+    const { boot: dated, events: datedEvents } = boot(options(), { clock })
+    env.track(await dated.connect())
+    const [retry] = payloads(datedEvents, 'retry')
+    // Measured from the injected clock: after the one sleep, the clock stands exactly at the Retry-After date.
+    expect(clock.time).toBe(Date.parse(later))
+    expect(retry?.delayMs).toBeGreaterThan(4000)
+    expect(retry?.delayMs).toBeLessThanOrEqual(6000)
+  })
+
+  test('an abort during a registration backoff stops it: no further request', async () => {
+    answerProductSecret('meter-0011')
+    registry.next.push((res) => json(res, 200, { code: 429, message: 'too many requests' }))
+    const clock = new FakeClock()
+    clock.hold = true
+    const controller = new AbortController()
+    const { boot: bootstrap } = boot(options({ signal: controller.signal }), { clock })
+    const pending = bootstrap.connect().catch((e: unknown) => e)
+    await clock.sleeping()
+    controller.abort()
+    expect(await pending).toMatchObject({ code: 'ERR_ABORTED' })
+    expect(registry.registrations).toHaveLength(1)
   })
 
   test('an untrusted certificate fails closed (ERR_REGISTER_TLS), never retried', async () => {
@@ -391,6 +485,37 @@ describe('the endpoint and other strategies', () => {
       { strategy: 'other-cloud', productKey: PRODUCT.productKey, deviceName: 'other-cloud-device' },
     ])
     expect(registry.registrations).toHaveLength(0)
+  })
+
+  test('Alibaba options given as the option win over a strategy registered in the container', async () => {
+    answerProductSecret('meter-0012')
+    const app = rootContainer.createChildContainer()
+    const unused: RegistrationStrategy = {
+      name: 'unused',
+      register: () => Promise.reject(new Error('the container strategy must not run')),
+    }
+    app.register(TOKENS.Registration, { useValue: unused })
+    const { boot: bootstrap, events } = boot(options({ container: app }))
+    env.track(await bootstrap.connect())
+    expect(registry.registrations).toHaveLength(1)
+    expect(payloads(events, 'registered')).toMatchObject([{ strategy: 'aliyun' }])
+  })
+
+  test('a strategy given as the option is used', async () => {
+    answerProductSecret('option-strategy-device')
+    const secret = 'DS-option-strategy-0001'
+    env.broker.secrets.set(`${PRODUCT.productKey}.option-strategy-device`, secret)
+    const strategy: RegistrationStrategy = { name: 'by-option', register: async () => ({ deviceSecret: secret }) }
+    const { boot: bootstrap, events } = boot(env.options({ registration: strategy }))
+    env.track(await bootstrap.connect())
+    expect(payloads(events, 'registered')).toMatchObject([{ strategy: 'by-option' }])
+  })
+
+  test('AliyunRegistration checks its own options: https only, a real region, a known sign method', () => {
+    expect(() => new AliyunRegistration({ url: 'http://127.0.0.1/auth/register/device' })).toThrow(/registration\.url/)
+    expect(() => new AliyunRegistration({ region: 'evil.example/#' })).toThrow(/registration\.region/)
+    expect(() => new AliyunRegistration({ signMethod: 'sha1' as never })).toThrow(/registration\.signMethod/)
+    expect(() => new AliyunRegistration({ url: 'http://127.0.0.1/x', allowInsecureHttp: true })).not.toThrow()
   })
 
   test('invalid registration options are refused before any I/O', () => {

@@ -9,6 +9,7 @@
 import { randomBytes } from 'node:crypto'
 import { type AliyunSignMethod, signAliyunRegistration } from '../auth/aliyun.js'
 import { AbortError, ProvisioningError, RegistrationError, type RegistrationErrorCode } from '../errors.js'
+import { resolveRegistrationOptions, resolveTransportOptions } from '../options.js'
 import { REDACTED, redactOnInspect } from '../redact.js'
 import { parseRetryAfter } from '../retry.js'
 import type { HttpResponse, HttpTransport } from '../transport/http-transport.js'
@@ -28,6 +29,8 @@ export interface AliyunRegistrationOptions {
   timeoutMs?: number
   /** Largest answer accepted, in bytes. @default 65536 */
   maxResponseBytes?: number
+  /** Allow an `http://` url. For tests on loopback only: the device secret would travel in clear. @default false */
+  allowInsecureHttp?: boolean
 }
 
 /** Alibaba's system codes that mean "try again later" (too many requests, service error, service unavailable). */
@@ -53,12 +56,13 @@ export function aliyunRegistrationUrl(region: string): string {
 
 export class AliyunRegistration implements RegistrationStrategy {
   readonly name = 'aliyun'
-  readonly #options: AliyunRegistrationOptions
+  readonly #options: Readonly<AliyunRegistrationOptions>
   /** Made on the first registration: most boots never register. */
   #transport: HttpTransport | undefined
   readonly #random: () => string
 
   /**
+   * @param options checked at once: a bad one throws an `InvalidOptionError` (a TypeError) naming it
    * @param seams.transport the HTTP transport (default: undici with `options.tls`)
    * @param seams.random the `random` parameter (default: 16 hex characters from the CSPRNG)
    */
@@ -66,7 +70,7 @@ export class AliyunRegistration implements RegistrationStrategy {
     options: AliyunRegistrationOptions = {},
     seams: { transport?: HttpTransport; random?: () => string } = {},
   ) {
-    this.#options = { ...options }
+    this.#options = resolveRegistrationOptions(options, resolveTransportOptions())
     this.#transport = seams.transport
     this.#random = seams.random ?? (() => randomBytes(8).toString('hex'))
   }
@@ -91,11 +95,12 @@ export class AliyunRegistration implements RegistrationStrategy {
     const random = this.#random()
     const sign = signAliyunRegistration({ productKey, deviceName, productSecret, random, signMethod })
     const body = new URLSearchParams({ productKey, deviceName, random, sign, signMethod }).toString()
+    const url = this.endpoint(request.host)
     let response: HttpResponse
     try {
       this.#transport ??= new UndiciTransport(this.#options.tls ?? {})
       response = await this.#transport.post({
-        url: this.endpoint(request.host),
+        url,
         headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
         body,
         timeoutMs: this.#options.timeoutMs ?? 10_000,
@@ -105,7 +110,7 @@ export class AliyunRegistration implements RegistrationStrategy {
     } catch (error) {
       throw transportFailure(error)
     }
-    return readAnswer(response, request, context.now)
+    return readAnswer(response, request, context.now())
   }
 }
 
@@ -206,10 +211,12 @@ function parseJson(text: string): Record<string, unknown> | undefined {
   }
 }
 
-/** The service's message as errors may show it: printable, at most 200 characters, never the product secret. */
+/** The service's message as errors may show it: printable, at most 200 characters, never (part of) the product secret. */
 function shownMessage(message: unknown, productSecret: string): string | undefined {
   if (typeof message !== 'string') return undefined
   const printable = message.replace(/[^\x20-\x7e\u00a0-\uffff]/g, ' ').trim()
   const safe = productSecret === '' ? printable : printable.split(productSecret).join(REDACTED)
+  // A part of the secret (cut, or run into other text) hides the whole message.
+  if (productSecret.length >= 8 && safe.includes(productSecret.slice(0, 8))) return REDACTED
   return safe === '' ? undefined : safe.slice(0, 200)
 }

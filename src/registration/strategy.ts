@@ -19,8 +19,8 @@ export interface RegistrationRequest {
 export interface RegistrationContext {
   /** Cancels the request. */
   signal: AbortSignal | undefined
-  /** The injected clock's time, in ms (for an HTTP-date Retry-After). */
-  now: number
+  /** The injected clock's time, in ms (for an HTTP-date Retry-After, measured when the answer comes). */
+  now(): number
 }
 
 export interface RegisteredDevice {
@@ -38,16 +38,17 @@ export interface RegistrationStrategy {
   register(request: RegistrationRequest, context: RegistrationContext): Promise<RegisteredDevice>
 }
 
+/** What `registration: false` answers: an answer without a deviceSecret is refused. */
+export function noDeviceSecretError(): ProvisioningError {
+  return new ProvisioningError(
+    'ERR_PROVISION_NO_DEVICE_SECRET',
+    'the server answered a productSecret without a deviceSecret, and registration is off (`registration: false`)',
+    { resultCode: '00000', transient: false },
+  )
+}
+
 /** `registration: false`: an answer without a deviceSecret is refused. */
 export const noRegistration: RegistrationStrategy = Object.freeze({
   name: 'none',
-  register(): Promise<RegisteredDevice> {
-    return Promise.reject(
-      new ProvisioningError(
-        'ERR_PROVISION_NO_DEVICE_SECRET',
-        'the server answered a productSecret without a deviceSecret, and registration is off (`registration: false`)',
-        { resultCode: '00000', transient: false },
-      ),
-    )
-  },
+  register: (): Promise<RegisteredDevice> => Promise.reject(noDeviceSecretError()),
 })
