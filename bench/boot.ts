@@ -7,15 +7,9 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import mqtt from 'mqtt'
-import {
-  connectProvisioned,
-  credentialKey,
-  FileCredentialStore,
-  MemoryCredentialStore,
-  signAliyun,
-} from 'mqtt-bootstrap'
+import { connectProvisioned, credentialKey, FileCredentialStore, MemoryCredentialStore } from 'mqtt-bootstrap'
 import { Agent, fetch } from 'undici'
-import { deviceName, deviceSecret, PRODUCT_KEY } from './lib/fleet-secrets.js'
+import { deviceName, signedFor } from './lib/fleet-secrets.js'
 import { startProcess } from './lib/processes.js'
 import { type AB, interleave } from './lib/stats.js'
 
@@ -42,16 +36,7 @@ export async function benchBoot(iterations: number, transport: 'tcp' | 'tls'): P
   const options = { url, data, tls: { ca }, mqtt: mqttTls, reconnect: false as const }
 
   // What a raw app holds already: signed credentials (signed outside the timing, to favour the baseline).
-  const signed = () =>
-    signAliyun({
-      cid: `${PRODUCT_KEY}.${name}`,
-      productKey: PRODUCT_KEY,
-      deviceName: name,
-      deviceSecret: deviceSecret(name),
-      timestamp: Date.now(),
-      signMethod: 'hmacsha256',
-      secureMode: tls ? 2 : 3,
-    })
+  const signed = () => signedFor(name, tls)
   const raw = async () => {
     const credentials = signed()
     const started = performance.now()

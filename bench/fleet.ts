@@ -9,8 +9,8 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import mqtt, { type MqttClient } from 'mqtt'
-import { connectProvisioned, MemoryCredentialStore, signAliyun } from 'mqtt-bootstrap'
-import { deviceName, deviceSecret, PRODUCT_KEY } from './lib/fleet-secrets.js'
+import { connectProvisioned, MemoryCredentialStore } from 'mqtt-bootstrap'
+import { deviceName, signedFor } from './lib/fleet-secrets.js'
 import { type ServerProcess, startProcess } from './lib/processes.js'
 import { percentile, round } from './lib/stats.js'
 
@@ -88,18 +88,7 @@ export async function benchFleet(sizes: number[]): Promise<FleetRun[]> {
 
 /** N raw mqtt.js clients at once, credentials in hand: what the fleet would cost without provisioning. */
 async function rawFleet(devices: number, brokerHost: string): Promise<Omit<FleetRun, 'cpuMs'>> {
-  const credentials = Array.from({ length: devices }, (_, i) => {
-    const name = deviceName(i)
-    return signAliyun({
-      cid: `${PRODUCT_KEY}.${name}`,
-      productKey: PRODUCT_KEY,
-      deviceName: name,
-      deviceSecret: deviceSecret(name),
-      timestamp: Date.now(),
-      signMethod: 'hmacsha256',
-      secureMode: 3,
-    })
-  })
+  const credentials = Array.from({ length: devices }, (_, i) => signedFor(deviceName(i)))
   return measure(devices, 'raw', undefined, async (i) =>
     mqtt.connectAsync(`mqtt://${brokerHost}`, { ...credentials[i], reconnectPeriod: 1000, connectTimeout: 60_000 }),
   )

@@ -1,38 +1,20 @@
 /** `heap-process.ts <raw|ours> <brokerPort> <clients>`: prints the heap bytes per connected client (--expose-gc). */
 import mqtt, { type MqttClient } from 'mqtt'
-import { connectProvisioned, credentialKey, MemoryCredentialStore, signAliyun } from 'mqtt-bootstrap'
-import { deviceName, deviceSecret, PRODUCT_KEY } from './lib/fleet-secrets.js'
+import { connectProvisioned } from 'mqtt-bootstrap'
+import { deviceName, signedFor, UNUSED_URL as url, warmCache } from './lib/fleet-secrets.js'
 
 const [kind, port, count] = process.argv.slice(2)
 const clients = Number(count)
 const host = `127.0.0.1:${port}`
 const gc = globalThis.gc as () => void
-const url = 'https://127.0.0.1:1/unused'
 
 async function connect(i: number): Promise<MqttClient> {
   const name = deviceName(i)
   if (kind === 'raw') {
-    const signed = signAliyun({
-      cid: `${PRODUCT_KEY}.${name}`,
-      productKey: PRODUCT_KEY,
-      deviceName: name,
-      deviceSecret: deviceSecret(name),
-      timestamp: Date.now(),
-      signMethod: 'hmacsha256',
-      secureMode: 3,
-    })
-    return mqtt.connectAsync(`mqtt://${host}`, { ...signed, reconnectPeriod: 1000 })
+    return mqtt.connectAsync(`mqtt://${host}`, { ...signedFor(name), reconnectPeriod: 1000 })
   }
   // A warm cache (as after the first boot), and the session supervision that comes with every client.
-  const cache = new MemoryCredentialStore()
-  const data = { imei: name }
-  await cache.set(credentialKey(url, data), {
-    savedAt: 1,
-    config: {
-      device: { productKey: PRODUCT_KEY, deviceName: name, deviceSecret: deviceSecret(name), productSecret: null },
-      connect: { qos: 1, host, cleanSession: 1 },
-    },
-  })
+  const { cache, data } = await warmCache(name, host)
   return connectProvisioned({ url, data, cache, broker: { protocol: 'mqtt' } })
 }
 

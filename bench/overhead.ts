@@ -3,33 +3,15 @@
  * time over many boots, so it is steadier than wall-clock ratios on a shared machine). Broker in its own process.
  */
 import mqtt from 'mqtt'
-import { connectProvisioned, credentialKey, MemoryCredentialStore, signAliyun } from 'mqtt-bootstrap'
-import { deviceName, deviceSecret, PRODUCT_KEY } from './lib/fleet-secrets.js'
+import { connectProvisioned } from 'mqtt-bootstrap'
+import { deviceName, signedFor, UNUSED_URL as url, warmCache } from './lib/fleet-secrets.js'
 import { startProcess } from './lib/processes.js'
 
 const broker = await startProcess('bench/broker-process.ts')
 const host = `127.0.0.1:${broker.port}`
 const name = deviceName(1)
-const url = 'https://127.0.0.1:1/unused'
-const data = { imei: name }
-const cache = new MemoryCredentialStore()
-await cache.set(credentialKey(url, data), {
-  savedAt: 1,
-  config: {
-    device: { productKey: PRODUCT_KEY, deviceName: name, deviceSecret: deviceSecret(name), productSecret: null },
-    connect: { qos: 1, host, cleanSession: 1 },
-  },
-})
-const signed = () =>
-  signAliyun({
-    cid: `${PRODUCT_KEY}.${name}`,
-    productKey: PRODUCT_KEY,
-    deviceName: name,
-    deviceSecret: deviceSecret(name),
-    timestamp: Date.now(),
-    signMethod: 'hmacsha256',
-    secureMode: 3,
-  })
+const { cache, data } = await warmCache(name, host)
+const signed = () => signedFor(name)
 const variants = {
   ours: async () =>
     (await connectProvisioned({ url, data, cache, broker: { protocol: 'mqtt' }, reconnect: false })).endAsync(),

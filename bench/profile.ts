@@ -7,8 +7,8 @@
 
 import { mkdir, writeFile } from 'node:fs/promises'
 import { Session } from 'node:inspector/promises'
-import { connectProvisioned, credentialKey, MemoryCredentialStore } from 'mqtt-bootstrap'
-import { deviceName, deviceSecret, PRODUCT_KEY } from './lib/fleet-secrets.js'
+import { connectProvisioned } from 'mqtt-bootstrap'
+import { deviceName, UNUSED_URL as url, warmCache } from './lib/fleet-secrets.js'
 import { startProcess } from './lib/processes.js'
 
 interface ProfileNode {
@@ -19,16 +19,7 @@ interface ProfileNode {
 const broker = await startProcess('bench/broker-process.ts')
 const host = `127.0.0.1:${broker.port}`
 const name = deviceName(1)
-const url = 'https://127.0.0.1:1/unused'
-const data = { imei: name }
-const cache = new MemoryCredentialStore()
-await cache.set(credentialKey(url, data), {
-  savedAt: 1,
-  config: {
-    device: { productKey: PRODUCT_KEY, deviceName: name, deviceSecret: deviceSecret(name), productSecret: null },
-    connect: { qos: 1, host, cleanSession: 1 },
-  },
-})
+const { cache, data } = await warmCache(name, host)
 const boot = async () =>
   (await connectProvisioned({ url, data, cache, broker: { protocol: 'mqtt' }, reconnect: false })).endAsync()
 for (let i = 0; i < 500; i++) await boot()

@@ -30,24 +30,16 @@ export const tsyringe = lazy<typeof import('tsyringe')>('tsyringe', () => {
  * so a bootstrap without a `container` option needs no container at all (and does not load tsyringe).
  */
 export function tsyringeLoaded(): boolean {
-  return isLoaded('tsyringe')
-}
-
-const paths = new Map<string, string>()
-
-/** Whether module `id` is in the require cache (loaded by the app, by `require` or by `import` of CommonJS). */
-export function isLoaded(id: string): boolean {
-  let path = paths.get(id)
-  if (path === undefined) {
+  tsyringePath ??= (() => {
     try {
-      path = load.resolve(id) // resolved once: a module path search reads package.json files
+      return load.resolve('tsyringe') // resolved once: a module path search reads package.json files
     } catch {
-      path = ''
+      return ''
     }
-    paths.set(id, path)
-  }
-  return path !== '' && load.cache[path] !== undefined
+  })()
+  return tsyringePath !== '' && load.cache[tsyringePath] !== undefined
 }
+let tsyringePath: string | undefined
 
 export const valibot = lazy<typeof import('valibot')>('valibot')
 

@@ -26,7 +26,7 @@ export const silentLogger: Logger = Object.freeze({ debug: ignore, info: ignore,
 /** Where a line comes from; its `debug` namespace is `mqtt-bootstrap:<area>`. */
 export type LogArea = 'boot' | 'provision' | 'register' | 'connect' | 'session' | 'store' | 'transport'
 
-export const DEBUG_NAMESPACE = 'mqtt-bootstrap'
+const DEBUG_NAMESPACE = 'mqtt-bootstrap'
 
 /** Field names (lower-cased) whose values never reach a sink, whatever a caller passes. */
 const SECRET_FIELDS: ReadonlySet<string> = new Set([

@@ -188,60 +188,54 @@ function checkRegistration(value: unknown, transport: ResolvedTransportOptions):
   if (!isPlainObject(value)) {
     fail('registration', 'Alibaba registration options, a strategy with register(), or false', typeName(value))
   }
+  // The top-level allowInsecureHttp governs the bootstrap's registration too.
   checkKnown(value, REGISTRATION_OPTIONS, 'registration.')
-  return resolveRegistrationOptions(value, transport)
+  return resolveRegistrationOptions({ ...value, allowInsecureHttp: transport.allowInsecureHttp }, transport)
 }
 
 /**
- * Alibaba registration options, checked (option names prefixed `registration.`), with the transport defaults filled
- * in. `AliyunRegistration` checks its options with it too.
+ * Alibaba registration options, checked (option names prefixed `registration.`): the transport options, defaulting
+ * to `defaults`, and where to register. `AliyunRegistration` checks its options with it too.
  */
 export function resolveRegistrationOptions(
   value: AliyunRegistrationOptions,
-  defaults: ResolvedTransportOptions,
+  defaults: Omit<ResolvedTransportOptions, 'tls'> = DEFAULTS,
 ): Readonly<AliyunRegistrationOptions> {
   if (!isPlainObject(value)) fail('registration', 'an object of registration options', typeName(value))
   checkKnown(value, new Set([...REGISTRATION_OPTIONS, 'allowInsecureHttp']), 'registration.')
-  const allowInsecureHttp = value.allowInsecureHttp ?? defaults.allowInsecureHttp
-  if (typeof allowInsecureHttp !== 'boolean') {
-    fail('registration.allowInsecureHttp', 'a boolean', typeName(allowInsecureHttp))
-  }
-  const url = value.url === undefined ? undefined : checkUrl(value.url, allowInsecureHttp, 'registration.url').href
+  const transport = resolveTransportOptions(pick(value, TRANSPORT_OPTIONS), 'registration.', defaults)
+  const url =
+    value.url === undefined ? undefined : checkUrl(value.url, transport.allowInsecureHttp, 'registration.url').href
   if (value.region !== undefined && (typeof value.region !== 'string' || !REGION.test(value.region))) {
     fail('registration.region', 'an Alibaba Cloud region such as cn-shanghai', typeName(value.region))
   }
   if (value.signMethod !== undefined && !(ALIYUN_SIGN_METHODS as readonly unknown[]).includes(value.signMethod)) {
     fail('registration.signMethod', `one of ${ALIYUN_SIGN_METHODS.join(', ')}`, typeName(value.signMethod))
   }
-  return Object.freeze({
-    ...value,
-    ...(url === undefined ? {} : { url }),
-    allowInsecureHttp,
-    tls: Object.freeze(checkTls(value.tls, 'registration.tls')),
-    timeoutMs: checkInteger(value.timeoutMs ?? defaults.timeoutMs, 'registration.timeoutMs', 1, 2 ** 31 - 1),
-    maxResponseBytes: checkInteger(
-      value.maxResponseBytes ?? defaults.maxResponseBytes,
-      'registration.maxResponseBytes',
-      1,
-      2 ** 30,
-    ),
-  })
+  return Object.freeze({ ...value, ...transport, ...(url === undefined ? {} : { url }) })
 }
 
 /** An Alibaba Cloud region id: lower-case letters, a dash, then letters, digits and dashes (cn-shanghai, us-west-1). */
 const REGION = /^[a-z]{2,}-[a-z0-9-]{1,40}$/
 
-export function resolveTransportOptions(options: TransportOptions = {}): ResolvedTransportOptions {
-  if (!isPlainObject(options)) fail('options', 'an object', typeName(options))
-  checkKnown(options, TRANSPORT_OPTIONS, '')
-  const allowInsecureHttp = options.allowInsecureHttp ?? DEFAULTS.allowInsecureHttp
-  if (typeof allowInsecureHttp !== 'boolean') fail('allowInsecureHttp', 'a boolean', typeName(allowInsecureHttp))
+/** The transport options, checked (names prefixed with `prefix` in errors), the missing ones from `defaults`. */
+export function resolveTransportOptions(
+  options: TransportOptions = {},
+  prefix = '',
+  defaults: Omit<ResolvedTransportOptions, 'tls'> = DEFAULTS,
+): ResolvedTransportOptions {
+  if (!isPlainObject(options)) fail(prefix === '' ? 'options' : prefix.slice(0, -1), 'an object', typeName(options))
+  checkKnown(options, TRANSPORT_OPTIONS, prefix)
+  const allowInsecureHttp = options.allowInsecureHttp ?? defaults.allowInsecureHttp
+  if (typeof allowInsecureHttp !== 'boolean') {
+    fail(`${prefix}allowInsecureHttp`, 'a boolean', typeName(allowInsecureHttp))
+  }
   return Object.freeze({
-    tls: Object.freeze(checkTls(options.tls)),
-    timeoutMs: checkInteger(options.timeoutMs ?? DEFAULTS.timeoutMs, 'timeoutMs', 1, 2 ** 31 - 1),
+    tls: Object.freeze(checkTls(options.tls, `${prefix}tls`)),
+    timeoutMs: checkInteger(options.timeoutMs ?? defaults.timeoutMs, `${prefix}timeoutMs`, 1, 2 ** 31 - 1),
     maxResponseBytes: checkInteger(
-      options.maxResponseBytes ?? DEFAULTS.maxResponseBytes,
-      'maxResponseBytes',
+      options.maxResponseBytes ?? defaults.maxResponseBytes,
+      `${prefix}maxResponseBytes`,
       1,
       2 ** 30,
     ),
@@ -314,15 +308,8 @@ function resolveRetry(value: unknown): RetryPolicy {
   checkKnown(value, new Set([...Object.keys(RETRY_DEFAULTS), 'onRetry']), 'retry.')
   const r = value as RetryOptions
   const minTimeout = checkInteger(r.minTimeout ?? RETRY_DEFAULTS.minTimeout, 'retry.minTimeout', 0, 2 ** 31 - 1)
-  const maxTimeout = checkInteger(
-    r.maxTimeout ?? Math.max(minTimeout, RETRY_DEFAULTS.maxTimeout),
-    'retry.maxTimeout',
-    minTimeout,
-    2 ** 31 - 1,
-  )
-  const factor = r.factor ?? RETRY_DEFAULTS.factor
-  if (typeof factor !== 'number' || !Number.isFinite(factor) || factor < 1)
-    fail('retry.factor', 'a number >= 1', typeName(factor))
+  const maxTimeout = checkCeiling(r.maxTimeout, minTimeout, RETRY_DEFAULTS.maxTimeout, 'retry.maxTimeout')
+  const factor = checkFactor(r.factor ?? RETRY_DEFAULTS.factor, 'retry.factor')
   const randomize = r.randomize ?? RETRY_DEFAULTS.randomize
   if (typeof randomize !== 'boolean') fail('retry.randomize', 'a boolean', typeName(randomize))
   if (r.onRetry !== undefined && typeof r.onRetry !== 'function')
@@ -338,6 +325,17 @@ function resolveRetry(value: unknown): RetryPolicy {
   })
 }
 
+/** A backoff's ceiling in ms: at least its floor; by default the larger of the floor and `fallback`. */
+function checkCeiling(value: unknown, floor: number, fallback: number, option: string): number {
+  return checkInteger(value ?? Math.max(floor, fallback), option, floor, 2 ** 31 - 1)
+}
+
+/** A backoff's growth per attempt: a finite number >= 1. */
+function checkFactor(value: unknown, option: string): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 1) fail(option, 'a number >= 1', typeName(value))
+  return value
+}
+
 /** `mqtt.reconnectPeriod` keeps its meaning for apps that set it: 0 turns reconnects off, another value is minDelay. */
 function resolveReconnect(value: unknown, reconnectPeriod: unknown): ReconnectPolicy | false {
   if (value === false) return false
@@ -350,15 +348,8 @@ function resolveReconnect(value: unknown, reconnectPeriod: unknown): ReconnectPo
   const fallbackMin =
     typeof reconnectPeriod === 'number' && reconnectPeriod > 0 ? reconnectPeriod : RECONNECT_DEFAULTS.minDelay
   const minDelay = checkInteger(r.minDelay ?? fallbackMin, 'reconnect.minDelay', 1, 2 ** 31 - 1)
-  const maxDelay = checkInteger(
-    r.maxDelay ?? Math.max(minDelay, RECONNECT_DEFAULTS.maxDelay),
-    'reconnect.maxDelay',
-    minDelay,
-    2 ** 31 - 1,
-  )
-  const factor = r.factor ?? RECONNECT_DEFAULTS.factor
-  if (typeof factor !== 'number' || !Number.isFinite(factor) || factor < 1)
-    fail('reconnect.factor', 'a number >= 1', typeName(factor))
+  const maxDelay = checkCeiling(r.maxDelay, minDelay, RECONNECT_DEFAULTS.maxDelay, 'reconnect.maxDelay')
+  const factor = checkFactor(r.factor ?? RECONNECT_DEFAULTS.factor, 'reconnect.factor')
   const stableAfter = checkInteger(
     r.stableAfter ?? RECONNECT_DEFAULTS.stableAfter,
     'reconnect.stableAfter',

@@ -78,7 +78,7 @@ function explicitRegistration(resolved: ResolvedOptions): RegistrationStrategy |
   if (option === undefined) return undefined
   if (option === false) return noRegistration
   if ('register' in option) return option
-  return aliyunOnFirstUse({ ...option, allowInsecureHttp: resolved.allowInsecureHttp })
+  return aliyunOnFirstUse(option)
 }
 
 /** Alibaba's flow, made when a device first registers (most boots never do, and a cached boot should not pay). */

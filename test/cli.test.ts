@@ -1,9 +1,9 @@
-import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { type ChildRun, runTs, startTs } from './helpers/child.js'
 import { configAnswer, DEVICE, json, startHttpsServer, type TestServer } from './helpers/https-server.js'
 import { KNOWN, startReferenceServer, writeRegistry } from './helpers/reference-server.js'
 import { type TlsFixture, tlsFixture } from './helpers/tls.js'
@@ -26,27 +26,9 @@ afterAll(async () => {
 })
 
 /** Start `mqtt-bootstrap <args>` as a user would (from the checkout, through tsx). */
-function start(args: string[]): { child: ChildProcess; output: () => string } {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/index.ts', ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  let output = ''
-  child.stdout?.on('data', (chunk: Buffer) => {
-    output += chunk.toString()
-  })
-  child.stderr?.on('data', (chunk: Buffer) => {
-    output += chunk.toString()
-  })
-  return { child, output: () => output }
-}
+const start = (args: string[]) => startTs('src/cli/index.ts', args)
 
-async function run(...args: string[]): Promise<{ code: number | null; output: string }> {
-  const { child, output } = start(args)
-  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000)
-  const [code] = (await once(child, 'close')) as [number | null]
-  clearTimeout(timer)
-  return { code, output: output() }
-}
+const run = (...args: string[]): Promise<ChildRun> => runTs('src/cli/index.ts', args, { timeoutMs: 30_000 })
 
 const data = JSON.stringify(KNOWN)
 

@@ -5,7 +5,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
 import { brokerFailure } from '../src/connector.js'
 import { BrokerError } from '../src/index.js'
 import { startBroker, type TestBroker } from './helpers/broker.js'
-import { boot, payloads, startEnv, type TestEnv } from './helpers/env.js'
+import { abortDuringBackoff, boot, payloads, startEnv, type TestEnv } from './helpers/env.js'
 import { FakeClock } from './helpers/fake-clock.js'
 import { DEVICE } from './helpers/https-server.js'
 
@@ -99,14 +99,8 @@ describe('the connect phase', () => {
 
   test('abort during the connect-phase backoff', async () => {
     env.answerValid({ host: '127.0.0.1:1' })
-    const clock = new FakeClock()
-    clock.hold = true
-    const controller = new AbortController()
-    const { boot: bootstrap, events } = boot(env.options({ signal: controller.signal }), { clock })
-    const pending = bootstrap.connect()
-    await clock.sleeping()
-    controller.abort()
-    await expect(pending).rejects.toMatchObject({ code: 'ERR_ABORTED' })
+    const { error, events } = await abortDuringBackoff(env.options())
+    expect(error).toMatchObject({ code: 'ERR_ABORTED' })
     expect(payloads(events, 'retry').map((e) => e.phase)).toEqual(['connect'])
     expect(payloads(events, 'connecting')).toHaveLength(1)
   })

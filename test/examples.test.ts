@@ -1,10 +1,9 @@
-import { spawn } from 'node:child_process'
-import { once } from 'node:events'
 import { readdirSync } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, expect, test } from 'vitest'
+import { type ChildRun, runTs } from './helpers/child.js'
 import { startEnv, type TestEnv } from './helpers/env.js'
 import { DEVICE } from './helpers/https-server.js'
 
@@ -22,27 +21,14 @@ afterAll(async () => {
 })
 
 /** Run an example as a user would (`npx tsx examples/x.ts`), against this file's loopback servers. */
-async function run(example: string): Promise<{ code: number | null; output: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', `examples/${example}`], {
+function run(example: string): Promise<ChildRun> {
+  return runTs(`examples/${example}`, [], {
     env: {
-      ...process.env,
       PROVISION_URL: env.server.url,
       CA_FILE: join(dir, 'ca.pem'),
       CREDENTIALS: join(dir, `${example}.json`),
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
   })
-  let output = ''
-  child.stdout.on('data', (chunk: Buffer) => {
-    output += chunk.toString()
-  })
-  child.stderr.on('data', (chunk: Buffer) => {
-    output += chunk.toString()
-  })
-  const timer = setTimeout(() => child.kill('SIGKILL'), 20_000)
-  const [code] = (await once(child, 'close')) as [number | null]
-  clearTimeout(timer)
-  return { code, output }
 }
 
 /** Every example there is: a new one is run without being listed here. */

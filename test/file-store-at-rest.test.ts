@@ -1,11 +1,10 @@
-import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { once } from 'node:events'
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from 'vitest'
 import { FileCredentialStore, type StoredCredentials } from '../src/index.js'
+import { runTs } from './helpers/child.js'
 import { boot, payloads, startEnv, type TestEnv } from './helpers/env.js'
 import { DEVICE } from './helpers/https-server.js'
 
@@ -88,16 +87,10 @@ describe('encryption at rest (AES-256-GCM)', () => {
 
 describe('two processes sharing one file', () => {
   async function sharer(prefix: string, count: number): Promise<number | null> {
-    const child = spawn(
-      process.execPath,
-      ['--import', 'tsx', 'test/fixtures/store-sharer.ts', path, prefix, String(count)],
-      {
-        stdio: ['ignore', 'inherit', 'inherit'],
-      },
-    )
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000)
-    const [code] = (await once(child, 'close')) as [number | null]
-    clearTimeout(timer)
+    const { code, output } = await runTs('test/fixtures/store-sharer.ts', [path, prefix, String(count)], {
+      timeoutMs: 30_000,
+    })
+    if (code !== 0) console.error(output)
     return code
   }
 

@@ -5,7 +5,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
 import { BrokerError, ProvisioningError } from '../src/index.js'
 import { parseRetryAfter, RETRY_DEFAULTS, retryDelay } from '../src/retry.js'
 import { startBroker } from './helpers/broker.js'
-import { boot, eventTrail, payloads, startEnv, type TestEnv } from './helpers/env.js'
+import { abortDuringBackoff, boot, eventTrail, payloads, startEnv, type TestEnv } from './helpers/env.js'
 import { FakeClock } from './helpers/fake-clock.js'
 import { configAnswer, DEVICE, json } from './helpers/https-server.js'
 
@@ -164,14 +164,8 @@ describe('provisioning retries', () => {
 describe('abort', () => {
   test('an AbortSignal cancels during a backoff sleep', async () => {
     env.server.handle((_req, res) => res.writeHead(503).end())
-    const clock = new FakeClock()
-    clock.hold = true
-    const controller = new AbortController()
-    const { boot: bootstrap, events } = boot(env.options({ signal: controller.signal }), { clock })
-    const pending = bootstrap.connect()
-    await clock.sleeping()
-    controller.abort()
-    await expect(pending).rejects.toMatchObject({ name: 'AbortError', code: 'ERR_ABORTED' })
+    const { error, events } = await abortDuringBackoff(env.options())
+    expect(error).toMatchObject({ name: 'AbortError', code: 'ERR_ABORTED' })
     expect(env.server.requests).toHaveLength(1)
     expect(events.at(-1)?.[0]).toBe('error')
   })

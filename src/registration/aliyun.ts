@@ -9,7 +9,7 @@
 import { randomBytes } from 'node:crypto'
 import { type AliyunSignMethod, signAliyunRegistration } from '../auth/aliyun.js'
 import { AbortError, ProvisioningError, RegistrationError, type RegistrationErrorCode } from '../errors.js'
-import { resolveRegistrationOptions, resolveTransportOptions } from '../options.js'
+import { resolveRegistrationOptions } from '../options.js'
 import { REDACTED, redactOnInspect } from '../redact.js'
 import { parseRetryAfter } from '../retry.js'
 import type { HttpResponse, HttpTransport } from '../transport/http-transport.js'
@@ -70,7 +70,7 @@ export class AliyunRegistration implements RegistrationStrategy {
     options: AliyunRegistrationOptions = {},
     seams: { transport?: HttpTransport; random?: () => string } = {},
   ) {
-    this.#options = resolveRegistrationOptions(options, resolveTransportOptions())
+    this.#options = resolveRegistrationOptions(options)
     this.#transport = seams.transport
     this.#random = seams.random ?? (() => randomBytes(8).toString('hex'))
   }

@@ -1,12 +1,10 @@
-/** Faults of the credential file: each case ends connected, and no credential is lost or written half. */
-import { spawn } from 'node:child_process'
-import { once } from 'node:events'
 import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, test } from 'vitest'
 import { credentialKey, FileCredentialStore } from '../../src/index.js'
 import { FILE_FORMAT } from '../../src/store/file-store.js'
+import { runTs } from '../helpers/child.js'
 import { payloads } from '../helpers/env.js'
 import { DEVICE } from '../helpers/https-server.js'
 import { until } from '../helpers/until.js'
@@ -98,28 +96,18 @@ describe('the credential file', () => {
     await writeFile(path, old)
     // A device with other data boots in a child process, which is killed halfway through writing its credentials.
     await writeFile(join(dir, 'ca.pem'), fault.env.tls.ca)
-    const child = spawn(
-      process.execPath,
-      ['--require', './test/fixtures/pause-mid-write.cjs', '--import', 'tsx', 'test/fixtures/device-boot.ts'],
-      {
-        env: {
-          ...process.env,
-          PAUSE_AT_WRITE: '1',
-          PROVISION_URL: fault.env.server.url.replace('/provision', '/other'),
-          CA_FILE: join(dir, 'ca.pem'),
-          CREDENTIALS: path,
-        },
-        stdio: ['ignore', 'pipe', 'inherit'],
+    const { output } = await runTs('test/fixtures/device-boot.ts', [], {
+      nodeArgs: ['--require', './test/fixtures/pause-mid-write.cjs'],
+      env: {
+        PAUSE_AT_WRITE: '1',
+        PROVISION_URL: fault.env.server.url.replace('/provision', '/other'),
+        CA_FILE: join(dir, 'ca.pem'),
+        CREDENTIALS: path,
       },
-    )
-    let output = ''
-    child.stdout.on('data', (chunk: Buffer) => {
-      output += chunk.toString()
-      if (output.includes('mid-write')) child.kill('SIGKILL')
+      onOutput: (sofar, child) => {
+        if (sofar.includes('mid-write')) child.kill('SIGKILL')
+      },
     })
-    const killer = setTimeout(() => child.kill('SIGKILL'), 20_000)
-    await once(child, 'close')
-    clearTimeout(killer)
     expect(output).toContain('mid-write')
     expect(output).not.toContain('connected')
     expect(await readFile(path, 'utf8')).toBe(old) // the old file, whole

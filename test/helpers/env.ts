@@ -11,7 +11,8 @@ import {
   TOKENS,
 } from '../../src/index.js'
 import { startBroker, type TestBroker } from './broker.js'
-import { suite } from './exposure.js'
+import { EVENT_NAMES, suite } from './exposure.js'
+import { FakeClock } from './fake-clock.js'
 import { configAnswer, DEVICE, json, startHttpsServer, type TestServer } from './https-server.js'
 import { type TlsFixture, tlsFixture } from './tls.js'
 
@@ -87,19 +88,6 @@ export type RecordedEvent = {
   [K in keyof BootstrapEvents]: [K, Parameters<BootstrapEvents[K]>[0]]
 }[keyof BootstrapEvents]
 
-const EVENT_NAMES: Array<keyof BootstrapEvents> = [
-  'provisioning',
-  'registering',
-  'registered',
-  'retry',
-  'provisioned',
-  'cache',
-  'connecting',
-  'connected',
-  'auth-rejected',
-  'error',
-]
-
 /** A bootstrap with the given seams registered in a child container, and every event it emits. */
 export function boot(
   options: BootstrapOptions,
@@ -118,6 +106,23 @@ export function boot(
     })
   }
   return { boot: bootstrap, events }
+}
+
+/**
+ * Boot with `options` on a fake clock whose sleeps hold, and abort the moment the first backoff sleep starts: what
+ * `connect()` rejected with, and the events up to then.
+ */
+export async function abortDuringBackoff(
+  options: BootstrapOptions,
+): Promise<{ error: unknown; events: RecordedEvent[] }> {
+  const clock = new FakeClock()
+  clock.hold = true
+  const controller = new AbortController()
+  const { boot: bootstrap, events } = boot({ ...options, signal: controller.signal }, { clock })
+  const pending = bootstrap.connect().catch((error: unknown) => error)
+  await clock.sleeping()
+  controller.abort()
+  return { error: await pending, events }
 }
 
 /** Event names in order, with the cache action / provisioned source appended. */

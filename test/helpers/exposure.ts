@@ -3,7 +3,7 @@
  * search for secrets afterwards.
  */
 import { inspect } from 'node:util'
-import type { Logger, MqttBootstrap } from '../../src/index.js'
+import type { BootstrapEvents, Logger, MqttBootstrap } from '../../src/index.js'
 
 const deep = (value: unknown) => inspect(value, { depth: Number.POSITIVE_INFINITY, getters: true })
 const jsonSafe = (_key: string, value: unknown) =>
@@ -16,6 +16,21 @@ function safeJson(value: unknown): string {
     return '[unserialisable]'
   }
 }
+
+/** Every event a bootstrap emits: a Record, so that an event added to BootstrapEvents and not here fails to compile. */
+const EVENTS: Record<keyof BootstrapEvents, true> = {
+  provisioning: true,
+  registering: true,
+  registered: true,
+  retry: true,
+  provisioned: true,
+  cache: true,
+  connecting: true,
+  connected: true,
+  'auth-rejected': true,
+  error: true,
+}
+export const EVENT_NAMES = Object.keys(EVENTS) as Array<keyof BootstrapEvents>
 
 export class Exposure {
   readonly #texts: string[] = []
@@ -31,19 +46,7 @@ export class Exposure {
 
   /** Record every event of `bootstrap`, as inspect and JSON. */
   watch(bootstrap: MqttBootstrap): MqttBootstrap {
-    const names = [
-      'provisioning',
-      'registering',
-      'registered',
-      'retry',
-      'provisioned',
-      'cache',
-      'connecting',
-      'connected',
-      'auth-rejected',
-      'error',
-    ] as const
-    for (const name of names) {
+    for (const name of EVENT_NAMES) {
       bootstrap.on(name, (payload: unknown) => {
         this.#texts.push(`${name} ${deep(payload)} ${JSON.stringify(payload, jsonSafe)}`)
       })
