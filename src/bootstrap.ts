@@ -4,8 +4,6 @@
  * One retry loop owns each phase: async-retry (see retry.ts) retries provisioning and the first connect, with mqtt.js's
  * own reconnects off; once the broker has accepted the device, mqtt.js reconnects at the caller's period.
  */
-import { inspect } from 'node:util'
-import { EventEmitter } from 'eventemitter3'
 import type { IClientOptions, MqttClient } from 'mqtt'
 import type { DependencyContainer } from 'tsyringe'
 import { type AuthStrategy, DEFAULT_MQTTS_PORT, type MqttCredentials } from './auth/strategy.js'
@@ -31,11 +29,11 @@ import {
   RegistrationError,
 } from './errors.js'
 import type { BootstrapEvents, CacheEvent, CredentialSource } from './events.js'
-import { tsyringe, tsyringeLoaded } from './lazy.js'
+import { EventEmitter, tsyringe, tsyringeLoaded } from './lazy.js'
 import { type LogArea, type Logger, logFor } from './logger.js'
 import { type BootstrapOptions, DEFAULTS, type ResolvedOptions, resolveOptions } from './options.js'
 import { PointAccess } from './point-access.js'
-import { redactOnInspect, redactUrl, SECRET_OPTION_KEYS, sealedPassword } from './redact.js'
+import { INSPECT_CUSTOM, redactOnInspect, redactUrl, SECRET_OPTION_KEYS, sealedPassword } from './redact.js'
 import { noDeviceSecretError, noRegistration, type RegistrationStrategy } from './registration/strategy.js'
 import { withRetry } from './retry.js'
 import { type Provisioned, type SessionHooks, superviseSession } from './session.js'
@@ -409,7 +407,7 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
       },
     )
     // mqtt.connect() copies the hook into client.options; a custom connector may not.
-    if (!Object.hasOwn(client.options, inspect.custom)) redactOnInspect(client.options, SECRET_OPTION_KEYS, true)
+    if (!Object.hasOwn(client.options, INSPECT_CUSTOM)) redactOnInspect(client.options, SECRET_OPTION_KEYS, true)
     applyDefaultQos(client, config.connect.qos)
     // Client errors become non-fatal error events (refused credentials are the session's to report).
     client.on('error', (error: Error & { code?: unknown }) => {

@@ -1,12 +1,19 @@
 /**
- * Dependencies a device does not need at import time are required when first used, synchronously: tsyringe (and the
- * Reflect polyfill it demands) when the first bootstrap is made, valibot when the first answer is validated,
- * async-retry when the first retry loop runs. `import 'mqtt-bootstrap'` then costs little beyond mqtt itself
- * (README "Performance"); the first use pays the rest, once per process.
+ * How the device entry loads what it depends on, so that `import 'mqtt-bootstrap'` costs little beyond mqtt itself
+ * (README "Performance"):
+ *
+ * - Dependencies a device does not need at import time are required when first used, synchronously: tsyringe (and
+ *   the Reflect polyfill it demands) when the first bootstrap is made, valibot when the first answer is validated,
+ *   async-retry when the first retry loop runs, `node:crypto` when the first key is hashed or password signed. The
+ *   first use pays for them, once per process.
+ * - What is needed at once (eventemitter3, `node:fs`) is required, not imported. An ESM `import` of a CommonJS
+ *   package or a builtin builds a module facade over all its exports: eventemitter3 costs 2.6 ms more imported than
+ *   required, and each builtin up to 0.3 ms. Builtins come through `process.getBuiltinModule()`.
+ *
+ * Only mqtt is imported (the app has imported it already) and, between our own chunks, nothing else: a test checks
+ * the build (test/footprint.test.ts).
  */
-import { createRequire } from 'node:module'
-
-const load = createRequire(import.meta.url)
+const load = process.getBuiltinModule('node:module').createRequire(import.meta.url)
 
 /** A loader for module `id`: the first call requires it, later calls return it. */
 export function lazy<T>(id: string, before?: () => void): () => T {
@@ -44,3 +51,9 @@ let tsyringePath: string | undefined
 export const valibot = lazy<typeof import('valibot')>('valibot')
 
 export const asyncRetry = lazy<typeof import('async-retry')>('async-retry')
+
+/** `node:crypto`: 1.4 ms to load, more than mqtt-bootstrap's own code, and not needed until the first boot. */
+export const nodeCrypto = () => process.getBuiltinModule('node:crypto')
+
+/** eventemitter3's EventEmitter, which `MqttBootstrap` extends. */
+export const { EventEmitter } = load('eventemitter3') as typeof import('eventemitter3')

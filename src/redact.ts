@@ -5,9 +5,10 @@
  * secret by contract (`deviceConfig.device`, the options handed to mqtt.js) get a non-enumerable `util.inspect.custom`
  * that prints `[redacted]` instead: non-enumerable, so `JSON.stringify`, spreads and deep equality ignore it.
  */
-import { inspect } from 'node:util'
-
 export const REDACTED = '[redacted]'
+
+/** `util.inspect.custom`, which Node registers globally under this name (no `node:util` import needed for it). */
+export const INSPECT_CUSTOM = Symbol.for('nodejs.util.inspect.custom')
 
 /**
  * Make `util.inspect(target)` print `[redacted]` for the given keys whenever they hold a value. Returns `target`.
@@ -17,7 +18,7 @@ export const REDACTED = '[redacted]'
  * the socket, password included.
  */
 export function redactOnInspect<T extends object>(target: T, keys: readonly string[], travels = false): T {
-  Object.defineProperty(target, inspect.custom, {
+  Object.defineProperty(target, INSPECT_CUSTOM, {
     configurable: true,
     enumerable: travels,
     writable: true,
@@ -34,7 +35,7 @@ function hookFor(keys: readonly string[]) {
   if (hook === undefined) {
     hook = function (this: Record<string | symbol, unknown>) {
       const copy: Record<string | symbol, unknown> = { ...this }
-      delete copy[inspect.custom] // the copy is what gets printed: it must not call this hook again
+      delete copy[INSPECT_CUSTOM] // the copy is what gets printed: it must not call this hook again
       for (const key of keys) {
         if (copy[key] !== undefined && copy[key] !== null && copy[key] !== '') copy[key] = REDACTED
       }
@@ -52,7 +53,7 @@ function hookFor(keys: readonly string[]) {
  */
 export function sealedPassword(password: string): Buffer {
   const bytes = Buffer.from(password, 'utf8')
-  Object.defineProperty(bytes, inspect.custom, { value: sealed })
+  Object.defineProperty(bytes, INSPECT_CUSTOM, { value: sealed })
   return bytes
 }
 

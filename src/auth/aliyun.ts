@@ -3,8 +3,9 @@
  * clientId `${cid}|securemode=S,signmethod=M,timestamp=T|`, username `${deviceName}&${productKey}`, password the
  * lower-case hex HMAC of "clientId{cid}deviceName{dn}productKey{pk}timestamp{T}" keyed by the device secret.
  */
-import { createHmac, timingSafeEqual } from 'node:crypto'
+
 import { isSecureBrokerUrl } from '../broker-url.js'
+import { nodeCrypto } from '../lazy.js'
 import type { AuthStrategy, MqttCredentials } from './strategy.js'
 
 export const ALIYUN_SIGN_METHODS = ['hmacsha256', 'hmacsha1', 'hmacmd5'] as const
@@ -33,7 +34,7 @@ export function signAliyun(input: AliyunSignInput): MqttCredentials {
   return {
     clientId: `${cid}|securemode=${secureMode},signmethod=${signMethod},timestamp=${timestamp}|`,
     username: `${deviceName}&${productKey}`,
-    password: createHmac(HASH[signMethod], deviceSecret).update(message).digest('hex'),
+    password: nodeCrypto().createHmac(HASH[signMethod], deviceSecret).update(message).digest('hex'),
   }
 }
 
@@ -98,7 +99,7 @@ export function verifyAliyunCredentials(
   })
   const given = Buffer.from(connect.password)
   const wanted = Buffer.from(expected.password)
-  if (given.length !== wanted.length || !timingSafeEqual(given, wanted)) return undefined
+  if (given.length !== wanted.length || !nodeCrypto().timingSafeEqual(given, wanted)) return undefined
   return { productKey, deviceName, timestamp: Number(timestamp) }
 }
 
@@ -119,5 +120,5 @@ export interface AliyunRegistrationSignInput {
 export function signAliyunRegistration(input: AliyunRegistrationSignInput): string {
   const { productKey, deviceName, productSecret, random, signMethod = 'hmacsha256' } = input
   const message = `deviceName${deviceName}productKey${productKey}random${random}`
-  return createHmac(HASH[signMethod], productSecret).update(message).digest('hex')
+  return nodeCrypto().createHmac(HASH[signMethod], productSecret).update(message).digest('hex')
 }

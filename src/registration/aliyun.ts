@@ -6,9 +6,9 @@
  * `{"code":200,"data":{"productKey","deviceName","deviceSecret"},"message":"success"}`, or another `code` with a
  * `message`. Alibaba issues a deviceSecret once per activation: the bootstrap stores it before connecting.
  */
-import { randomBytes } from 'node:crypto'
 import { type AliyunSignMethod, signAliyunRegistration } from '../auth/aliyun.js'
 import { AbortError, ProvisioningError, RegistrationError, type RegistrationErrorCode } from '../errors.js'
+import { nodeCrypto } from '../lazy.js'
 import { resolveRegistrationOptions } from '../options.js'
 import { REDACTED, redactOnInspect } from '../redact.js'
 import { parseRetryAfter } from '../retry.js'
@@ -72,7 +72,7 @@ export class AliyunRegistration implements RegistrationStrategy {
   ) {
     this.#options = resolveRegistrationOptions(options)
     this.#transport = seams.transport
-    this.#random = seams.random ?? (() => randomBytes(8).toString('hex'))
+    this.#random = seams.random ?? (() => nodeCrypto().randomBytes(8).toString('hex'))
   }
 
   /** The endpoint used for a device whose broker is `host`. Throws ERR_REGISTER_NO_REGION when it cannot tell. */

@@ -2,8 +2,8 @@
  * The credential cache seam. Entries are keyed by {@link credentialKey} of (provisioning URL, request data), so a
  * device that identifies itself differently never reuses another identity's credentials.
  */
-import { createHash } from 'node:crypto'
 import type { DeviceConfig } from '../contract.js'
+import { nodeCrypto } from '../lazy.js'
 
 export interface StoredCredentials {
   config: DeviceConfig
@@ -36,7 +36,7 @@ export function keyOf(href: string, data: unknown): string {
   const material = `${href}\n${canonicalJson(data)}`
   let key = recentKeys.get(material)
   if (key === undefined) {
-    key = createHash('sha256').update(material).digest('hex')
+    key = nodeCrypto().createHash('sha256').update(material).digest('hex')
     if (recentKeys.size >= 64) recentKeys.clear()
     recentKeys.set(material, key)
   }

@@ -15,12 +15,9 @@
  *   foreign file is moved aside to `<path>.corrupt` before the next write; a file from a newer version of this
  *   library, or sealed with another key, is left as it is.
  */
-import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto'
-import { readFileSync } from 'node:fs'
-import { mkdir, open, rename } from 'node:fs/promises'
-import { dirname } from 'node:path'
 import { type DeviceConfig, frozenValidated, parseDeviceConfig } from '../contract.js'
 import { CredentialStoreError, type CredentialStoreErrorCode } from '../errors.js'
+import { nodeCrypto } from '../lazy.js'
 import { traceFor } from '../logger.js'
 import type { CredentialStore, StoredCredentials } from './credential-store.js'
 
@@ -53,6 +50,11 @@ type ReadResult =
   | { state: 'unusable'; error: CredentialStoreError }
 
 const trace = traceFor('store')
+
+// Builtins come through process.getBuiltinModule rather than `import` (why: lazy.ts).
+const { readFileSync } = process.getBuiltinModule('node:fs')
+const { mkdir, open, rename } = process.getBuiltinModule('node:fs/promises')
+const { dirname } = process.getBuiltinModule('node:path')
 
 export class FileCredentialStore implements CredentialStore {
   readonly path: string
@@ -187,7 +189,7 @@ export class FileCredentialStore implements CredentialStore {
     }
     let entries: unknown
     try {
-      const decipher = createDecipheriv('aes-256-gcm', this.#key, Buffer.from(sealed.iv, 'base64'))
+      const decipher = nodeCrypto().createDecipheriv('aes-256-gcm', this.#key, Buffer.from(sealed.iv, 'base64'))
       decipher.setAAD(Buffer.from(`${FILE_FORMAT}/${FILE_VERSION}`))
       decipher.setAuthTag(Buffer.from(sealed.tag, 'base64'))
       const plaintext = Buffer.concat([decipher.update(Buffer.from(sealed.data, 'base64')), decipher.final()])
@@ -224,6 +226,7 @@ export class FileCredentialStore implements CredentialStore {
       content.checksum = digest(entries)
       content.entries = entries
     } else {
+      const { randomBytes, createCipheriv } = nodeCrypto()
       const iv = randomBytes(12)
       const cipher = createCipheriv('aes-256-gcm', this.#key, iv)
       cipher.setAAD(Buffer.from(`${FILE_FORMAT}/${FILE_VERSION}`))
@@ -248,7 +251,7 @@ export class FileCredentialStore implements CredentialStore {
 
 /** SHA-256 of the entries as JSON: the integrity check of a plain file. */
 function digest(entries: object): string {
-  return `sha256:${createHash('sha256').update(JSON.stringify(entries)).digest('hex')}`
+  return `sha256:${nodeCrypto().createHash('sha256').update(JSON.stringify(entries)).digest('hex')}`
 }
 
 /** The configuration without the inspect hook (it is data to store, not an object to print). */

@@ -9,10 +9,10 @@
  * undici is imported, and the dispatchers made, on the first request: a device that boots from its cache never loads
  * it (it is the largest part of the import cost, README "Performance").
  */
-import { createHash } from 'node:crypto'
 import type { SecureContext } from 'node:tls'
 import type { Dispatcher } from 'undici'
 import { AbortError, ProvisioningError } from '../errors.js'
+import { nodeCrypto } from '../lazy.js'
 import { traceFor } from '../logger.js'
 import { redactUrl } from '../redact.js'
 import type { HttpRequest, HttpResponse, HttpTransport } from './http-transport.js'
@@ -140,7 +140,7 @@ function sharedSecureContext(
 ): SecureContext | undefined {
   const { ca, cert, key, passphrase } = tls
   if (ca === undefined && cert === undefined && key === undefined) return undefined // the system roots: Node's default
-  const digest = createHash('sha256')
+  const digest = nodeCrypto().createHash('sha256')
   for (const part of [ca, cert, key, passphrase]) {
     for (const item of Array.isArray(part) ? part : [part])
       digest.update(item === undefined ? '\0' : item).update('\u0001')

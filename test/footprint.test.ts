@@ -1,0 +1,73 @@
+// What `import 'mqtt-bootstrap'` loads. The import cost target (README "Performance", bench/footprint.ts) holds only
+// while the device entry imports nothing at load time but mqtt and its own modules: builtins and CommonJS packages
+// are required (src/lazy.ts), and what a device needs only on a cold boot is loaded on first use.
+import { readFileSync } from 'node:fs'
+import { dirname, join, relative } from 'node:path'
+import { expect, test } from 'vitest'
+import { runTs } from './helpers/child.js'
+
+/** The value (not type-only) import specifiers of a TypeScript source, static and dynamic. */
+function importsOf(source: string): { static: string[]; dynamic: string[] } {
+  const statics: string[] = []
+  for (const match of source.matchAll(/^(?:import|export)\s+(type\s+)?(?:([\s\S]*?)\s+from\s+)?'([^']+)'/gm)) {
+    const [, typeOnly, clause, specifier] = match
+    if (typeOnly) continue
+    // `import { type A, type B } from 'x'` is erased as well.
+    const names = clause?.match(/^\{([\s\S]*)\}$/)?.[1]
+    if (names?.split(',').every((name) => name.trim() === '' || name.trim().startsWith('type '))) continue
+    statics.push(specifier as string)
+  }
+  const dynamic = [...source.matchAll(/(?<![\w.]|typeof\s+)import\(\s*'([^']+)'\s*\)/g)].map((m) => m[1] as string)
+  return { static: statics, dynamic }
+}
+
+/** Every source module `import 'mqtt-bootstrap'` evaluates, with the packages and builtins they import. */
+function deviceEntryGraph() {
+  const modules = new Map<string, { static: string[]; dynamic: string[] }>()
+  const visit = (file: string) => {
+    if (modules.has(file)) return
+    const imports = importsOf(readFileSync(file, 'utf8'))
+    modules.set(file, imports)
+    for (const specifier of imports.static) {
+      if (specifier.startsWith('.')) visit(join(dirname(file), specifier.replace(/\.js$/, '.ts')))
+    }
+  }
+  visit(join(import.meta.dirname, '../src/index.ts'))
+  return modules
+}
+
+test('the scanner sees value imports and skips type-only ones', () => {
+  const source = [
+    "import type { A } from 'a'",
+    "import { type B, type C } from 'b'",
+    "import mqtt, { type D } from 'mqtt'",
+    "import {\n  E,\n  type F,\n} from './e.js'",
+    "export { G } from './g.js'",
+    "import 'side-effect'",
+    "const x = await import('lazy-one')",
+    "type U = typeof import('only-a-type')",
+    'type T = typeof import("not-a-load")',
+  ].join('\n')
+  expect(importsOf(source)).toEqual({ static: ['mqtt', './e.js', './g.js', 'side-effect'], dynamic: ['lazy-one'] })
+})
+
+test('the device entry imports only mqtt and its own modules at load time', () => {
+  const graph = deviceEntryGraph()
+  const external = [...graph].flatMap(([file, imports]) =>
+    imports.static
+      .filter((specifier) => !specifier.startsWith('.') && specifier !== 'mqtt')
+      .map((specifier) => `${relative(join(import.meta.dirname, '..'), file)}: ${specifier}`),
+  )
+  expect(graph.size).toBeGreaterThan(20) // the walk followed the entry's modules
+  expect(external).toEqual([])
+  // Loaded on first use instead: undici (first provisioning request), write-file-atomic and proper-lockfile (first
+  // file store write).
+  const dynamic = [...new Set([...graph.values()].flatMap((imports) => imports.dynamic))].sort()
+  expect(dynamic).toEqual(['node:tls', 'proper-lockfile', 'undici', 'write-file-atomic'])
+})
+
+test('a fresh process importing the entry loads none of the dependencies a boot loads on first use', async () => {
+  const run = await runTs('test/fixtures/import-entry.ts')
+  expect(run.code).toBe(0)
+  expect(JSON.parse(run.output)).toEqual({ eventemitter3: true, lazyLoaded: [] })
+})
