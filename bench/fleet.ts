@@ -8,15 +8,18 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { PerformanceObserver } from 'node:perf_hooks'
+import { setTimeout as sleep } from 'node:timers/promises'
 import mqtt, { type MqttClient } from 'mqtt'
-import { connectProvisioned, MemoryCredentialStore } from 'mqtt-bootstrap'
+import { connectProvisioned, MemoryCredentialStore, signAliyun } from 'mqtt-bootstrap'
+import { Agent, fetch } from 'undici'
 import { deviceName, signedFor } from './lib/fleet-secrets.js'
 import { type ServerProcess, startProcess } from './lib/processes.js'
 import { percentile, round } from './lib/stats.js'
 
 export interface FleetRun {
   devices: number
-  kind: 'raw' | 'jitter-off' | 'jitter-on'
+  kind: 'raw' | 'hand-rolled' | 'jitter-off' | 'jitter-on'
   /** ms from the start until the last device connected. */
   totalMs: number
   p50Ms: number
@@ -27,10 +30,15 @@ export interface FleetRun {
   requests: number
   /** CPU time each process spent on the run, ms: where the time goes. */
   cpuMs: { devices: number; provisioning: number; broker: number }
+  /** Of the devices' CPU, the time their process spent collecting garbage (ms). */
+  devicesGcMs: number
   /** Devices connected at each 100 ms tick, and provisioning requests per 100 ms (for the chart). */
   connectedOverTime: number[]
   requestsOverTime: number[]
 }
+
+/** What a fleet run measures itself; the CPU figures are added around it. */
+type Measured = Omit<FleetRun, 'cpuMs' | 'devicesGcMs'>
 
 const TICK_MS = 100
 
@@ -59,12 +67,19 @@ export async function benchFleet(sizes: number[]): Promise<FleetRun[]> {
       broker: ms(await broker.ask<NodeJS.CpuUsage>('cpu')),
     }
   }
-  const withCpu = async (run: () => Promise<Omit<FleetRun, 'cpuMs'>>): Promise<FleetRun> => {
+  const withCpu = async (run: () => Promise<Measured>): Promise<FleetRun> => {
+    let gcMs = 0
+    const gc = new PerformanceObserver((list) => {
+      for (const entry of list.getEntries()) gcMs += entry.duration
+    })
+    gc.observe({ entryTypes: ['gc'] })
     const before = await cpuNow()
     const result = await run()
     const after = await cpuNow()
+    gc.disconnect()
     return {
       ...result,
+      devicesGcMs: Math.round(gcMs),
       cpuMs: {
         devices: Math.round(after.devices - before.devices),
         provisioning: Math.round(after.provisioning - before.provisioning),
@@ -75,6 +90,7 @@ export async function benchFleet(sizes: number[]): Promise<FleetRun[]> {
   try {
     for (const devices of sizes) {
       runs.push(await withCpu(() => rawFleet(devices, brokerHost)))
+      runs.push(await withCpu(() => handRolledFleet(devices, url, ca, provisioning)))
       for (const jitter of [false, true]) {
         runs.push(await withCpu(() => provisionedFleet(devices, url, ca, jitter, provisioning)))
       }
@@ -87,11 +103,69 @@ export async function benchFleet(sizes: number[]): Promise<FleetRun[]> {
 }
 
 /** N raw mqtt.js clients at once, credentials in hand: what the fleet would cost without provisioning. */
-async function rawFleet(devices: number, brokerHost: string): Promise<Omit<FleetRun, 'cpuMs'>> {
+async function rawFleet(devices: number, brokerHost: string): Promise<Measured> {
   const credentials = Array.from({ length: devices }, (_, i) => signedFor(deviceName(i)))
   return measure(devices, 'raw', undefined, async (i) =>
     mqtt.connectAsync(`mqtt://${brokerHost}`, { ...credentials[i], reconnectPeriod: 1000, connectTimeout: 60_000 }),
   )
+}
+
+/**
+ * N devices provisioning by hand, as an app without mqtt-bootstrap would: a fetch POST on a TLS connection of its own,
+ * waiting out a 503's Retry-After, then raw mqtt.connectAsync with credentials it signs. No cache, no validation,
+ * no jitter: the least any HTTPS provisioning costs, to tell what provisioning costs from what the library adds.
+ */
+async function handRolledFleet(
+  devices: number,
+  url: string,
+  ca: string,
+  provisioning: ServerProcess,
+): Promise<Measured> {
+  provisioning.tell('reset')
+  return measure(devices, 'hand-rolled', provisioning, async (i) => {
+    const dispatcher = new Agent({ connect: { ca } })
+    try {
+      for (let attempt = 0; attempt <= 10; attempt++) {
+        const response = await fetch(url, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ imei: deviceName(i) }),
+          dispatcher,
+        })
+        const answer = (await response.json()) as { code: string; result?: HandRolledConfig }
+        if (response.status === 503) {
+          await sleep(Number(response.headers.get('retry-after') ?? 1) * 1000)
+          continue
+        }
+        const config = answer.result
+        if (answer.code !== '00000' || config === undefined) throw new Error(`provisioning answered ${answer.code}`)
+        const { productKey, deviceName: name, deviceSecret } = config.device
+        if (name !== deviceName(i)) throw new Error('another device was provisioned')
+        const credentials = signAliyun({
+          cid: `${productKey}.${name}`,
+          productKey,
+          deviceName: name,
+          deviceSecret,
+          timestamp: Date.now(),
+          signMethod: 'hmacsha256',
+          secureMode: 3,
+        })
+        return await mqtt.connectAsync(`mqtt://${config.connect.host}`, {
+          ...credentials,
+          reconnectPeriod: 0,
+          connectTimeout: 60_000,
+        })
+      }
+      throw new Error('still refused after 10 retries')
+    } finally {
+      await dispatcher.close()
+    }
+  })
+}
+
+interface HandRolledConfig {
+  device: { productKey: string; deviceName: string; deviceSecret: string }
+  connect: { host: string }
 }
 
 async function provisionedFleet(
@@ -100,7 +174,7 @@ async function provisionedFleet(
   ca: string,
   jitter: boolean,
   provisioning: ServerProcess,
-): Promise<Omit<FleetRun, 'cpuMs'>> {
+): Promise<Measured> {
   provisioning.tell('reset')
   const run = await measure(devices, jitter ? 'jitter-on' : 'jitter-off', provisioning, (i) =>
     connectProvisioned({
@@ -125,7 +199,7 @@ async function measure(
   kind: FleetRun['kind'],
   provisioning: ServerProcess | undefined,
   boot: (index: number) => Promise<MqttClient>,
-): Promise<Omit<FleetRun, 'cpuMs'>> {
+): Promise<Measured> {
   const started = performance.now()
   const connectedAt: number[] = []
   let lost = 0

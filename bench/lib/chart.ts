@@ -7,7 +7,13 @@ import type { FleetRun } from '../fleet.js'
 const WIDTH = 760
 const PANEL = 220
 const MARGIN = { left: 64, right: 16, top: 34, bottom: 36 }
-const COLORS: Record<FleetRun['kind'], string> = { raw: '#888888', 'jitter-off': '#d1495b', 'jitter-on': '#2e86ab' }
+const COLORS: Record<FleetRun['kind'], string> = {
+  raw: '#888888',
+  'hand-rolled': '#e09f3e',
+  'jitter-off': '#d1495b',
+  'jitter-on': '#2e86ab',
+}
+const LEGEND_ROW = 18
 const TICK_S = 0.1
 
 export function fleetChart(runs: FleetRun[]): string {
@@ -19,7 +25,7 @@ export function fleetChart(runs: FleetRun[]): string {
     run.requestsOverTime.map((_, i, counts) => counts.slice(Math.max(0, i - 9), i + 1).reduce((a, b) => a + b, 0))
   const provisioned = shown.filter((run) => run.kind !== 'raw')
   const peak = Math.max(1, ...provisioned.flatMap(rate))
-  const height = MARGIN.top + 2 * (PANEL + MARGIN.bottom + MARGIN.top) + 10
+  const height = MARGIN.top + 2 * (PANEL + MARGIN.bottom + MARGIN.top) + 10 + LEGEND_ROW
   const parts = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}" font-family="sans-serif" font-size="12">`,
     `<title>Fleet power-on of ${devices} devices: connected devices and provisioning requests per second over time</title>`,
@@ -79,13 +85,14 @@ function panel(
 function legend(runs: FleetRun[]): string {
   const labels: Record<FleetRun['kind'], string> = {
     raw: 'raw mqtt.js, credentials in hand',
+    'hand-rolled': 'hand-rolled fetch + mqtt.js, no library',
     'jitter-off': 'mqtt-bootstrap, start-up jitter off',
     'jitter-on': 'mqtt-bootstrap, start-up jitter on',
   }
   return runs
     .map((run, i) => {
-      const x = MARGIN.left + i * 240
-      const y = MARGIN.top + 2 * (PANEL + MARGIN.bottom + MARGIN.top) - 8
+      const x = MARGIN.left + (i % 2) * 330
+      const y = MARGIN.top + 2 * (PANEL + MARGIN.bottom + MARGIN.top) - 8 + Math.floor(i / 2) * LEGEND_ROW
       return `<rect x="${x}" y="${y - 6}" width="14" height="4" fill="${COLORS[run.kind]}"/><text x="${x + 20}" y="${y}">${labels[run.kind]}</text>`
     })
     .join('\n')
