@@ -26,7 +26,9 @@ if (process.env.BROKER_TLS === '1') {
   server = createServer({ noDelay: true }, aedes.handle)
 }
 server.maxConnections = 20_000
-server.listen(0, '127.0.0.1', () => {
+// A deep accept queue (Linux caps it at net.core.somaxconn): with the default 511, a fleet's connects overflow it and
+// wait out TCP's one-second SYN retry, which made the raw fleet's time swing by a second between runs.
+server.listen(0, '127.0.0.1', 4096, () => {
   const address = server.address()
   process.stdout.write(`port ${typeof address === 'object' && address ? address.port : 0}\n`)
 })

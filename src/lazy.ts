@@ -6,9 +6,10 @@
  *   the Reflect polyfill it demands) when the first bootstrap is made, valibot when the first answer is validated,
  *   async-retry when the first retry loop runs, `node:crypto` when the first key is hashed or password signed. The
  *   first use pays for them, once per process.
- * - What is needed at once (eventemitter3, `node:fs`) is required, not imported. An ESM `import` of a CommonJS
- *   package or a builtin builds a module facade over all its exports: eventemitter3 costs 2.6 ms more imported than
- *   required (`npm run bench` prints the breakdown). Builtins come through `process.getBuiltinModule()`.
+ * - What is needed at once is not `import`ed either: eventemitter3 is required, and builtins (`node:fs`, …) come
+ *   through `process.getBuiltinModule()`. An ESM `import` of a CommonJS package or a builtin builds a module facade
+ *   over all its exports: eventemitter3 costs 2.6 ms more imported than required (`npm run bench` prints the
+ *   breakdown).
  *
  * Besides its own modules, the entry imports only mqtt, which the app has loaded already (test/footprint.test.ts
  * checks that).

@@ -3,7 +3,6 @@
  * clientId `${cid}|securemode=S,signmethod=M,timestamp=T|`, username `${deviceName}&${productKey}`, password the
  * lower-case hex HMAC of "clientId{cid}deviceName{dn}productKey{pk}timestamp{T}" keyed by the device secret.
  */
-
 import { isSecureBrokerUrl } from '../broker-url.js'
 import { nodeCrypto } from '../lazy.js'
 import type { AuthStrategy, MqttCredentials } from './strategy.js'
