@@ -9,6 +9,7 @@ import { Aedes } from 'aedes'
 import { verifyAliyunCredentials } from 'mqtt-bootstrap'
 import { generateCertificates } from '../src/cli/certificates.js'
 import { deviceSecret, PRODUCT_KEY } from './lib/fleet-secrets.js'
+import { serveToParent } from './lib/processes.js'
 
 const aedes = await Aedes.createBroker({
   authenticate(client, username, password, done) {
@@ -28,15 +29,10 @@ if (process.env.BROKER_TLS === '1') {
 server.maxConnections = 20_000
 // A deep accept queue (Linux caps it at net.core.somaxconn): with the default 511, a fleet's connects overflow it and
 // wait out TCP's one-second SYN retry, which made the raw fleet's time swing by a second between runs.
-server.listen(0, '127.0.0.1', 4096, () => {
-  const address = server.address()
-  process.stdout.write(`port ${typeof address === 'object' && address ? address.port : 0}\n`)
-})
-process.on('message', (message: unknown) => {
-  if (message === 'cpu') process.send?.(process.cpuUsage())
-  if (message === 'stop') {
+serveToParent(server, {
+  backlog: 4096,
+  stop: (exit) => {
     server.close()
-    aedes.close(() => process.exit(0))
-  }
+    aedes.close(exit)
+  },
 })
-process.on('disconnect', () => process.exit(0))

@@ -7,6 +7,7 @@
 import { writeFileSync } from 'node:fs'
 import { createServer } from 'node:https'
 import { generateCertificates } from '../src/cli/certificates.js'
+import { serveToParent } from './lib/processes.js'
 
 const retryAfter = process.env.RETRY_AFTER
 const tls = await generateCertificates(['127.0.0.1'])
@@ -46,14 +47,4 @@ const server = createServer({ key: tls.key, cert: tls.cert, noDelay: true }, (re
     )
   })
 })
-server.listen(0, '127.0.0.1', () => {
-  const address = server.address()
-  process.stdout.write(`port ${typeof address === 'object' && address ? address.port : 0}\n`)
-})
-process.on('message', (message: unknown) => {
-  if (message === 'stop') {
-    server.closeAllConnections()
-    server.close(() => process.exit(0))
-  }
-})
-process.on('disconnect', () => process.exit(0))
+serveToParent(server)

@@ -9,6 +9,7 @@ import { createServer } from 'node:https'
 import { createProvisioningHandler } from 'mqtt-bootstrap/server'
 import { generateCertificates } from '../src/cli/certificates.js'
 import { deviceSecret, PRODUCT_KEY } from './lib/fleet-secrets.js'
+import { serveToParent } from './lib/processes.js'
 
 const brokerHost = process.env.BROKER_HOST ?? '127.0.0.1:1883'
 const refuseFirst = Number(process.env.REFUSE_FIRST ?? 0)
@@ -49,20 +50,13 @@ const server = createServer({ key: tls.key, cert: tls.cert, noDelay: true }, (re
   })
 })
 server.maxConnections = 20_000
-server.listen(0, '127.0.0.1', 2048, () => {
-  const address = server.address()
-  process.stdout.write(`port ${typeof address === 'object' && address ? address.port : 0}\n`)
+serveToParent(server, {
+  backlog: 2048,
+  onMessage: (message) => {
+    if (message === 'report') process.send?.({ requests })
+    if (message === 'reset') {
+      requests.length = 0
+      seen.clear()
+    }
+  },
 })
-process.on('message', (message: unknown) => {
-  if (message === 'cpu') process.send?.(process.cpuUsage())
-  if (message === 'report') process.send?.({ requests })
-  if (message === 'reset') {
-    requests.length = 0
-    seen.clear()
-  }
-  if (message === 'stop') {
-    server.closeAllConnections()
-    server.close(() => process.exit(0))
-  }
-})
-process.on('disconnect', () => process.exit(0))

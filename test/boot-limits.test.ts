@@ -1,17 +1,12 @@
 import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import net from 'node:net'
-import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
+import { describe, expect, test } from 'vitest'
 import { BootTimeoutError, MemoryCredentialStore } from '../src/index.js'
-import { boot, payloads, startEnv, type TestEnv } from './helpers/env.js'
+import { boot, payloads, useTestEnv } from './helpers/env.js'
 import { FakeClock } from './helpers/fake-clock.js'
 
-let env: TestEnv
-beforeAll(async () => {
-  env = await startEnv()
-})
-afterEach(() => env.cleanup())
-afterAll(() => env.close())
+const env = useTestEnv()
 
 describe('start-up jitter', () => {
   test('a random wait in [0, startupJitterMs) before the first provisioning request only', async () => {

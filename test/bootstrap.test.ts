@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import mqtt from 'mqtt'
-import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
+import { describe, expect, test } from 'vitest'
 import {
   type CredentialStore,
   connectProvisioned,
@@ -11,17 +11,12 @@ import {
   MemoryCredentialStore,
 } from '../src/index.js'
 import { startBroker } from './helpers/broker.js'
-import { boot, eventTrail, payloads, startEnv, type TestEnv } from './helpers/env.js'
+import { boot, eventTrail, FIRST_BOOT_TRAIL, payloads, useTestEnv } from './helpers/env.js'
 import { FakeClock } from './helpers/fake-clock.js'
 import { DEVICE } from './helpers/https-server.js'
 import { until } from './helpers/until.js'
 
-let env: TestEnv
-beforeAll(async () => {
-  env = await startEnv()
-})
-afterEach(() => env.cleanup())
-afterAll(() => env.close())
+const env = useTestEnv()
 
 const ALIYUN_CLIENT_ID = /^a1TestPK001\.device-001\|securemode=(2|3),signmethod=hmacsha256,timestamp=\d+\|$/
 
@@ -33,14 +28,7 @@ describe('connectProvisioned', () => {
     expect(client.connected).toBe(true)
     expect(env.server.requests).toHaveLength(1)
     // The credentials are cached once the broker has accepted them.
-    expect(eventTrail(events)).toEqual([
-      'cache:miss',
-      'provisioning',
-      'provisioned:server',
-      'connecting',
-      'connected',
-      'cache:write',
-    ])
+    expect(eventTrail(events)).toEqual(FIRST_BOOT_TRAIL)
     const [connect] = env.broker.connects
     expect(connect?.clientId).toMatch(ALIYUN_CLIENT_ID)
     expect(connect?.clientId).toContain('securemode=3') // plain TCP

@@ -1,11 +1,11 @@
 import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import net from 'node:net'
-import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { brokerFailure } from '../src/connector.js'
 import { BrokerError } from '../src/index.js'
 import { startBroker, type TestBroker } from './helpers/broker.js'
-import { abortDuringBackoff, boot, payloads, startEnv, type TestEnv } from './helpers/env.js'
+import { abortDuringBackoff, boot, payloads, useTestEnv } from './helpers/env.js'
 import { FakeClock } from './helpers/fake-clock.js'
 import { DEVICE } from './helpers/https-server.js'
 
@@ -47,17 +47,12 @@ describe('classifying connect failures', () => {
 })
 
 describe('the connect phase', () => {
-  let env: TestEnv
+  const env = useTestEnv()
   let tlsBroker: TestBroker
   beforeAll(async () => {
-    env = await startEnv()
     tlsBroker = await startBroker({ tls: env.tls, secrets: SECRETS })
   })
-  afterEach(() => env.cleanup())
-  afterAll(async () => {
-    await env.close()
-    await tlsBroker.close()
-  })
+  afterAll(() => tlsBroker.close())
 
   test('a broker certificate that is not trusted fails at once, never retried', async () => {
     env.answerValid({ host: `mqtts://${tlsBroker.host}` })

@@ -3,7 +3,7 @@ import 'reflect-metadata'
 import { execFileSync } from 'node:child_process'
 import type { IClientOptions } from 'mqtt'
 import { container as globalContainer } from 'tsyringe'
-import { afterAll, afterEach, beforeAll, expect, expectTypeOf, test } from 'vitest'
+import { expect, expectTypeOf, test } from 'vitest'
 import {
   type CredentialStore,
   connectProvisioned,
@@ -18,14 +18,9 @@ import {
   TOKENS,
   UndiciTransport,
 } from '../src/index.js'
-import { startEnv, type TestEnv } from './helpers/env.js'
+import { useTestEnv } from './helpers/env.js'
 
-let env: TestEnv
-beforeAll(async () => {
-  env = await startEnv()
-})
-afterEach(() => env.cleanup())
-afterAll(() => env.close())
+const env = useTestEnv()
 
 class CountingTransport implements HttpTransport {
   readonly requests: HttpRequest[] = []

@@ -2,10 +2,10 @@ import { randomBytes } from 'node:crypto'
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from 'vitest'
+import { afterEach, beforeEach, describe, expect, test } from 'vitest'
 import { FileCredentialStore, type StoredCredentials } from '../src/index.js'
 import { runTs } from './helpers/child.js'
-import { boot, payloads, startEnv, type TestEnv } from './helpers/env.js'
+import { boot, payloads, useTestEnv } from './helpers/env.js'
 import { DEVICE } from './helpers/https-server.js'
 
 let dir: string
@@ -107,12 +107,7 @@ describe('two processes sharing one file', () => {
 })
 
 describe('the bootstrap with an encrypted store', () => {
-  let env: TestEnv
-  beforeAll(async () => {
-    env = await startEnv()
-  })
-  afterEach(() => env.cleanup())
-  afterAll(() => env.close())
+  const env = useTestEnv()
 
   test('boots offline from the sealed file; a wrong key is a reported miss and the device still connects', async () => {
     env.track(await boot(env.options({ cache: new FileCredentialStore(path, { encryptionKey: KEY }) })).boot.connect())

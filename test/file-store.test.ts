@@ -3,10 +3,10 @@ import { once } from 'node:events'
 import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from 'vitest'
+import { afterEach, beforeEach, describe, expect, test } from 'vitest'
 import { CredentialStoreError, connectProvisioned, FileCredentialStore, type StoredCredentials } from '../src/index.js'
 import { FILE_FORMAT, FILE_VERSION } from '../src/store/file-store.js'
-import { boot, startEnv, type TestEnv } from './helpers/env.js'
+import { boot, useTestEnv } from './helpers/env.js'
 import { DEVICE } from './helpers/https-server.js'
 
 let dir: string
@@ -154,12 +154,7 @@ describe('FileCredentialStore', () => {
 })
 
 describe('the bootstrap and an unusable cache file', () => {
-  let env: TestEnv
-  beforeAll(async () => {
-    env = await startEnv()
-  })
-  afterEach(() => env.cleanup())
-  afterAll(() => env.close())
+  const env = useTestEnv()
 
   test('a corrupt file is a reported miss, then replaced by good credentials', async () => {
     const path = join(dir, 'credentials.json')

@@ -5,19 +5,14 @@ import { Writable } from 'node:stream'
 import { format, promisify } from 'node:util'
 import createDebug from 'debug'
 import { pino } from 'pino'
-import { afterAll, afterEach, beforeAll, expect, expectTypeOf, test } from 'vitest'
+import { expect, expectTypeOf, test } from 'vitest'
 import { type Logger, MemoryCredentialStore } from '../src/index.js'
 import { logFor, silentLogger } from '../src/logger.js'
-import { boot, payloads, startEnv, type TestEnv } from './helpers/env.js'
+import { boot, payloads, useTestEnv } from './helpers/env.js'
 import { DEVICE } from './helpers/https-server.js'
 import { until } from './helpers/until.js'
 
-let env: TestEnv
-beforeAll(async () => {
-  env = await startEnv()
-})
-afterEach(() => env.cleanup())
-afterAll(() => env.close())
+const env = useTestEnv()
 
 /** A real pino logger at level debug whose JSON lines are collected. */
 function pinoLines(): { logger: pino.Logger; lines: Array<Record<string, unknown>> } {

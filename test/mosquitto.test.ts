@@ -24,7 +24,7 @@ import {
   type Logger,
   MemoryCredentialStore,
 } from '../src/index.js'
-import { boot, eventTrail, nextEvent, payloads } from './helpers/env.js'
+import { boot, eventTrail, FIRST_BOOT_TRAIL, nextEvent, payloads, REPROVISIONED_TRAIL } from './helpers/env.js'
 import { suite } from './helpers/exposure.js'
 import { configAnswer, json, startHttpsServer, type TestServer } from './helpers/https-server.js'
 import { type Mosquitto, mosquittoSkipReason, startMosquitto } from './helpers/mosquitto.js'
@@ -167,14 +167,7 @@ describe.skipIf(skipReason !== undefined)(
         const client = track(await bootstrap.connect())
 
         expect(provisioning().requests.map((r) => JSON.parse(r.body))).toEqual([data])
-        expect(eventTrail(events)).toEqual([
-          'cache:miss',
-          'provisioning',
-          'provisioned:server',
-          'connecting',
-          'connected',
-          'cache:write',
-        ])
+        expect(eventTrail(events)).toEqual(FIRST_BOOT_TRAIL)
         expect(payloads(events, 'connected')).toEqual([
           { url: `mqtt://${mosquitto().host}`, clientId: clientIdOf(V5), source: 'server' },
         ])
@@ -211,18 +204,7 @@ describe.skipIf(skipReason !== undefined)(
         expect(lines.filter((l) => l.message === 'credentials rejected').map((l) => l.fields)).toEqual([
           { returnCode: 135, source: 'cache', reprovision: true },
         ])
-        expect(eventTrail(events)).toEqual([
-          'cache:hit',
-          'provisioned:cache',
-          'connecting',
-          'auth-rejected',
-          'cache:invalidate',
-          'provisioning',
-          'provisioned:server',
-          'connecting',
-          'connected',
-          'cache:write',
-        ])
+        expect(eventTrail(events)).toEqual(REPROVISIONED_TRAIL)
         expect(payloads(events, 'cache')[1]).toMatchObject({ action: 'invalidate', reason: 'auth-rejected' })
         expect(provisioning().requests).toHaveLength(1)
         // mosquitto's side: the revoked secret refused (135, before it named the client), the fresh one accepted.

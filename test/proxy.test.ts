@@ -3,16 +3,15 @@ import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import net from 'node:net'
 import { afterAll, afterEach, beforeAll, expect, test } from 'vitest'
-import { boot, startEnv, type TestEnv } from './helpers/env.js'
+import { boot, useTestEnv } from './helpers/env.js'
 import { configAnswer, json, startHttpsServer } from './helpers/https-server.js'
 
-let env: TestEnv
+const env = useTestEnv()
 let proxy: http.Server
 let proxyUrl: string
 const tunnels: string[] = []
 
 beforeAll(async () => {
-  env = await startEnv()
   // A real CONNECT proxy on loopback. It is the only one who knows where provision.test is.
   proxy = http.createServer((_req, res) => res.writeHead(405).end())
   proxy.on('connect', (req: http.IncomingMessage, client: net.Socket, head: Buffer) => {
@@ -36,8 +35,7 @@ beforeAll(async () => {
   await once(proxy, 'listening')
   proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`
 })
-afterEach(async () => {
-  await env.cleanup()
+afterEach(() => {
   tunnels.length = 0
   for (const name of ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy', 'NO_PROXY', 'no_proxy']) {
     delete process.env[name]
@@ -46,7 +44,6 @@ afterEach(async () => {
 afterAll(async () => {
   proxy.closeAllConnections()
   proxy.close()
-  await env.close()
 })
 
 const viaName = () => env.server.url.replace('127.0.0.1', 'provision.test')

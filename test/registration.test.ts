@@ -23,7 +23,7 @@ import {
   TOKENS,
 } from '../src/index.js'
 import { runTs } from './helpers/child.js'
-import { abortDuringBackoff, boot, eventTrail, payloads, startEnv, type TestEnv } from './helpers/env.js'
+import { abortDuringBackoff, boot, eventTrail, payloads, useTestEnv } from './helpers/env.js'
 import { suite } from './helpers/exposure.js'
 import { FakeClock } from './helpers/fake-clock.js'
 import { configAnswer, DEVICE, json } from './helpers/https-server.js'
@@ -33,21 +33,19 @@ import { container as rootContainer } from 'tsyringe'
 
 const NAMES = Array.from({ length: 12 }, (_, i) => `meter-${String(i + 1).padStart(4, '0')}`)
 
-let env: TestEnv
+const env = useTestEnv()
 let registry: RegistrationServer
 let dir: string
 beforeAll(async () => {
-  env = await startEnv()
   registry = await startRegistrationServer(env.tls, env.broker, NAMES)
   dir = await mkdtemp(join(tmpdir(), 'mqtt-bootstrap-registration-'))
 })
-afterEach(async () => {
-  await env.cleanup()
+afterEach(() => {
   registry.registrations.length = 0
   registry.next.length = 0
 })
 afterAll(async () => {
-  await Promise.all([env.close(), registry.close()])
+  await registry.close()
   await rm(dir, { recursive: true, force: true })
 })
 

@@ -1,20 +1,15 @@
 import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import net from 'node:net'
-import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
+import { describe, expect, test } from 'vitest'
 import { BrokerError, ProvisioningError } from '../src/index.js'
 import { parseRetryAfter, RETRY_DEFAULTS, retryDelay } from '../src/retry.js'
 import { startBroker } from './helpers/broker.js'
-import { abortDuringBackoff, boot, eventTrail, payloads, startEnv, type TestEnv } from './helpers/env.js'
+import { abortDuringBackoff, boot, eventTrail, payloads, useTestEnv } from './helpers/env.js'
 import { FakeClock } from './helpers/fake-clock.js'
 import { configAnswer, DEVICE, json } from './helpers/https-server.js'
 
-let env: TestEnv
-beforeAll(async () => {
-  env = await startEnv()
-})
-afterEach(() => env.cleanup())
-afterAll(() => env.close())
+const env = useTestEnv()
 
 /** Answer with `failures` in order, then the valid configuration. */
 function failThen(...failures: Array<(res: import('node:http').ServerResponse) => void>) {

@@ -2,23 +2,18 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { inspect } from 'node:util'
-import { afterAll, afterEach, beforeAll, expect, onTestFinished, test } from 'vitest'
+import { afterAll, beforeAll, expect, onTestFinished, test } from 'vitest'
 import { credentialKey, FileCredentialStore, type Logger, MemoryCredentialStore, PointAccess } from '../src/index.js'
 import { startBroker } from './helpers/broker.js'
-import { boot, type RecordedEvent, startEnv, type TestEnv } from './helpers/env.js'
+import { boot, type RecordedEvent, type TestEnv, useTestEnv } from './helpers/env.js'
 import { configAnswer, DEVICE, json } from './helpers/https-server.js'
 
-let env: TestEnv
+const env = useTestEnv()
 let dir: string
 beforeAll(async () => {
-  env = await startEnv()
   dir = await mkdtemp(join(tmpdir(), 'mqtt-bootstrap-secrets-'))
 })
-afterEach(() => env.cleanup())
-afterAll(async () => {
-  await env.close()
-  await rm(dir, { recursive: true, force: true })
-})
+afterAll(() => rm(dir, { recursive: true, force: true }))
 
 const PRODUCT_SECRET = 'PS-product-secret-ZZZZZZZZZZ'
 const STALE_SECRET = 'stale-device-secret-YYYYYYYY'

@@ -1,22 +1,17 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
+import { afterEach, describe, expect, test } from 'vitest'
 import { aliyunAuth, credentialKey, MemoryCredentialStore } from '../src/index.js'
 import { RECONNECT_DEFAULTS, reconnectDelay } from '../src/session.js'
 import { signedAs, startBroker } from './helpers/broker.js'
-import { boot, nextEvent, payloads, startEnv, type TestEnv } from './helpers/env.js'
+import { boot, nextEvent, payloads, useTestEnv } from './helpers/env.js'
 import { FakeClock } from './helpers/fake-clock.js'
 import { DEVICE } from './helpers/https-server.js'
 import { until } from './helpers/until.js'
 
-let env: TestEnv
-beforeAll(async () => {
-  env = await startEnv()
-})
-afterEach(async () => {
-  await env.cleanup()
+const env = useTestEnv()
+afterEach(() => {
   env.broker.secrets.set(KEY, DEVICE.deviceSecret)
 })
-afterAll(() => env.close())
 
 const KEY = `${DEVICE.productKey}.${DEVICE.deviceName}`
 const ROTATED = { ...DEVICE, deviceSecret: 'rotated-secret-2222222222' }

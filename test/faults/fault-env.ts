@@ -2,9 +2,9 @@
  * The fault suite's environment: the usual loopback servers, answering a productSecret too, so that the suite-wide
  * leak check (test/setup.ts) looks for product secrets in every fault case as well as device secrets and passwords.
  */
-import { afterAll, afterEach, beforeAll } from 'vitest'
+import { afterEach } from 'vitest'
 import type { BootstrapOptions, Clock, MqttBootstrap } from '../../src/index.js'
-import { boot, type RecordedEvent, startEnv, type TestEnv } from '../helpers/env.js'
+import { boot, type RecordedEvent, type TestEnv, useTestEnv } from '../helpers/env.js'
 import { DEVICE } from '../helpers/https-server.js'
 
 export const PRODUCT_SECRET = 'PS-fault-suite-product-secret'
@@ -25,21 +25,9 @@ export interface FaultEnv {
 }
 
 export function useFaultEnv(): FaultEnv {
-  let env: TestEnv | undefined
-  const fault: FaultEnv = {
-    get env() {
-      if (env === undefined) throw new Error('the fault environment starts in beforeAll')
-      return env
-    },
-    boot: (overrides = {}, seams = {}) => boot(fault.env.options(overrides), seams),
-  }
-  beforeAll(async () => {
-    env = await startEnv({ device: { ...DEVICE, productSecret: PRODUCT_SECRET } })
+  const env = useTestEnv({ device: { ...DEVICE, productSecret: PRODUCT_SECRET } })
+  afterEach(() => {
+    env.broker.secrets.set(KEY, DEVICE.deviceSecret)
   })
-  afterEach(async () => {
-    await fault.env.cleanup()
-    fault.env.broker.secrets.set(KEY, DEVICE.deviceSecret)
-  })
-  afterAll(() => env?.close())
-  return fault
+  return { env, boot: (overrides = {}, seams = {}) => boot(env.options(overrides), seams) }
 }

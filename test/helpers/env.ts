@@ -2,6 +2,7 @@
 import 'reflect-metadata' // tsyringe (imported below) needs it first
 import type { MqttClient } from 'mqtt'
 import { container as rootContainer } from 'tsyringe'
+import { afterAll, afterEach, beforeAll } from 'vitest'
 import {
   type BootstrapEvents,
   type BootstrapOptions,
@@ -84,6 +85,25 @@ export async function startEnv(options: { device?: Record<string, unknown> } = {
   return env
 }
 
+/**
+ * The environment of the tests that follow, in a file or a describe block: started before them (beforeAll), cleaned up
+ * after each, closed after all. Use it in tests and in hooks registered after this call.
+ */
+export function useTestEnv(options: { device?: Record<string, unknown> } = {}): TestEnv {
+  let env: TestEnv | undefined
+  beforeAll(async () => {
+    env = await startEnv(options)
+  })
+  afterEach(() => env?.cleanup())
+  afterAll(() => env?.close())
+  return new Proxy({} as TestEnv, {
+    get: (_target, key) => {
+      if (env === undefined) throw new Error('the test environment starts in beforeAll: use it in tests and hooks')
+      return Reflect.get(env, key)
+    },
+  })
+}
+
 export type RecordedEvent = {
   [K in keyof BootstrapEvents]: [K, Parameters<BootstrapEvents[K]>[0]]
 }[keyof BootstrapEvents]
@@ -126,6 +146,33 @@ export async function abortDuringBackoff(
 }
 
 /** Event names in order, with the cache action / provisioned source appended. */
+/** The events of a first boot: nothing cached, provisioned, connected, then cached. */
+export const FIRST_BOOT_TRAIL: readonly string[] = [
+  'cache:miss',
+  'provisioning',
+  'provisioned:server',
+  'connecting',
+  'connected',
+  'cache:write',
+]
+
+/**
+ * The events of a boot whose cached credentials the broker refuses: invalidated, provisioned afresh once, connected,
+ * the new ones cached. The same on every broker.
+ */
+export const REPROVISIONED_TRAIL: readonly string[] = [
+  'cache:hit',
+  'provisioned:cache',
+  'connecting',
+  'auth-rejected',
+  'cache:invalidate',
+  'provisioning',
+  'provisioned:server',
+  'connecting',
+  'connected',
+  'cache:write',
+]
+
 export function eventTrail(events: RecordedEvent[]): string[] {
   return events.map(([name, payload]) => {
     if (name === 'cache') return `cache:${payload.action}`
