@@ -20,28 +20,55 @@ export interface BrokerOptions {
 export const STANDARD_PORTS: Record<BrokerProtocol, number> = { mqtt: 1883, mqtts: 8883, ws: 80, wss: 443 }
 
 // A DNS name (labels of up to 63 characters; underscores occur in private names) or an IPv4 literal, or a bracketed
-// IPv6 literal, strictly (what net.isIPv6 accepts, without zone ids).
+// IPv6 literal, strictly: RFC 3986's IPv6address, what net.isIPv6 accepts (without zone ids). No leading zero in an
+// IPv4 octet (net.isIPv4 has none; some parsers read 010 as octal).
 const LABEL = '[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?'
-const V4 = String.raw`(?:(?:25[0-5]|(?:2[0-4]|1?[0-9])?[0-9])\.){3}(?:25[0-5]|(?:2[0-4]|1?[0-9])?[0-9])`
+const OCTET = '(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])'
+const V4 = String.raw`(?:${OCTET}\.){3}${OCTET}`
 const H = '[0-9A-Fa-f]{1,4}'
+const LS32 = `(?:${H}:${H}|${V4})`
+/** Up to `n` groups before a `::` (RFC 3986: `[ *(n-1)( h16 ":" ) h16 ]`). */
+const before = (n: number) => `(?:(?:${H}:){0,${n - 1}}${H})?`
 const V6 = [
-  `(?:${H}:){7}${H}`,
-  `(?:${H}:){1,7}:`,
-  `(?:${H}:){1,6}:${H}`,
-  `(?:${H}:){1,5}(?::${H}){1,2}`,
-  `(?:${H}:){1,4}(?::${H}){1,3}`,
-  `(?:${H}:){1,3}(?::${H}){1,4}`,
-  `(?:${H}:){1,2}(?::${H}){1,5}`,
-  `${H}:(?::${H}){1,6}`,
-  `:(?:(?::${H}){1,7}|:)`,
-  `(?:${H}:){6}${V4}`,
-  `::(?:[Ff]{4}(?::0{1,4})?:)?${V4}`,
-  `(?:${H}:){1,5}:${V4}`,
+  `(?:${H}:){6}${LS32}`,
+  `::(?:${H}:){5}${LS32}`,
+  `${before(1)}::(?:${H}:){4}${LS32}`,
+  `${before(2)}::(?:${H}:){3}${LS32}`,
+  `${before(3)}::(?:${H}:){2}${LS32}`,
+  `${before(4)}::${H}:${LS32}`,
+  `${before(5)}::${LS32}`,
+  `${before(6)}::${H}`,
+  `${before(7)}::`,
 ].join('|')
 const HOST = String.raw`(\[(?:${V6})\]|${LABEL}(?:\.${LABEL})*)`
 const PORT = `(?::(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?`
-// A path (for WebSockets), with no query or fragment: mqtt.js reads options such as clientId from a URL's query.
-const PATH = String.raw`(/[^\u0000-\u0020?#\u007f]*)?`
+
+// What MQTT forbids in a UTF-8 string (MQTT 3.1.1 section 1.5.3, 5.0 section 1.5.4; mosquitto drops a CONNECT that
+// has one, so a device would retry it forever): C0 controls, U+007F, C1 controls (U+0080-U+009F, CSI among them),
+// lone surrogates (no UTF-8 encoding) and the 66 noncharacters (U+FDD0-U+FDEF, U+FFFE and U+FFFF of every plane).
+//
+// These patterns are also JSON Schema `pattern`s, which validators compile with the `u` flag (ajv does) while the
+// library compiles them without: each piece below means the same under both. A negated class of BMP characters only
+// does; `[\uD800-\uDBFF][\uDC00-\uDFFF]` matches a pair without `u` and can never match with it (a pair is then one
+// code point, which the negated class takes); a lone surrogate is refused by both. An astral noncharacter is written
+// as two adjacent escapes, which `u` reads as one code point and no `u` as the same two units.
+const FORBIDDEN_BMP = String.raw`\u0000-\u001f\u007f-\u009f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff`
+const ASTRAL_NONCHARACTERS = Array.from({ length: 16 }, (_, plane) => {
+  const high = (0xd83f + plane * 0x40).toString(16)
+  return `\\u${high}\\udffe|\\u${high}\\udfff`
+}).join('|')
+
+/**
+ * One character MQTT allows in a string and `excluded` (class syntax, e.g. `?#`) does not contain, as pattern source
+ * (a non-capturing group).
+ */
+export function mqttCharSource(excluded = ''): string {
+  return String.raw`(?:(?!${ASTRAL_NONCHARACTERS})(?:[^${FORBIDDEN_BMP}${excluded}]|[\ud800-\udbff][\udc00-\udfff]))`
+}
+
+// A path (for WebSockets), with no query or fragment (mqtt.js reads options such as clientId from a URL's query), no
+// space, and nothing MQTT forbids in a string.
+const PATH = `(/${mqttCharSource(' ?#')}*)?`
 
 /**
  * A broker address: `mqtt://`, `mqtts://`, `ws://` or `wss://` (any case) + host[:port][/path], or a bare
@@ -52,7 +79,18 @@ export const BROKER_HOST_PATTERN = new RegExp(
   `^(?:([Mm][Qq][Tt][Tt][Ss]?|[Ww][Ss][Ss]?)://${HOST}${PORT}${PATH}|${HOST}${PORT})$`,
 )
 
+/** Longest broker address, in code points (as the contract and JSON Schema's maxLength count). */
 export const MAX_HOST_LENGTH = 1024
+
+/**
+ * Whether `value` has more than `max` code points, counting no further than `max + 1`: JSON Schema's maxLength counts
+ * code points, String.length UTF-16 units (an emoji counts twice).
+ */
+export function longerThan(value: string, max: number): boolean {
+  let count = 0
+  for (const _ of value) if (++count > max) return true
+  return false
+}
 
 export interface BrokerAddress {
   /** Absent for a bare host. */
@@ -79,11 +117,12 @@ export function parseBrokerHost(host: string): BrokerAddress | undefined {
 const recentHosts = new Map<string, BrokerAddress>()
 
 function parse(host: string): BrokerAddress | undefined {
-  if (host.length > MAX_HOST_LENGTH) return undefined
+  if (longerThan(host, MAX_HOST_LENGTH)) return undefined
   const match = BROKER_HOST_PATTERN.exec(host)
   if (match === null) return undefined
   const [, protocol, schemeHost, schemePort, path, bareHost, barePort] = match
-  const hostname = (schemeHost ?? bareHost ?? '').replace(/^\[(.*)\]$/, '$1')
+  const name = (schemeHost ?? bareHost) as string // one of the two alternatives matched
+  const hostname = name.startsWith('[') ? name.slice(1, -1) : name
   const port = schemePort ?? barePort
   return Object.freeze({
     protocol: protocol?.toLowerCase() as BrokerProtocol | undefined,
@@ -96,7 +135,7 @@ function parse(host: string): BrokerAddress | undefined {
 /** Why `host` cannot be a broker address, or `undefined` when it can. Never echoes the value. */
 export function brokerHostProblem(host: string): string | undefined {
   if (host.length === 0) return 'is empty'
-  if (host.length > MAX_HOST_LENGTH) return `is longer than ${MAX_HOST_LENGTH} characters`
+  if (longerThan(host, MAX_HOST_LENGTH)) return `is longer than ${MAX_HOST_LENGTH} characters`
   return parseBrokerHost(host) === undefined ? 'is not an mqtt(s)/ws(s) URL or host[:port]' : undefined
 }
 

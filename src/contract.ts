@@ -7,7 +7,7 @@
  * secret.
  */
 import type * as Valibot from 'valibot'
-import { BROKER_HOST_PATTERN, MAX_HOST_LENGTH } from './broker-url.js'
+import { BROKER_HOST_PATTERN, longerThan, MAX_HOST_LENGTH, mqttCharSource } from './broker-url.js'
 import { valibot } from './lazy.js'
 import { redactOnInspect } from './redact.js'
 
@@ -55,31 +55,29 @@ export const MAX_CODE_LENGTH = 64
 // JSON Schema, so what the device accepts and what the contract says cannot drift. Every regex has its own message:
 // valibot's default one quotes the value. They are built on first use (valibot loads then: see lazy.ts).
 
-// MQTT forbids U+0000 in strings, and control characters in an identifier only ever break logs and topics. No flags:
-// a pattern must also be valid in JSON Schema.
-const PRINTABLE = /^[^\u0000-\u001f\u007f]*$/
+// Every string of an answer is one MQTT allows (broker-url.ts says which characters, and why the pattern means the
+// same with and without the `u` flag JSON Schema validators use). productKey and deviceName go into CONNECT's
+// clientId and username and the host into the broker URL: a broker drops a CONNECT with a forbidden character, so an
+// answer with one would be retried forever; refused here, it is a "99999". The secrets too: the plain strategy sends
+// the device secret as the password, and a lone surrogate has no UTF-8 form (it would silently become U+FFFD, and two
+// secrets one). The result code is logged, and a C1 control (CSI) is a terminal escape. One rule for every field.
+const MQTT_STRING_MESSAGE = 'contains control characters, lone surrogates or noncharacters'
 
 const codePointLimits = new WeakMap<object, number>()
 /** The limit of a maxCodePoints() action, for the JSON Schema export. */
 export function codePointLimit(action: object): number | undefined {
   return codePointLimits.get(action)
 }
-/** Code points in `value`, counting no further than `stop + 1`. */
-function codePointCount(value: string, stop: number): number {
-  if (value.length <= stop) return value.length // never more code points than units
-  let count = 0
-  for (const _ of value) if (++count > stop) break
-  return count
-}
 
 function buildSchemas(v: typeof Valibot) {
-  const printable = v.regex(PRINTABLE, 'contains control characters')
+  // No flags: a pattern must also be a JSON Schema `pattern`.
+  const printable = v.regex(new RegExp(`^${mqttCharSource()}*$`), MQTT_STRING_MESSAGE)
   /**
    * At most `max` Unicode code points: what JSON Schema's maxLength counts (String.length counts UTF-16 units, so an
    * emoji would count twice). server/schema.ts publishes it as maxLength.
    */
   const maxCodePoints = (max: number) => {
-    const action = v.check((value: string) => codePointCount(value, max) <= max, `is longer than ${max} characters`)
+    const action = v.check((value: string) => !longerThan(value, max), `is longer than ${max} characters`)
     codePointLimits.set(action, max)
     return action
   }
@@ -130,9 +128,12 @@ export function defaultDeviceConfig(): DeviceConfig {
   })
 }
 
+/** A problem is described by its first issue: valibot need not look for more. */
+const FIRST_ISSUE = { abortEarly: true } as const
+
 /** Validate and normalise a configuration (an answer's `result`, or a cached entry). */
 export function parseDeviceConfig(value: unknown): Checked<DeviceConfig> {
-  const parsed = valibot().safeParse(contractSchemas().DeviceConfig, value, { abortEarly: true })
+  const parsed = valibot().safeParse(contractSchemas().DeviceConfig, value, FIRST_ISSUE)
   if (!parsed.success) return { ok: false, problem: describeIssue(parsed.issues[0]) }
   const { device, connect } = parsed.output
   return {
@@ -155,7 +156,7 @@ export function parseDeviceConfig(value: unknown): Checked<DeviceConfig> {
 
 /** The answer's envelope: `{ code, result? }`. */
 export function parseAnswer(value: unknown): Checked<{ code: string; result: unknown }> {
-  const parsed = valibot().safeParse(contractSchemas().Answer, value, { abortEarly: true })
+  const parsed = valibot().safeParse(contractSchemas().Answer, value, FIRST_ISSUE)
   if (!parsed.success) return { ok: false, problem: describeIssue(parsed.issues[0]) }
   return { ok: true, value: { code: parsed.output.code, result: parsed.output.result } }
 }
@@ -185,17 +186,17 @@ export function frozenValidated(config: DeviceConfig): DeviceConfig {
 }
 
 export function isValidatedConfig(config: unknown): config is DeviceConfig {
-  return typeof config === 'object' && config !== null && validated.has(config)
+  return validated.has(config as object) // false for a primitive: WeakSet.has does not throw
 }
 
 /** A valibot issue in words: where, and which rule. Never the value (it may be a secret). */
-export function describeIssue(issue: Valibot.BaseIssue<unknown> | undefined, prefix?: string): string {
-  if (issue === undefined) return 'is invalid'
+export function describeIssue(issue: Valibot.BaseIssue<unknown>, prefix?: string): string {
   const own = valibot().getDotPath(issue)
-  const path = [prefix, own].filter((part) => part !== undefined && part !== null).join('.') || '(root)'
-  // A union (the two shapes of `device`, cleanSession's number or boolean): what is wrong with its first option, the
-  // usual one. Its issues' paths are relative to the union's.
-  if (issue.type === 'union' && issue.issues?.[0] !== undefined) return describeIssue(issue.issues[0], path)
+  const path = [prefix, own].filter((part) => part).join('.') || '(root)'
+  // Only a union's issue has issues of its own (the two shapes of `device`, cleanSession's number or boolean): what
+  // is wrong with its first option, the usual one. Their paths are relative to the union's.
+  const first = issue.issues?.[0]
+  if (first !== undefined) return describeIssue(first, path)
   // valibot's own messages quote the received value, which may be a secret: build ours from the schema alone (our
   // regex actions carry their own messages).
   switch (issue.type) {
@@ -204,9 +205,7 @@ export function describeIssue(issue: Valibot.BaseIssue<unknown> | undefined, pre
       return `${path} ${issue.message}`
     case 'min_length':
       return `${path} is empty`
-    case 'max_length':
-      return `${path} is longer than ${String(issue.requirement)} characters`
     default:
-      return issue.expected === null ? `${path} is invalid` : `${path}: expected ${issue.expected}`
+      return `${path}: expected ${issue.expected}`
   }
 }

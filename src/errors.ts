@@ -11,6 +11,7 @@ export type ErrorCode =
   | RegistrationErrorCode
   | BrokerErrorCode
   | CredentialStoreErrorCode
+  | AuthErrorCode
   | AbortError['code']
 
 export type ProvisioningErrorCode =
@@ -36,7 +37,16 @@ export type RegistrationErrorCode =
 
 export type BrokerErrorCode = 'ERR_BROKER_CONNECT' | 'ERR_BROKER_AUTH_REJECTED'
 
-export type CredentialStoreErrorCode = 'ERR_STORE_CORRUPT' | 'ERR_STORE_VERSION' | 'ERR_STORE_KEY' | 'ERR_STORE_IO'
+export type CredentialStoreErrorCode =
+  | 'ERR_STORE_CORRUPT'
+  | 'ERR_STORE_VERSION'
+  | 'ERR_STORE_KEY'
+  | 'ERR_STORE_IO'
+  /** Non-fatal: the cache's directory can be read by other users (reported once per bootstrap, never changed). */
+  | 'ERR_STORE_PERMISSIONS'
+
+/** The auth strategy cannot sign for these credentials (e.g. aliyun: `|` or `&` in productKey or deviceName). */
+export type AuthErrorCode = 'ERR_AUTH_INVALID_IDENTITY'
 
 /** Base class of the library's runtime errors (option errors are `TypeError`s, see {@link InvalidOptionError}). */
 export class MqttBootstrapError extends Error {
@@ -153,6 +163,15 @@ export class BrokerError extends MqttBootstrapError {
 /** The credential cache could not be read or written. Reads that fail this way count as a cache miss. */
 export class CredentialStoreError extends MqttBootstrapError {
   declare readonly code: CredentialStoreErrorCode
+}
+
+/**
+ * The auth strategy refused to sign the device's credentials: they would make an ambiguous or invalid CONNECT (aliyun:
+ * a `|` or `&` in productKey or deviceName). Never transient: thrown before any connect, not retried.
+ */
+export class AuthError extends MqttBootstrapError {
+  declare readonly code: AuthErrorCode
+  readonly transient = false
 }
 
 /** The caller's AbortSignal fired. `name` is `'AbortError'`, as for fetch and timers. */

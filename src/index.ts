@@ -9,6 +9,7 @@ export type {
   AliyunRegistrationSignInput,
   AliyunSignInput,
   AliyunSignMethod,
+  AliyunVerifyOptions,
 } from './auth/aliyun.js'
 export { aliyunAuth, signAliyun, signAliyunRegistration, verifyAliyunCredentials } from './auth/aliyun.js'
 export { plainAuth } from './auth/plain.js'
@@ -23,6 +24,7 @@ export { MqttJsConnector } from './connector.js'
 export type { ConnectInfo, DeviceConfig, DeviceCredentials, KnownResultCode, Qos } from './contract.js'
 export { defaultDeviceConfig, ResultCode } from './contract.js'
 export type {
+  AuthErrorCode,
   BrokerErrorCode,
   CredentialStoreErrorCode,
   ErrorCode,
@@ -31,6 +33,7 @@ export type {
 } from './errors.js'
 export {
   AbortError,
+  AuthError,
   BootTimeoutError,
   BrokerError,
   CredentialStoreError,

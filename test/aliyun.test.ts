@@ -58,11 +58,13 @@ describe('aliyun signing matches every vector in shared/vectors/aliyun-sign.json
       expect(signed).toEqual({ clientId: v.clientId, username: v.username, password: v.password })
       const lookup = (pk: string, dn: string) =>
         pk === v.productKey && dn === v.deviceName ? v.deviceSecret : undefined
-      expect(verifyAliyunCredentials(signed, lookup)).toEqual({
-        productKey: v.productKey,
-        deviceName: v.deviceName,
-        timestamp: Number(v.timestamp),
-      })
+      // The broker's clock at the vector's time: fresh. A cid that is not pk.dn names no device of this username.
+      const verified = verifyAliyunCredentials(signed, lookup, { now: () => Number(v.timestamp) })
+      expect(verified).toEqual(
+        v.cid === `${v.productKey}.${v.deviceName}`
+          ? { productKey: v.productKey, deviceName: v.deviceName, timestamp: Number(v.timestamp) }
+          : undefined,
+      )
     },
   )
 
@@ -83,11 +85,13 @@ describe('aliyun signing matches every vector in shared/vectors/aliyun-sign.json
   test('verification fails for a wrong secret, a tampered clientId, or an unknown device', () => {
     const v = vectors.mqtt[0] as MqttVector
     const signed = { clientId: v.clientId, username: v.username, password: v.password }
-    expect(verifyAliyunCredentials(signed, () => 'wrong')).toBeUndefined()
-    expect(verifyAliyunCredentials(signed, () => undefined)).toBeUndefined()
-    const tampered = { ...signed, clientId: v.clientId.replace(/timestamp=\d+/, 'timestamp=1') }
-    expect(verifyAliyunCredentials(tampered, () => v.deviceSecret)).toBeUndefined()
-    expect(verifyAliyunCredentials({ ...signed, username: 'x' }, () => v.deviceSecret)).toBeUndefined()
+    const fresh = { now: () => Number(v.timestamp) }
+    expect(verifyAliyunCredentials(signed, () => v.deviceSecret, fresh)).toBeDefined()
+    expect(verifyAliyunCredentials(signed, () => 'wrong', fresh)).toBeUndefined()
+    expect(verifyAliyunCredentials(signed, () => undefined, fresh)).toBeUndefined()
+    const tampered = { ...signed, clientId: v.clientId.replace(/timestamp=(\d+)/, 'timestamp=$11') }
+    expect(verifyAliyunCredentials(tampered, () => v.deviceSecret, { maxSkewMs: Infinity })).toBeUndefined()
+    expect(verifyAliyunCredentials({ ...signed, username: 'x' }, () => v.deviceSecret, fresh)).toBeUndefined()
   })
 
   test.each(vectors.dynamicRegistration.map((v) => [v.random, v] as const))(
@@ -97,7 +101,17 @@ describe('aliyun signing matches every vector in shared/vectors/aliyun-sign.json
     },
   )
 
+  test('dynamic registration signs with hmacsha256 unless told otherwise', () => {
+    const v = vectors.dynamicRegistration[0] as RegistrationVector
+    const { signMethod: _, ...withoutMethod } = v
+    expect(signAliyunRegistration(withoutMethod)).toBe(v.sign)
+    expect(signAliyunRegistration({ ...withoutMethod, signMethod: 'hmacsha1' })).toMatch(/^[0-9a-f]{40}$/)
+  })
+
   test('an unknown sign method is a TypeError', () => {
     expect(() => aliyunAuth({ signMethod: 'hmacsha512' as never })).toThrow(TypeError)
+    expect(() => aliyunAuth({ signMethod: 'hmacsha512' as never })).toThrow(
+      'Expected `signMethod` to be one of hmacsha256, hmacsha1, hmacmd5',
+    )
   })
 })

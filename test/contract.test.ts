@@ -1,7 +1,16 @@
 import { isIPv6 } from 'node:net'
+import { inspect } from 'node:util'
 import { describe, expect, test } from 'vitest'
 import { brokerHostProblem, brokerUrl } from '../src/broker-url.js'
-import { parseAnswer, parseDeviceConfig } from '../src/contract.js'
+import {
+  contractSchemas,
+  describeIssue,
+  frozenValidated,
+  isValidatedConfig,
+  parseAnswer,
+  parseDeviceConfig,
+} from '../src/contract.js'
+import { valibot } from '../src/lazy.js'
 
 const device = { productKey: 'pk', deviceName: 'dn', deviceSecret: 'ds' }
 
@@ -145,5 +154,74 @@ describe('broker URL from connect.host', () => {
     for (const host of ['b', 'b.example:1', '127.0.0.1:1883', '[::1]:1883', 'iot_as-mqtt.cn.example', 'mqtts://b/x']) {
       expect(brokerHostProblem(host), host).toBeUndefined()
     }
+  })
+})
+
+describe('normalisation and messages, exactly', () => {
+  const connect = { host: 'h' }
+  test('cleanSession true and 1 are 1, false and 0 are 0; an empty productSecret is null', () => {
+    for (const [given, expected] of [
+      [true, 1],
+      [1, 1],
+      [false, 0],
+      [0, 0],
+    ] as const) {
+      const parsed = parseDeviceConfig({ device, connect: { ...connect, cleanSession: given } })
+      expect(parsed.ok && parsed.value.connect.cleanSession, String(given)).toBe(expected)
+    }
+    const empty = parseDeviceConfig({ device: { ...device, productSecret: '' }, connect })
+    expect(empty.ok && empty.value.device.productSecret).toBeNull()
+    const kept = parseDeviceConfig({ device: { ...device, productSecret: 'ps' }, connect })
+    expect(kept.ok && kept.value.device.productSecret).toBe('ps')
+  })
+
+  test('each problem names its path and rule, from the root down, never the value', () => {
+    const problem = (value: unknown) => {
+      const parsed = parseDeviceConfig(value)
+      return parsed.ok ? undefined : parsed.problem
+    }
+    expect(problem('secret-looking')).toBe('(root): expected Object')
+    expect(problem({ device })).toBe('connect: expected "connect"') // valibot: the key is missing
+    expect(problem({ device, connect: { host: 7 } })).toBe('connect.host: expected string')
+    expect(problem({ device, connect: { host: 'h', qos: 3 } })).toBe('connect.qos: expected (0 | 1 | 2)')
+    expect(problem({ device: { ...device, deviceName: 'x'.repeat(1025) }, connect })).toBe(
+      'device.deviceName is longer than 1024 characters',
+    )
+    expect(problem({ device: { ...device, deviceName: '' }, connect })).toBe('device.deviceName is empty')
+    expect(problem({ device, connect: { host: 'a b' } })).toBe(
+      'connect.host is not an mqtt(s)/ws(s) URL or host[:port]',
+    )
+    const answer = parseAnswer({ code: 'x'.repeat(65) })
+    expect(answer.ok ? undefined : answer.problem).toBe('code is longer than 64 characters')
+  })
+
+  test('describeIssue puts a prefix before the path (the server check says where in the answer)', () => {
+    const v = valibot()
+    const { Connect, DeviceConfig } = contractSchemas()
+    const first = (schema: Parameters<typeof v.safeParse>[0], value: unknown) => {
+      const parsed = v.safeParse(schema, value)
+      if (parsed.success) throw new Error('expected a problem')
+      return parsed.issues[0]
+    }
+    expect(describeIssue(first(Connect, { host: 1 }), 'result.connect')).toBe('result.connect.host: expected string')
+    expect(describeIssue(first(DeviceConfig, null), 'result')).toBe('result: expected Object')
+  })
+
+  test('frozenValidated: a frozen deep copy, recognised by isValidatedConfig; nothing else is', () => {
+    const parsed = parseDeviceConfig({ device, connect })
+    if (!parsed.ok) throw new Error(parsed.problem)
+    const frozen = frozenValidated(parsed.value)
+    expect(frozen).toEqual(parsed.value)
+    expect(frozen).not.toBe(parsed.value)
+    expect([Object.isFrozen(frozen), Object.isFrozen(frozen.device), Object.isFrozen(frozen.connect)]).toEqual([
+      true,
+      true,
+      true,
+    ])
+    expect(isValidatedConfig(frozen)).toBe(true)
+    for (const other of [parsed.value, { ...frozen }, null, undefined, 'config', 1]) {
+      expect(isValidatedConfig(other), String(other)).toBe(false)
+    }
+    expect(inspect(frozen)).not.toContain(device.deviceSecret)
   })
 })

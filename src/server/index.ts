@@ -1,7 +1,7 @@
 /**
  * mqtt-bootstrap/server: the provisioning server side. A device never imports this entry.
  */
-export { verifyAliyunCredentials } from '../auth/aliyun.js'
+export { type AliyunVerifyOptions, verifyAliyunCredentials } from '../auth/aliyun.js'
 export { type DeviceConfig, ResultCode } from '../contract.js'
 export {
   CHECKS,

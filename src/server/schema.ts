@@ -47,7 +47,9 @@ export function provisioningSchema(): Record<string, unknown> {
     title: 'mqtt-bootstrap provisioning contract (PointAccess)',
     description:
       'POST <url> over HTTPS with Content-Type: application/json and the device identity as the body; the answer is ' +
-      'a JSON envelope with a result code, and for "00000" the device triplet and how to connect.',
+      'a JSON envelope with a result code, and for "00000" the device triplet and how to connect. Every string is ' +
+      'one MQTT allows in a UTF-8 string: no C0 or C1 controls, U+007F, lone surrogates or noncharacters (the ' +
+      'patterns say so, and mean the same with or without the u flag).',
     definitions: {
       request: {
         title: 'Request body',

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net'
 import net from 'node:net'
 import tls from 'node:tls'
 import { Aedes } from 'aedes'
-import { signAliyun, verifyAliyunCredentials } from '../../src/index.js'
+import { type AliyunVerifyOptions, signAliyun, verifyAliyunCredentials } from '../../src/index.js'
 import { suite } from './exposure.js'
 import type { TlsFixture } from './tls.js'
 
@@ -31,6 +31,11 @@ export interface TestBroker {
   secrets: Map<string, string>
   /** Return codes (2 to 5) to refuse the next CONNECTs with, whatever their credentials. */
   refuse: number[]
+  /**
+   * The aliyun timestamp check (verifyAliyunCredentials' options). By default any timestamp passes: the devices under
+   * test sign with whatever clock their test injects (a FakeClock starts in 2023). Set it to check freshness.
+   */
+  freshness: AliyunVerifyOptions
   /** Cut every client connection (as a network failure or a broker restart would). */
   drop(): void
   close(): Promise<void>
@@ -42,15 +47,19 @@ export async function startBroker(
     tls?: TlsFixture
     secrets?: Record<string, string>
     port?: number
+    freshness?: AliyunVerifyOptions
   } = {},
 ): Promise<TestBroker> {
   const auth = options.auth ?? 'aliyun'
   const secrets = new Map(Object.entries(options.secrets ?? {}))
-  const record: Pick<TestBroker, 'connects' | 'published' | 'subscribed' | 'refuse'> & { accepted: number } = {
+  const record: Pick<TestBroker, 'connects' | 'published' | 'subscribed' | 'refuse' | 'freshness'> & {
+    accepted: number
+  } = {
     connects: [],
     published: [],
     subscribed: [],
     refuse: [],
+    freshness: options.freshness ?? { maxSkewMs: Number.POSITIVE_INFINITY },
     accepted: 0,
   }
   const aedes = await Aedes.createBroker({
@@ -77,8 +86,10 @@ export async function startBroker(
           const [productKey] = client.id.split('.')
           return secrets.get(`${productKey}.${username}`) === password?.toString()
         }
-        const lookup = (productKey: string, deviceName: string) => secrets.get(`${productKey}.${deviceName}`)
-        return verifyAliyunCredentials({ clientId: client.id, username, password }, lookup) !== undefined
+        const lookup = (productKey: string, deviceName: string) =>
+          secrets.get(`${productKey}.${deviceName}`) ?? peers.get(`${productKey}.${deviceName}`)
+        const connect = { clientId: client.id, username, password }
+        return verifyAliyunCredentials(connect, lookup, record.freshness) !== undefined
       })()
       if (ok) {
         record.accepted++
@@ -120,12 +131,21 @@ export async function startBroker(
   })
 }
 
-/** CONNECT fields another client can use: a valid aliyun signature for `device`, with its own clientId. */
+/** Devices signedAs() made up, by `${productKey}.${deviceName}`: every test broker knows them. */
+const peers = new Map<string, string>()
+
+/**
+ * CONNECT fields another client can use (to publish to the device under test, say): a valid aliyun signature for a
+ * sibling of `device`, deviceName `${deviceName}-${suffix}`, with its secret. Not the device itself: a clientId of
+ * its own must name its own device (verifyAliyunCredentials refuses a cid naming another).
+ */
 export function signedAs(device: { productKey: string; deviceName: string; deviceSecret: string }, suffix: string) {
+  const deviceName = `${device.deviceName}-${suffix}`
+  peers.set(`${device.productKey}.${deviceName}`, device.deviceSecret)
   return signAliyun({
-    cid: `${device.productKey}.${device.deviceName}-${suffix}`,
+    cid: `${device.productKey}.${deviceName}`,
     productKey: device.productKey,
-    deviceName: device.deviceName,
+    deviceName,
     deviceSecret: device.deviceSecret,
     timestamp: Date.now(),
     signMethod: 'hmacsha256',
