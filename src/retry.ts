@@ -49,6 +49,10 @@ export function retryDelay(policy: RetryPolicy, attempt: number, random: () => n
   return policy.randomize ? Math.floor(random() * ceiling) : ceiling
 }
 
+/**
+ * How the three HTTP-date formats start (`Sun, 06 Nov`, `Sunday, 06-Nov-94`, `Sun Nov  6`). Date.parse takes far more
+ * (`1.5`, `-5` and `12 Oct 2026` are dates to V8): nothing else reaches it.
+ */
 const HTTP_DATE = /^[A-Za-z]{3,9},? /
 
 /** Retry-After as milliseconds from `now`: delta-seconds or an HTTP-date (RFC 9110 §10.2.3). */
@@ -57,7 +61,9 @@ export function parseRetryAfter(value: string | undefined, now: number): number 
   if (!text) return undefined
   if (/^\d+$/.test(text)) return Math.min(Number(text), 2 ** 31 / 1000) * 1000
   if (!HTTP_DATE.test(text)) return undefined
-  const date = Date.parse(text)
+  // Every HTTP-date is in GMT (RFC 9110 §5.6.7), but asctime's says no zone, which Date.parse reads as local time: a
+  // zone appended decides (V8 takes the last one, so `… GMT GMT` is still GMT).
+  const date = Date.parse(`${text} GMT`)
   return Number.isNaN(date) ? undefined : Math.max(0, date - now)
 }
 
@@ -124,6 +130,11 @@ export async function withRetry<T>(attempt: (n: number) => Promise<T>, loop: Ret
         return undefined as T
       }
     },
-    { retries: Math.max(0, policy.retries - 1), factor: 1, minTimeout: 0, maxTimeout: 0, randomize: false },
+    // async-retry must not wait itself: its timers are real (a fake Clock cannot skip them, the signal cannot stop
+    // them). maxTimeout 0 caps every wait at 0, whatever its factor and randomize; minTimeout 0 because retry throws
+    // when it exceeds maxTimeout. Its count (1 or more: attempt 1 was retried) must not run out first (its default of
+    // 10 would): failed() ends the loop after attempt retries + 1, with the last error (async-retry would reject
+    // with the most frequent one).
+    { retries: policy.retries - 1, minTimeout: 0, maxTimeout: 0 },
   )
 }
