@@ -22,7 +22,7 @@ const TRANSIENT_CONNACK_CODES: ReadonlySet<number> = new Set([3, 136, 137, 151, 
 export class MqttJsConnector implements MqttConnector {
   connect(url: string, options: IClientOptions, signal?: AbortSignal): Promise<MqttClient> {
     throwIfAborted(signal)
-    const client = mqtt.connect(url, options)
+    const client = mqtt.connect(url, verified(options))
     return new Promise<MqttClient>((resolve, reject) => {
       const settle = (error?: Error) => {
         client.off('connect', onConnect)
@@ -51,6 +51,19 @@ export class MqttJsConnector implements MqttConnector {
       signal?.addEventListener('abort', onAbort, { once: true })
     })
   }
+}
+
+/**
+ * `options` with `rejectUnauthorized` spelled out when absent. mqtt.js does so for mqtts:// but hands wss:// options to
+ * ws as they are, and tls.connect then reads NODE_TLS_REJECT_UNAUTHORIZED from the environment (`0` there would switch
+ * verification off). A copy: the caller's object stays theirs; its other properties, the inspect hook among them,
+ * are copied as they are.
+ */
+function verified(options: IClientOptions): IClientOptions {
+  if (options.rejectUnauthorized !== undefined) return options
+  const copy: IClientOptions = Object.defineProperties({}, Object.getOwnPropertyDescriptors(options))
+  copy.rejectUnauthorized = true
+  return copy
 }
 
 /** Classify a connect failure once: refused credentials, worth a retry, or permanent. */

@@ -447,6 +447,11 @@ function checkMqtt(value: unknown): IClientOptions {
   }
   // Certificate verification is always on, for the broker as for the provisioning server.
   if (value.rejectUnauthorized === false) fail('mqtt.rejectUnauthorized', 'absent or true: verification stays on')
+  // Over wss:// mqtt.js lets `wsOptions` have the last word on TLS: the same rule there.
+  const ws = value.wsOptions
+  if (isPlainObject(ws) && ws.rejectUnauthorized === false) {
+    fail('mqtt.wsOptions.rejectUnauthorized', 'absent or true: verification stays on')
+  }
   return { ...value } as IClientOptions
 }
 

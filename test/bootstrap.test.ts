@@ -261,6 +261,8 @@ describe('connectOptions()', () => {
       username: `${DEVICE.deviceName}&${DEVICE.productKey}`,
       clean: false,
       keepalive: 42,
+      // explicit: an app's mqtt.connect() must not take verification from NODE_TLS_REJECT_UNAUTHORIZED
+      rejectUnauthorized: true,
     })
     expect(opts.clientId).toMatch(ALIYUN_CLIENT_ID)
     const client = env.track(await mqtt.connectAsync(opts.url, opts), 'test')

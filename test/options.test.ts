@@ -73,6 +73,7 @@ describe('resolveOptions', () => {
     ['mqtt.clean', { mqtt: { clean: false } }],
     ['mqtt.manualConnect', { mqtt: { manualConnect: true } }],
     ['mqtt.rejectUnauthorized', { mqtt: { rejectUnauthorized: false } }],
+    ['mqtt.wsOptions.rejectUnauthorized', { mqtt: { wsOptions: { rejectUnauthorized: false } } }],
   ]
   test.each(bad)('a bad `%s` is a TypeError naming it', (option, overrides) => {
     const error = (() => {
