@@ -46,11 +46,24 @@ describe('encryption at rest (AES-256-GCM)', () => {
     expect((await stat(path)).mode & 0o777).toBe(0o600)
   })
 
+  test('a sealed file keeps every entry across writes', async () => {
+    const store = new FileCredentialStore(path, { encryptionKey: KEY })
+    await store.set('a', entry('a:1'))
+    await store.set('b', entry('b:1'))
+    await store.delete('missing')
+    const reread = new FileCredentialStore(path, { encryptionKey: KEY })
+    expect(await reread.get('a')).toEqual(entry('a:1'))
+    expect(await reread.get('b')).toEqual(entry('b:1'))
+  })
+
   test('a wrong key is ERR_STORE_KEY on read, and a write with it leaves the file untouched', async () => {
     await new FileCredentialStore(path, { encryptionKey: KEY }).set('k', entry())
     const before = await readFile(path, 'utf8')
     const wrong = new FileCredentialStore(path, { encryptionKey: randomBytes(32) })
-    await expect(wrong.get('k')).rejects.toMatchObject({ code: 'ERR_STORE_KEY' })
+    await expect(wrong.get('k')).rejects.toMatchObject({
+      code: 'ERR_STORE_KEY',
+      message: expect.stringContaining('cannot decrypt the credential file (wrong key, or altered)'),
+    })
     await expect(wrong.set('k', entry('other:1'))).rejects.toMatchObject({ code: 'ERR_STORE_KEY' })
     expect(await readFile(path, 'utf8')).toBe(before)
     await expect(new FileCredentialStore(path).get('k')).rejects.toMatchObject({ code: 'ERR_STORE_KEY' })
@@ -71,7 +84,10 @@ describe('encryption at rest (AES-256-GCM)', () => {
   test('with a key, a plain file is not trusted (anyone can forge a checksum): a miss, set aside at the next write', async () => {
     await new FileCredentialStore(path).set('k', entry('forged.example:1883'))
     const store = new FileCredentialStore(path, { encryptionKey: KEY })
-    await expect(store.get('k')).rejects.toMatchObject({ code: 'ERR_STORE_CORRUPT' })
+    await expect(store.get('k')).rejects.toMatchObject({
+      code: 'ERR_STORE_CORRUPT',
+      message: expect.stringContaining('not sealed, but an encryptionKey is set'),
+    })
     await store.set('k', entry())
     expect(JSON.parse(await readFile(path, 'utf8')).sealed).toBeDefined()
     expect(await store.get('k')).toEqual(entry())
@@ -80,8 +96,20 @@ describe('encryption at rest (AES-256-GCM)', () => {
     )
   })
 
-  test('a key that is not 32 bytes is a TypeError', () => {
+  test('a key that is not 32 bytes is a TypeError; a Uint8Array of 32 is a key', async () => {
     expect(() => new FileCredentialStore(path, { encryptionKey: randomBytes(16) })).toThrow(TypeError)
+    expect(() => new FileCredentialStore(path, { encryptionKey: 'k'.repeat(32) as unknown as Buffer })).toThrow(
+      /32 bytes/,
+    )
+    const key = new Uint8Array(randomBytes(32))
+    await new FileCredentialStore(path, { encryptionKey: key }).set('k', entry())
+    expect(await new FileCredentialStore(path, { encryptionKey: Buffer.from(key) }).get('k')).toEqual(entry())
+  })
+
+  test('a path that is not a non-empty string is a TypeError', () => {
+    for (const bad of ['', undefined, 1]) {
+      expect(() => new FileCredentialStore(bad as unknown as string), String(bad)).toThrow(/non-empty string/)
+    }
   })
 })
 

@@ -69,10 +69,10 @@ test('the device entry imports only mqtt and its own modules at load time', () =
   )
   expect(graph.size).toBeGreaterThan(20) // the walk followed the entry's modules
   expect(external).toEqual([])
-  // Loaded on first use: undici and node:tls with the first provisioning request, write-file-atomic and
-  // proper-lockfile with the first file store write.
+  // Loaded on first use: undici and node:tls with the first provisioning request (the file store's atomic write
+  // and lock are its own, on builtins).
   const dynamic = [...new Set([...graph.values()].flatMap((imports) => imports.dynamic))].sort()
-  expect(dynamic).toEqual(['node:tls', 'proper-lockfile', 'undici', 'write-file-atomic'])
+  expect(dynamic).toEqual(['node:tls', 'undici'])
 })
 
 test('importing the entry in a fresh process loads eventemitter3 and four cheap builtins, nothing else', async () => {

@@ -3,6 +3,7 @@
  * device that identifies itself differently never reuses another identity's credentials.
  */
 import type { DeviceConfig } from '../contract.js'
+import type { CredentialStoreError } from '../errors.js'
 import { nodeCrypto } from '../lazy.js'
 
 export interface StoredCredentials {
@@ -21,6 +22,12 @@ export interface CredentialStore {
   set(key: string, value: StoredCredentials): Promise<void>
   /** Remove the entry; no error when there is none. */
   delete(key: string): Promise<void>
+  /**
+   * Optional: problems that do not stop the store but deserve a warning (e.g. `ERR_STORE_PERMISSIONS`: its directory
+   * is open to other users). The bootstrap calls it once, on its first cache read, and reports each as a non-fatal
+   * `error` event and a log line. Should be cheap (it is on the cached boot's path) and never throw.
+   */
+  audit?(): Promise<CredentialStoreError[]>
 }
 
 /**

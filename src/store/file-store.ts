@@ -1,16 +1,17 @@
 /**
  * Credentials in one JSON file, for devices that must boot while the provisioning server is down.
  *
- * - Atomic: writes go through write-file-atomic (npm's own: temp file, fsync, chmod, rename), and the directory is
- *   fsynced after the rename, so a process killed or a power cut mid-write leaves the old file or the new one.
- * - Private: mode 0600, directory 0700.
+ * - Atomic: a temp file, every byte written, fsynced, its size checked, renamed over the file, the directory fsynced
+ *   (atomic-file.ts): a process killed, a power cut or a full disk mid-write leaves the old file or the new one, and
+ *   a failed write rejects with ERR_STORE_IO. Temp files left by killed writers are removed by the next write.
+ * - Private: mode 0600, directory 0700 when the store creates it; a directory open to other users is reported by
+ *   `audit()` (never changed: the store did not make it).
  * - Checked: the entries carry a SHA-256 checksum (against accidents: bit rot, a bad edit); with `encryptionKey`
  *   they are sealed with AES-256-GCM instead, whose tag proves them intact against anyone without the key, and an
  *   unsealed file is then refused. A wrong key is an error and a cache miss, never garbage credentials.
- * - Shared safely: read-modify-write runs under a lock file (proper-lockfile), so two processes sharing the file
- *   never lose each other's entries; a lock left by a killed process goes stale and is taken over.
- * - Loaded when needed: proper-lockfile (which patches fs through graceful-fs) and write-file-atomic are imported on
- *   the first write, so a device that boots from its cache loads neither.
+ * - Shared safely: read-modify-write runs under a lock (file-lock.ts), so two processes sharing the file never lose
+ *   each other's entries; a lock left by a killed process is taken over after `lockStaleMs`, even with its mtime in
+ *   the future (a clock stepped back), and no write waits longer than `lockStaleMs` + 0.5 s.
  * - Never a crash: an unusable file is a `CredentialStoreError` (the bootstrap counts it as a miss). A corrupt or
  *   foreign file is moved aside to `<path>.corrupt` before the next write; a file from a newer version of this
  *   library, or sealed with another key, is left as it is.
@@ -19,7 +20,9 @@ import { type DeviceConfig, frozenValidated, parseDeviceConfig } from '../contra
 import { CredentialStoreError, type CredentialStoreErrorCode } from '../errors.js'
 import { nodeCrypto } from '../lazy.js'
 import { traceFor } from '../logger.js'
+import { removeTempFiles, replaceFile } from './atomic-file.js'
 import type { CredentialStore, StoredCredentials } from './credential-store.js'
+import { lockFile } from './file-lock.js'
 
 export const FILE_FORMAT = 'mqtt-bootstrap/credentials'
 export const FILE_VERSION = 1
@@ -40,7 +43,10 @@ export interface FileCredentialStoreOptions {
   mode?: number
   /** 32 bytes: seal the entries with AES-256-GCM. Keep the key out of the file's directory. @default none */
   encryptionKey?: Buffer | Uint8Array
-  /** A lock older than this (ms) is considered left by a dead process and taken over. @default 10000 */
+  /**
+   * A lock older than this (ms), or unchanged for this long, is considered left by a dead process and taken over; a
+   * write waits at most this + 500 ms for the lock. @default 10000
+   */
   lockStaleMs?: number
 }
 
@@ -53,7 +59,7 @@ const trace = traceFor('store')
 
 // Builtins come through process.getBuiltinModule rather than `import` (why: lazy.ts).
 const { readFileSync } = process.getBuiltinModule('node:fs')
-const { mkdir, open, rename } = process.getBuiltinModule('node:fs/promises')
+const { mkdir, rename, stat } = process.getBuiltinModule('node:fs/promises')
 const { dirname } = process.getBuiltinModule('node:path')
 
 export class FileCredentialStore implements CredentialStore {
@@ -72,7 +78,25 @@ export class FileCredentialStore implements CredentialStore {
     this.path = path
     this.#mode = options.mode ?? 0o600
     this.#key = key === undefined ? undefined : Buffer.from(key)
-    this.#lockStaleMs = options.lockStaleMs ?? 10_000
+    const stale = options.lockStaleMs ?? 10_000
+    if (!Number.isFinite(stale) || stale <= 0) {
+      throw new TypeError('Expected `lockStaleMs` to be a positive number of milliseconds')
+    }
+    this.#lockStaleMs = stale
+  }
+
+  /**
+   * The store's directory, if group or others can list or change it (mode & 0o066). Others reading names is a leak,
+   * others writing can replace the file; execute alone only lets them reach files, which are 0600. One stat.
+   */
+  async audit(): Promise<CredentialStoreError[]> {
+    if (process.platform === 'win32') return [] // mode bits there do not show the ACLs that decide access
+    const dir = dirname(this.path)
+    const stats = await stat(dir).catch(() => undefined)
+    if (stats === undefined || (stats.mode & 0o066) === 0) return []
+    const mode = (stats.mode & 0o777).toString(8).padStart(4, '0')
+    const message = `the directory of the credential file is open to other users (mode ${mode}, 0700 advised): ${dir}`
+    return [new CredentialStoreError('ERR_STORE_PERMISSIONS', message)]
   }
 
   get(key: string): Promise<StoredCredentials | undefined> {
@@ -80,14 +104,15 @@ export class FileCredentialStore implements CredentialStore {
       const file = await this.#read()
       if (file.state === 'absent') return undefined
       if (file.state === 'unusable') throw file.error
-      const entry = file.entries[key]
-      if (entry === undefined) return undefined
-      const config = parseDeviceConfig(entry.config)
-      if (!config.ok || typeof entry.savedAt !== 'number') {
+      if (!Object.hasOwn(file.entries, key)) return undefined
+      const entry: unknown = file.entries[key]
+      const { config, savedAt } = isObject(entry) ? entry : {}
+      const parsed = parseDeviceConfig(config)
+      if (!parsed.ok || typeof savedAt !== 'number') {
         throw new CredentialStoreError('ERR_STORE_CORRUPT', `credential file entry is invalid: ${this.path}`)
       }
       // Checked here once: frozen and known valid, the bootstrap does not check it again.
-      return { config: frozenValidated(config.value), savedAt: entry.savedAt }
+      return { config: frozenValidated(parsed.value), savedAt }
     })
   }
 
@@ -109,17 +134,11 @@ export class FileCredentialStore implements CredentialStore {
       await mkdir(dir, { recursive: true, mode: 0o700 }).catch((cause: unknown) => {
         throw new CredentialStoreError('ERR_STORE_IO', `cannot create the directory of ${this.path}`, { cause })
       })
-      const { lock } = await import('proper-lockfile')
-      const release = await lock(this.path, {
-        realpath: false,
-        stale: this.#lockStaleMs,
-        retries: { retries: 100, minTimeout: 10, maxTimeout: 200, randomize: true },
-        // Default: throw from a timer (a crash). A lost lock only risks a lost update, which the next write repairs.
-        onCompromised: () => {},
-      }).catch((cause: unknown) => {
+      const release = await lockFile(this.path, this.#lockStaleMs).catch((cause: unknown) => {
         throw new CredentialStoreError('ERR_STORE_IO', `cannot lock the credential file: ${this.path}`, { cause })
       })
       try {
+        await removeTempFiles(this.path)
         const entries = await this.#writable()
         const changed = change(entries)
         if (changed) await this.#write(entries)
@@ -157,24 +176,33 @@ export class FileCredentialStore implements CredentialStore {
       // No `cause`: V8's SyntaxError quotes the file's text, which holds secrets.
       return unusable('ERR_STORE_CORRUPT', `credential file is not JSON: ${this.path}`)
     }
-    if (typeof content !== 'object' || content === null || content.format !== FILE_FORMAT) {
+    // Any JSON value but an object (null, a number, a string, an array) has no `format`.
+    if (content?.format !== FILE_FORMAT) {
       return unusable('ERR_STORE_CORRUPT', `not an mqtt-bootstrap credential file: ${this.path}`)
     }
-    if (typeof content.version !== 'number' || !Number.isInteger(content.version) || content.version < 1) {
+    const version = content.version as number // whatever JSON holds: isInteger() checks it (false for non-numbers)
+    if (!Number.isInteger(version) || version < 1) {
       return unusable('ERR_STORE_CORRUPT', `credential file has no valid version: ${this.path}`)
     }
-    if (content.version > FILE_VERSION) {
-      const message = `credential file has format version ${content.version}, newer than ${FILE_VERSION}: ${this.path}`
+    if (version > FILE_VERSION) {
+      const message = `credential file has format version ${version}, newer than ${FILE_VERSION}: ${this.path}`
       return unusable('ERR_STORE_VERSION', message)
     }
-    if (content.sealed !== undefined) return this.#unseal(content.sealed)
+    if (content.sealed !== undefined) {
+      const { sealed } = content
+      // Malformed is corrupt (moved aside at the next write), not a wrong key (kept): no key can open it.
+      if (!isObject(sealed) || [sealed.iv, sealed.tag, sealed.data].some((part) => typeof part !== 'string')) {
+        return unusable('ERR_STORE_CORRUPT', `credential file has a malformed sealed part: ${this.path}`)
+      }
+      return this.#unseal(sealed as NonNullable<FileContent['sealed']>)
+    }
     if (this.#key !== undefined) {
       // Anyone who can write the file can forge a checksum, not a GCM tag: with a key, only sealed files count. A
       // plain file is set aside at the next write (to <path>.corrupt), like any file that cannot be trusted.
       return unusable('ERR_STORE_CORRUPT', `credential file is not sealed, but an encryptionKey is set: ${this.path}`)
     }
     const { entries, checksum } = content
-    if (typeof entries !== 'object' || entries === null || Array.isArray(entries)) {
+    if (!isObject(entries)) {
       return unusable('ERR_STORE_CORRUPT', `credential file has no entries: ${this.path}`)
     }
     if (checksum !== digest(entries)) {
@@ -187,18 +215,26 @@ export class FileCredentialStore implements CredentialStore {
     if (this.#key === undefined) {
       return unusable('ERR_STORE_KEY', `credential file is encrypted and no encryptionKey was given: ${this.path}`)
     }
-    let entries: unknown
+    let plaintext: string
     try {
       const decipher = nodeCrypto().createDecipheriv('aes-256-gcm', this.#key, Buffer.from(sealed.iv, 'base64'))
       decipher.setAAD(Buffer.from(`${FILE_FORMAT}/${FILE_VERSION}`))
       decipher.setAuthTag(Buffer.from(sealed.tag, 'base64'))
-      const plaintext = Buffer.concat([decipher.update(Buffer.from(sealed.data, 'base64')), decipher.final()])
-      entries = JSON.parse(plaintext.toString('utf8'))
+      plaintext = Buffer.concat([decipher.update(Buffer.from(sealed.data, 'base64')), decipher.final()]).toString(
+        'utf8',
+      )
     } catch {
       // GCM cannot tell a wrong key from altered data: both fail the tag.
       return unusable('ERR_STORE_KEY', `cannot decrypt the credential file (wrong key, or altered): ${this.path}`)
     }
-    if (typeof entries !== 'object' || entries === null || Array.isArray(entries)) {
+    let entries: unknown
+    try {
+      entries = JSON.parse(plaintext)
+    } catch {
+      // The tag held, so this key sealed it: broken content, not another key's data (moved aside, not kept).
+      return unusable('ERR_STORE_CORRUPT', `credential file has sealed entries that are not JSON: ${this.path}`)
+    }
+    if (!isObject(entries)) {
       return unusable('ERR_STORE_CORRUPT', `credential file has no entries: ${this.path}`)
     }
     return { state: 'ok', entries: entries as Entries }
@@ -240,9 +276,7 @@ export class FileCredentialStore implements CredentialStore {
       }
     }
     try {
-      const { default: writeFileAtomic } = await import('write-file-atomic')
-      await writeFileAtomic(this.path, `${JSON.stringify(content, null, 2)}\n`, { mode: this.#mode, fsync: true })
-      await fsyncDirectory(dirname(this.path))
+      await replaceFile(this.path, Buffer.from(`${JSON.stringify(content, null, 2)}\n`), this.#mode)
     } catch (cause) {
       throw new CredentialStoreError('ERR_STORE_IO', `cannot write credential file: ${this.path}`, { cause })
     }
@@ -259,17 +293,10 @@ function plain({ device, connect }: DeviceConfig): DeviceConfig {
   return { device: { ...device }, connect: { ...connect } }
 }
 
-function unusable(code: CredentialStoreErrorCode, message: string, cause?: unknown): ReadResult {
-  return { state: 'unusable', error: new CredentialStoreError(code, message, { cause }) }
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
 }
 
-/** Make a rename durable. Some platforms cannot open a directory for fsync; the rename is still atomic there. */
-async function fsyncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, 'r').catch(() => undefined)
-  if (handle === undefined) return
-  try {
-    await handle.sync().catch(() => undefined)
-  } finally {
-    await handle.close()
-  }
+function unusable(code: CredentialStoreErrorCode, message: string, cause?: unknown): ReadResult {
+  return { state: 'unusable', error: new CredentialStoreError(code, message, { cause }) }
 }
