@@ -4,7 +4,7 @@
  *
  *   BENCH_ITERATIONS (300)  A/B iterations per comparison
  *   BENCH_FLEET (1000,2000,5000,10000)  fleet sizes
- *   BENCH_ONLY (all)  a comma-separated subset of boot, dps, footprint, fleet: the other parts are kept from the
+ *   BENCH_ONLY (all)  a comma-separated subset of boot, dps, footprint, fleet, registry: the other parts are kept from the
  *                     last results (bench/results/latest.json), so the table stays whole
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
@@ -16,6 +16,7 @@ import { footprint } from './footprint.js'
 import { fleetChart } from './lib/chart.js'
 import { startProcess } from './lib/processes.js'
 import { type AB, median, round } from './lib/stats.js'
+import { benchRegistry } from './registry.js'
 
 const iterations = Number(process.env.BENCH_ITERATIONS ?? 300)
 const sizes = (process.env.BENCH_FLEET ?? '1000,2000,5000,10000').split(',').map(Number)
@@ -29,7 +30,7 @@ const summary = (ab: AB) => ({
   iterations: ab.a.length,
 })
 
-const only = new Set((process.env.BENCH_ONLY ?? 'boot,dps,footprint,fleet').split(','))
+const only = new Set((process.env.BENCH_ONLY ?? 'boot,dps,footprint,fleet,registry').split(','))
 const previous = await readFile('bench/results/latest.json', 'utf8').then(JSON.parse, () => ({}))
 
 async function part<T>(name: string, title: string, run: () => Promise<T>): Promise<T> {
@@ -69,6 +70,10 @@ const fleet = await part('fleet', `fleet power-on: ${sizes.join(', ')} devices`,
   }))
 })
 
+const registry = await part('registry', 'device registry: 100,000 entries, index vs scan, reload', () =>
+  benchRegistry(),
+)
+
 const results = {
   date: new Date().toISOString(),
   machine: { node: process.version, cpus: cpus().length, model: cpus()[0]?.model },
@@ -76,6 +81,7 @@ const results = {
   dps,
   footprint: size,
   fleet,
+  registry,
 }
 await mkdir('bench/results', { recursive: true })
 await writeFile('bench/results/latest.json', `${JSON.stringify(results, null, 2)}\n`)
@@ -144,6 +150,17 @@ for (const n of sizes) {
       run.kind === 'hand-rolled' ? '' : n === 10_000 ? '<= 1.5, lost 0' : 'lost 0',
     ])
   }
+}
+if (registry !== undefined) {
+  const { entries, lookup, reloadMedianMs } = registry
+  rows.push([
+    `registry lookup, ${entries} entries (index vs scan)`,
+    `${lookup.oursMedianMs} ms`,
+    `${lookup.baselineMedianMs} ms`,
+    `${lookup.ratio}`,
+    '< 0.1 ms',
+  ])
+  rows.push([`registry reload, ${entries} entries`, `${reloadMedianMs} ms`, '', '', ''])
 }
 const widths = rows[0]?.map((_, i) => Math.max(...rows.map((row) => (row[i] ?? '').length))) ?? []
 console.log(`\n${rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ')).join('\n')}`)

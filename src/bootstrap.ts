@@ -26,6 +26,7 @@ import {
   CredentialStoreError,
   InvalidOptionError,
   MqttBootstrapError,
+  ProvisioningError,
   RegistrationError,
 } from './errors.js'
 import type { BootstrapEvents, CacheEvent, CredentialSource } from './events.js'
@@ -33,7 +34,16 @@ import { EventEmitter, tsyringe, tsyringeLoaded } from './lazy.js'
 import { type LogArea, type Logger, logFor } from './logger.js'
 import { type BootstrapOptions, DEFAULTS, type ResolvedOptions, resolveOptions } from './options.js'
 import { PointAccess } from './point-access.js'
-import { INSPECT_CUSTOM, redactOnInspect, redactUrl, SECRET_OPTION_KEYS, sealedPassword } from './redact.js'
+import {
+  INSPECT_CUSTOM,
+  redactEchoes,
+  redactOnInspect,
+  redactOnJson,
+  redactUrl,
+  SECRET_OPTION_KEYS,
+  sealedPassword,
+  withSealedKeys,
+} from './redact.js'
 import { noDeviceSecretError, noRegistration, type RegistrationStrategy } from './registration/strategy.js'
 import { withRetry } from './retry.js'
 import { type Provisioned, type SessionHooks, superviseSession } from './session.js'
@@ -74,6 +84,8 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
   /** The last transient failure retried, the cause of a boot timeout. */
   #lastFailure: Error | undefined
   #jittered = false
+  /** The store's audit (e.g. a directory open to others) runs once per bootstrap, with the first cache read. */
+  #audited = false
 
   constructor(
     options: ResolvedOptions,
@@ -115,7 +127,9 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
       const { config } = await this.#provisionedAndCached(signal)
       const { url, options } = this.#clientOptions(config)
       const reconnectPeriod = this.#options.mqtt.reconnectPeriod ?? DEFAULTS.reconnectPeriod
-      return redactOnInspect({ url, ...options, reconnectPeriod }, SECRET_OPTION_KEYS)
+      // Verification spelled out, as MqttJsConnector does: absent, tls.connect would read NODE_TLS_REJECT_UNAUTHORIZED.
+      const result = redactOnInspect({ url, rejectUnauthorized: true, ...options, reconnectPeriod }, SECRET_OPTION_KEYS)
+      return redactOnJson(result, SECRET_OPTION_KEYS)
     })
   }
 
@@ -177,6 +191,8 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
 
   async #readCache(): Promise<DeviceConfig | undefined> {
     const key = this.#key
+    // Beside the read, not before it: a cached boot pays for one stat, not one round trip more.
+    const audit = this.#audited ? undefined : this.#audit()
     let event: CacheEvent
     let config: DeviceConfig | undefined
     try {
@@ -188,8 +204,18 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
       event = { action: 'miss', key, reason, error }
       this.#log.store.warn({ code: error.code, reason }, 'credential cache unusable, treated as a miss')
     }
+    await audit
     this.#cacheEvent(event)
     return config
+  }
+
+  /** Report what the store's audit finds (non-fatal `error` events, each with its log line); a failing audit is silent. */
+  async #audit(): Promise<void> {
+    this.#audited = true
+    const findings = await Promise.resolve()
+      .then(() => this.#store.audit?.())
+      .catch(() => undefined)
+    for (const error of findings ?? []) this.#warn(error)
   }
 
   /**
@@ -239,7 +265,9 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
         const pointAccess = this.#pointAccessFor()
         const code = await pointAccess.request(url, data, { headers, signal })
         if (code === ResultCode.SUCCESS) return pointAccess.deviceConfig
-        throw pointAccess.lastError ?? new Error(`provisioning failed with code ${code}`)
+        const failure = pointAccess.lastError ?? new Error('provisioning failed')
+        // Re-provisioning after a rejection: the server may echo the refused secrets, which this PointAccess never saw.
+        throw refused === undefined ? failure : withoutEchoes(failure, secretsOf(refused))
       },
       {
         policy: this.#options.retry,
@@ -306,10 +334,15 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
           if (found !== undefined) return found
           this.emit('registering', { strategy: strategy.name, productKey, deviceName, attempt })
           this.#log.register.debug({ strategy: strategy.name, productKey, deviceName, attempt }, 'registering')
-          const answer = await strategy.register(
-            { productKey, deviceName, productSecret: productSecret ?? '', host: provisioned.connect.host },
-            { signal, now: () => this.#clock.now() },
-          )
+          const answer = await strategy
+            .register(
+              { productKey, deviceName, productSecret: productSecret ?? '', host: provisioned.connect.host },
+              { signal, now: () => this.#clock.now() },
+            )
+            .catch((error: unknown) => {
+              // The strategy knows the productSecret; the secret the broker refused is known here only.
+              throw withoutEchoes(error, [productSecret, ...(refused === undefined ? [] : secretsOf(refused))])
+            })
           const parsed = complete(answer?.deviceSecret)
           if (!parsed.ok || parsed.value.device.deviceSecret === '') {
             throw new RegistrationError('ERR_REGISTER_INVALID_RESPONSE', 'registration gave no usable deviceSecret', {
@@ -393,6 +426,7 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
         this.#log.connect.debug({ url, clientId: options.clientId, attempt }, 'connecting')
         // mqtt.js hands these options (spread) to tls.connect, which keeps a copy on the socket: the hook travels.
         const forMqtt = redactOnInspect({ ...options, reconnectPeriod: 0 }, SECRET_OPTION_KEYS, true)
+        redactOnJson(forMqtt, SECRET_OPTION_KEYS) // lost by mqtt.js's copy into client.options: set again below
         return this.#connector.connect(url, forMqtt, signal)
       },
       {
@@ -408,6 +442,7 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
     )
     // mqtt.connect() copies the hook into client.options; a custom connector may not.
     if (!Object.hasOwn(client.options, INSPECT_CUSTOM)) redactOnInspect(client.options, SECRET_OPTION_KEYS, true)
+    redactOnJson(client.options, SECRET_OPTION_KEYS)
     applyDefaultQos(client, config.connect.qos)
     // Client errors become non-fatal error events (refused credentials are the session's to report).
     client.on('error', (error: Error & { code?: unknown }) => {
@@ -429,7 +464,8 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
     // Not redacted here: each caller hooks the object it hands on (connectOptions' result, the options for mqtt.js).
     const { clientId, username, password } = credentials
     const signed = { clientId, username, password: sealedPassword(password) }
-    return { url, options: { ...this.#options.mqtt, ...signed, clean: config.connect.cleanSession === 1 } }
+    const mqtt = withSealedKeys(this.#options.mqtt)
+    return { url, options: { ...mqtt, ...signed, clean: config.connect.cleanSession === 1 } }
   }
 
   #sign(config: DeviceConfig, url: string): MqttCredentials {
@@ -603,6 +639,7 @@ const MISS_REASONS = {
   ERR_STORE_VERSION: 'version',
   ERR_STORE_KEY: 'key',
   ERR_STORE_IO: 'io',
+  ERR_STORE_PERMISSIONS: 'io', // never thrown by a read: reported on its own (a non-fatal error event)
 } as const
 
 /** Where a registered device secret is kept besides the cache key: by the device's identity alone. */
@@ -645,6 +682,43 @@ function anySignal(...signals: Array<AbortSignal | undefined>): AbortSignal | un
   const present = signals.filter((signal): signal is AbortSignal => signal !== undefined)
   if (present.length <= 1) return present[0]
   return AbortSignal.any(present)
+}
+
+function secretsOf(config: DeviceConfig): Array<string | null> {
+  return [config.device.deviceSecret, config.device.productSecret]
+}
+
+/**
+ * `error` as it may be shown when the server that caused it could have echoed `secrets`: a provisioning or
+ * registration error rebuilt with every echo redacted (message, code, server message) and no `cause` (the original
+ * holds the echo). Others, made by this library or the transport, quote no server text, and pass as they are.
+ */
+function withoutEchoes(error: unknown, secrets: ReadonlyArray<string | null>): unknown {
+  const clean = (text: string) => redactEchoes(text, secrets)
+  if (error instanceof ProvisioningError) {
+    const { resultCode, transient, status, retryAfterMs } = error
+    if (clean(error.message) === error.message && clean(resultCode) === resultCode) return error
+    return new ProvisioningError(error.code, clean(error.message), {
+      resultCode: clean(resultCode),
+      transient,
+      ...(status === undefined ? {} : { status }),
+      ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+    })
+  }
+  if (error instanceof RegistrationError) {
+    const { transient, status, retryAfterMs, serverCode, serverMessage } = error
+    const code = typeof serverCode === 'string' ? clean(serverCode) : serverCode
+    const said = serverMessage === undefined ? undefined : clean(serverMessage)
+    if (clean(error.message) === error.message && code === serverCode && said === serverMessage) return error
+    return new RegistrationError(error.code, clean(error.message), {
+      transient,
+      ...(status === undefined ? {} : { status }),
+      ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+      ...(code === undefined ? {} : { serverCode: code }),
+      ...(said === undefined ? {} : { serverMessage: said }),
+    })
+  }
+  return error
 }
 
 function storeError(cause: unknown, message: string): CredentialStoreError {

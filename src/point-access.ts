@@ -17,6 +17,7 @@ import {
   serializeData,
   type TransportOptions,
 } from './options.js'
+import { redactEchoes } from './redact.js'
 import { parseRetryAfter } from './retry.js'
 import type { HttpResponse, HttpTransport } from './transport/http-transport.js'
 import { networkError } from './transport/http-transport.js'
@@ -78,7 +79,8 @@ export class PointAccess {
       return this.#failed(error instanceof ProvisioningError ? error : networkError(error))
     }
 
-    const outcome = interpretAnswer(response, this.#clock.now())
+    const { deviceSecret, productSecret } = this.deviceConfig.device // what a refusal could echo
+    const outcome = interpretAnswer(response, this.#clock.now(), [deviceSecret, productSecret])
     if (outcome instanceof ProvisioningError) return this.#failed(outcome)
     this.deviceConfig = outcome
     this.lastError = null
@@ -98,8 +100,15 @@ export function parseBody(body: string): unknown {
   return JSON.parse(body.replace(/^\uFEFF/, ''))
 }
 
-/** An HTTP answer -> the configuration it carries, or why it carries none. */
-export function interpretAnswer(response: HttpResponse, now: number): DeviceConfig | ProvisioningError {
+/**
+ * An HTTP answer -> the configuration it carries, or why it carries none. A refusal's message shows the server's code
+ * without any echo of `secrets` (the code itself is passed through in `resultCode`, by contract).
+ */
+export function interpretAnswer(
+  response: HttpResponse,
+  now: number,
+  secrets: ReadonlyArray<string | null> = [],
+): DeviceConfig | ProvisioningError {
   const { status } = response
   const retryAfterMs = parseRetryAfter(response.headers['retry-after'], now)
   if (isTransientStatus(status)) {
@@ -148,7 +157,8 @@ export function interpretAnswer(response: HttpResponse, now: number): DeviceConf
       retryAfterMs,
     })
   }
-  return new ProvisioningError('ERR_PROVISION_REFUSED', `provisioning server refused the device: "${code}"`, {
+  const shown = redactEchoes(code, secrets)
+  return new ProvisioningError('ERR_PROVISION_REFUSED', `provisioning server refused the device: "${shown}"`, {
     resultCode: code,
     transient: false,
     status,

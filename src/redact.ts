@@ -4,6 +4,10 @@
  * Library classes keep secrets in `#private` fields, which `util.inspect` never shows. Plain objects that must carry a
  * secret by contract (`deviceConfig.device`, the options handed to mqtt.js) get a non-enumerable `util.inspect.custom`
  * that prints `[redacted]` instead: non-enumerable, so `JSON.stringify`, spreads and deep equality ignore it.
+ *
+ * JSON is another matter: the credentials themselves (`DeviceConfig`) show their secrets in JSON by contract (a custom
+ * store persists them so), while options objects (`client.options`, `connectOptions()`'s result) get a `toJSON` that
+ * redacts, and the CONNECT password a Buffer whose JSON is `"[redacted]"` wherever it is copied to.
  */
 export const REDACTED = '[redacted]'
 
@@ -51,16 +55,46 @@ function hookFor(keys: readonly string[]) {
  * log (`DEBUG=mqttjs*`) prints every CONNECT packet it writes with `util.inspect`, password included; a string would
  * show there, this shows `[redacted]`. mqtt-packet writes the bytes as they are.
  */
-export function sealedPassword(password: string): Buffer {
-  const bytes = Buffer.from(password, 'utf8')
-  Object.defineProperty(bytes, INSPECT_CUSTOM, { value: sealed })
+export function sealedPassword(password: string | Buffer): Buffer {
+  const bytes = Buffer.from(password)
+  // Buffer's own toJSON gives `{type:'Buffer',data:[…]}`, the secret's bytes: pino and JSON.stringify call this one.
+  Object.defineProperties(bytes, { [INSPECT_CUSTOM]: { value: sealed }, toJSON: { value: sealed } })
   return bytes
 }
 
 const sealed = () => REDACTED
 
+/**
+ * Make `JSON.stringify(target)` (and pino, which honours `toJSON` below the top level) show `[redacted]` for the given
+ * keys. Non-enumerable, so that mqtt.js and tls.connect(), which spread options, see the same fields as before; a copy
+ * made that way loses it, and holds the sealed password, whose own JSON is redacted. Returns `target`.
+ */
+export function redactOnJson<T extends object>(target: T, keys: readonly string[]): T {
+  Object.defineProperty(target, 'toJSON', {
+    configurable: true,
+    enumerable: false,
+    writable: true,
+    value: hookFor(keys),
+  })
+  return target
+}
+
 /** The TLS and MQTT option fields that hold a secret. */
 export const SECRET_OPTION_KEYS = ['password', 'key', 'passphrase', 'pfx'] as const
+
+/**
+ * `options` with a `key` or `pfx` given as a string or Buffer sealed like the password (a copy: the caller's Buffer is
+ * left alone), so that a logger that walks the options' own fields (pino does at the top level) meets `[redacted]`.
+ * tls.connect() reads the same bytes. `passphrase` must stay a string for tls: only the options' toJSON hides it.
+ */
+export function withSealedKeys<T extends { key?: unknown; pfx?: unknown }>(options: T): T {
+  const sealable = (value: unknown) => typeof value === 'string' || Buffer.isBuffer(value)
+  if (!sealable(options.key) && !sealable(options.pfx)) return options
+  const copy = { ...options }
+  if (sealable(copy.key)) copy.key = sealedPassword(copy.key as string | Buffer)
+  if (sealable(copy.pfx)) copy.pfx = sealedPassword(copy.pfx as string | Buffer)
+  return copy
+}
 
 /** A URL fit for events and logs: no credentials, query or fragment (they may carry tokens). */
 export function redactUrl(url: string): string {
@@ -70,4 +104,40 @@ export function redactUrl(url: string): string {
   } catch {
     return '[invalid url]'
   }
+}
+
+/** Messages from servers are capped to this before they are searched for echoes (the work stays bounded). */
+const MAX_ECHO_INPUT = 1024
+/** The shortest run of a secret's characters that counts as an echo (a shorter secret counts whole). */
+export const ECHO_RUN = 8
+
+/**
+ * `text` (its first MAX_ECHO_INPUT characters) with every run of ECHO_RUN or more consecutive characters of any of
+ * `secrets` (or a whole secret shorter than that) replaced by `[redacted]`: an echo cut, shifted or run into other text,
+ * several echoes, overlapping ones. Each position is checked against the secret's ECHO_RUN-grams, so the work is
+ * linear in text and secret lengths.
+ */
+export function redactEchoes(text: string, secrets: Iterable<string | null | undefined>): string {
+  const shown = text.slice(0, MAX_ECHO_INPUT)
+  const hidden = new Uint8Array(shown.length)
+  let any = false
+  for (const secret of secrets) {
+    if (typeof secret !== 'string' || secret === '') continue
+    const run = Math.min(ECHO_RUN, secret.length)
+    const grams = new Set<string>()
+    for (let i = 0; i + run <= secret.length; i++) grams.add(secret.slice(i, i + run))
+    for (let i = 0; i + run <= shown.length; i++) {
+      if (grams.has(shown.slice(i, i + run))) {
+        hidden.fill(1, i, i + run)
+        any = true
+      }
+    }
+  }
+  if (!any) return shown
+  let out = ''
+  for (let i = 0; i < shown.length; i++) {
+    if (hidden[i] === 0) out += shown[i]
+    else if (i === 0 || hidden[i - 1] === 0) out += REDACTED
+  }
+  return out
 }

@@ -10,7 +10,7 @@ import { type AliyunSignMethod, signAliyunRegistration } from '../auth/aliyun.js
 import { AbortError, ProvisioningError, RegistrationError, type RegistrationErrorCode } from '../errors.js'
 import { nodeCrypto } from '../lazy.js'
 import { resolveRegistrationOptions } from '../options.js'
-import { REDACTED, redactOnInspect } from '../redact.js'
+import { redactEchoes, redactOnInspect } from '../redact.js'
 import { parseRetryAfter } from '../retry.js'
 import type { HttpResponse, HttpTransport } from '../transport/http-transport.js'
 import { type TlsOptions, UndiciTransport } from '../transport/undici-transport.js'
@@ -211,12 +211,13 @@ function parseJson(text: string): Record<string, unknown> | undefined {
   }
 }
 
-/** The service's message as errors may show it: printable, at most 200 characters, never (part of) the product secret. */
+/**
+ * The service's message as errors may show it: printable, at most 200 characters, with every echo of the product
+ * secret (any 8 consecutive characters of it, see redactEchoes) redacted.
+ */
 function shownMessage(message: unknown, productSecret: string): string | undefined {
   if (typeof message !== 'string') return undefined
   const printable = message.replace(/[^\x20-\x7e\u00a0-\uffff]/g, ' ').trim()
-  const safe = productSecret === '' ? printable : printable.split(productSecret).join(REDACTED)
-  // A part of the secret (cut, or run into other text) hides the whole message.
-  if (productSecret.length >= 8 && safe.includes(productSecret.slice(0, 8))) return REDACTED
+  const safe = redactEchoes(printable, [productSecret])
   return safe === '' ? undefined : safe.slice(0, 200)
 }

@@ -39,51 +39,125 @@ const RegistryFile = v.object({
 })
 
 type RegistryContent = v.InferOutput<typeof RegistryFile>
+type Entry = RegistryContent['devices'][number]
+
+/** The entries whose `match` names the same fields, by their values: a lookup is one Map get per such group. */
+interface Group {
+  fields: readonly string[]
+  /** The values of `fields`, typed (see tupleKey) -> the first entry with those values. */
+  first: Map<string, number>
+}
+
+interface Loaded {
+  content: RegistryContent
+  groups: readonly Group[]
+}
 
 export class DeviceRegistry {
   readonly path: string
-  #content: RegistryContent
+  #loaded: Loaded
   #mtimeMs: number
 
   /** Reads and checks the file now: a bad registry is an error at start-up, not at the first request. */
   constructor(path: string) {
     this.path = path
     this.#mtimeMs = statSync(path).mtimeMs
-    this.#content = load(path)
+    this.#loaded = load(path)
   }
 
   /** The number of device entries. */
   get size(): number {
-    return this.#content.devices.length
+    return this.#loaded.content.devices.length
   }
 
   /** The configuration (or refusal) for a request's data; `undefined` for an unknown device. */
   resolve = (data: unknown): Resolution | undefined => {
     this.#reloadIfChanged()
     if (typeof data !== 'object' || data === null || Array.isArray(data)) return undefined
-    const fields = data as Record<string, unknown>
-    const entry = this.#content.devices.find((candidate) =>
-      Object.entries(candidate.match).every(([key, value]) => Object.hasOwn(fields, key) && fields[key] === value),
-    )
+    const { content, groups } = this.#loaded
+    const entry = firstMatch(content.devices, groups, data as Record<string, unknown>)
     if (entry === undefined) return undefined
     if (entry.refuse !== undefined) return { code: entry.refuse }
-    return { device: entry.device ?? {}, connect: { ...this.#content.defaults?.connect, ...entry.connect } }
+    return { device: entry.device ?? {}, connect: { ...content.defaults?.connect, ...entry.connect } }
   }
 
   #reloadIfChanged(): void {
     const mtimeMs = statSync(this.path).mtimeMs
     if (mtimeMs === this.#mtimeMs) return
-    this.#content = load(this.path) // throws on a bad edit: the handler answers "77777" and keeps running
+    this.#loaded = load(this.path) // throws on a bad edit: the handler answers "77777" and keeps running
     this.#mtimeMs = mtimeMs
   }
 }
 
-function load(path: string): RegistryContent {
+/**
+ * The first entry (in file order) all of whose `match` fields equal (===) the request's own fields: per group, the
+ * request's values for the group's fields make one key; the smallest entry index found wins.
+ */
+function firstMatch(devices: readonly Entry[], groups: readonly Group[], fields: Record<string, unknown>) {
+  let best = Number.POSITIVE_INFINITY
+  for (const group of groups) {
+    const values: unknown[] = []
+    for (const name of group.fields) {
+      if (!Object.hasOwn(fields, name)) break
+      values.push(fields[name])
+    }
+    if (values.length !== group.fields.length) continue
+    const key = tupleKey(values)
+    const index = key === undefined ? undefined : group.first.get(key)
+    if (index !== undefined && index < best) best = index
+  }
+  return best === Number.POSITIVE_INFINITY ? undefined : devices[best]
+}
+
+/**
+ * One string per tuple of scalars, equal exactly when the values are === pairwise: each value is tagged with its type
+ * and its length (so `"1"` and `1`, or `["a,b"]` and `["a","b"]`, differ); `undefined` when a value is no scalar
+ * (an object or null equals no value `match` can hold).
+ */
+function tupleKey(values: readonly unknown[]): string | undefined {
+  let key = ''
+  for (const value of values) {
+    let text: string
+    if (typeof value === 'string') text = `s${value}`
+    else if (typeof value === 'number')
+      text = `n${value}` // String(-0) is "0", and -0 === 0; NaN is not in JSON
+    else if (typeof value === 'boolean') text = `b${value}`
+    else return undefined
+    key += `${text.length}:${text}`
+  }
+  return key
+}
+
+function indexOf(devices: readonly Entry[]): Group[] {
+  const groups = new Map<string, Group>()
+  devices.forEach((entry, index) => {
+    const fields = Object.keys(entry.match).sort()
+    const id = JSON.stringify(fields)
+    let group = groups.get(id)
+    if (group === undefined) {
+      group = { fields, first: new Map() }
+      groups.set(id, group)
+    }
+    const key = tupleKey(fields.map((name) => entry.match[name])) as string // match values are scalars (checked)
+    if (!group.first.has(key)) group.first.set(key, index)
+  })
+  return [...groups.values()]
+}
+
+function load(path: string): Loaded {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (cause) {
+    throw new TypeError(`device registry ${path} is not readable`, { cause }) // an fs error: path and errno only
+  }
   let json: unknown
   try {
-    json = JSON.parse(readFileSync(path, 'utf8'))
-  } catch (cause) {
-    throw new TypeError(`device registry ${path} is not readable JSON`, { cause })
+    json = JSON.parse(text)
+  } catch {
+    // No `cause`, and not V8's message: both quote the text around the error, secrets included.
+    const { line, column } = lineAndColumn(text, syntaxErrorOffset(text))
+    throw new TypeError(`device registry ${path} is not readable JSON: syntax error at line ${line}, column ${column}`)
   }
   const parsed = v.safeParse(RegistryFile, json)
   if (!parsed.success) {
@@ -112,5 +186,103 @@ function load(path: string): RegistryContent {
     })
     if (!config.ok) throw new TypeError(`device registry ${path}: devices.${index} ${config.problem}`)
   })
-  return parsed.output
+  return { content: parsed.output, groups: indexOf(parsed.output.devices) }
+}
+
+/** 1-based line and column (in UTF-16 units) of `offset` in `text`. */
+export function lineAndColumn(text: string, offset: number): { line: number; column: number } {
+  let line = 1
+  let start = 0
+  for (let i = text.indexOf('\n'); i !== -1 && i < offset; i = text.indexOf('\n', i + 1)) {
+    line++
+    start = i + 1
+  }
+  return { line, column: offset - start + 1 }
+}
+
+const NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y
+const ESCAPE = /\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})/y
+
+/**
+ * Where the first syntax error of `text` is (its length when the text ends too early), by a scan of the JSON grammar
+ * without recursion (a deeply nested file cannot overflow the stack). V8's messages give no position for most errors
+ * (`Unexpected token`), and quote the text: the position is found here instead.
+ */
+export function syntaxErrorOffset(text: string): number {
+  const open: string[] = [] // the closing bracket of each container the scan is in
+  let i = 0
+  const skipSpace = () => {
+    while (i < text.length && (text[i] === ' ' || text[i] === '\t' || text[i] === '\n' || text[i] === '\r')) i++
+  }
+  /** Past a string at i; false at an error (i is then where it is). */
+  const string = (): boolean => {
+    if (text[i] !== '"') return false
+    i++
+    while (i < text.length) {
+      const c = text.charCodeAt(i)
+      if (c === 0x22) {
+        i++
+        return true
+      }
+      if (c < 0x20) return false
+      if (c === 0x5c) {
+        ESCAPE.lastIndex = i
+        if (!ESCAPE.test(text)) return false
+        i = ESCAPE.lastIndex
+      } else i++
+    }
+    return false
+  }
+  /** Past a string, number or literal at i; false at an error. */
+  const scalar = (): boolean => {
+    if (text[i] === '"') return string()
+    for (const literal of ['true', 'false', 'null']) {
+      if (text.startsWith(literal, i)) {
+        i += literal.length
+        return true
+      }
+    }
+    NUMBER.lastIndex = i
+    if (!NUMBER.test(text)) return false
+    i = NUMBER.lastIndex
+    return true
+  }
+  let next: 'value' | 'member' | 'after' = 'value'
+  for (;;) {
+    if (next === 'after') {
+      skipSpace()
+      const close = open.at(-1)
+      if (close === undefined) return i // a complete value, then more text (or the end: nothing was wrong)
+      if (text[i] === close) {
+        open.pop()
+        i++
+      } else if (text[i] === ',') {
+        i++
+        next = close === '}' ? 'member' : 'value'
+      } else return i
+      continue
+    }
+    skipSpace()
+    if (next === 'member') {
+      if (!string()) return i
+      skipSpace()
+      if (text[i] !== ':') return i
+      i++
+      skipSpace()
+    }
+    const c = text[i]
+    if (c === '{' || c === '[') {
+      const close = c === '{' ? '}' : ']'
+      i++
+      skipSpace()
+      if (text[i] === close) {
+        i++
+        next = 'after'
+      } else {
+        open.push(close)
+        next = close === '}' ? 'member' : 'value'
+      }
+    } else if (scalar()) next = 'after'
+    else return i
+  }
 }

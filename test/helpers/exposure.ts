@@ -9,6 +9,31 @@ const deep = (value: unknown) => inspect(value, { depth: Number.POSITIVE_INFINIT
 const jsonSafe = (_key: string, value: unknown) =>
   value instanceof Error ? { message: value.message, stack: value.stack, cause: value.cause } : value
 
+/**
+ * `value` as JSON.stringify shows it (toJSON honoured, as pino and JSON loggers do), with each error's `cause` chain
+ * too (JSON.stringify(error) shows its own enumerable fields, a cause's among them when it has any) and Buffers as
+ * their text, so that a secret serialised as bytes is found. Objects met again and cycles are cut.
+ */
+export function rawJson(value: unknown): string {
+  const seen = new WeakSet<object>()
+  try {
+    return (
+      JSON.stringify(value, (_key, field: unknown) => {
+        if (typeof field === 'bigint') return String(field)
+        if (typeof field !== 'object' || field === null) return field
+        if (seen.has(field)) return '[seen]'
+        seen.add(field)
+        const bytes = field as { type?: unknown; data?: unknown }
+        if (bytes.type === 'Buffer' && Array.isArray(bytes.data)) return Buffer.from(bytes.data).toString('latin1')
+        if (field instanceof Error && field.cause !== undefined) return { ...field, cause: field.cause }
+        return field
+      }) ?? ''
+    )
+  } catch (error) {
+    return `[unserialisable: ${(error as Error).message}]`
+  }
+}
+
 function safeJson(value: unknown): string {
   try {
     return JSON.stringify(value, jsonSafe) ?? ''
@@ -39,7 +64,7 @@ export class Exposure {
   logger(): Logger {
     const line = (level: string) => (fields: object, message?: string) => {
       // As inspected (debug, console) and as JSON (pino): JSON ignores the inspect hooks that hide secrets.
-      this.#texts.push(`${level} ${message} ${deep(fields)} ${safeJson(fields)}`)
+      this.#texts.push(`${level} ${message} ${deep(fields)} ${safeJson(fields)} ${rawJson(fields)}`)
     }
     return { debug: line('debug'), info: line('info'), warn: line('warn'), error: line('error') }
   }
@@ -48,16 +73,21 @@ export class Exposure {
   watch(bootstrap: MqttBootstrap): MqttBootstrap {
     for (const name of EVENT_NAMES) {
       bootstrap.on(name, (payload: unknown) => {
-        this.#texts.push(`${name} ${deep(payload)} ${JSON.stringify(payload, jsonSafe)}`)
+        this.#texts.push(`${name} ${deep(payload)} ${JSON.stringify(payload, jsonSafe)} ${rawJson(payload)}`)
       })
     }
     return bootstrap
   }
 
-  /** Record values: inspected, and for errors their messages and stacks down the cause chain. */
+  /**
+   * Record values: inspected and as JSON (an MQTT client: its options), and for errors their messages and stacks
+   * down the cause chain.
+   */
   add(...values: unknown[]): void {
     for (const value of values) {
       this.#texts.push(deep(value))
+      const client = value as { options?: unknown; connected?: unknown }
+      this.#texts.push(rawJson(typeof client.connected === 'boolean' ? client.options : value))
       for (let e = value; e instanceof Error; e = e.cause) this.#texts.push(`${e.message}\n${e.stack}`)
     }
   }
