@@ -96,6 +96,11 @@ describe.skipIf(skipReason !== undefined)(
     })
 
     const mosquitto = (): Mosquitto => broker as Mosquitto
+    /**
+     * mosquitto's log reaches us through a pipe: a client may have its CONNACK before the broker's lines about it.
+     * Wait for the line of the accepting CONNACK (after `since`) before reading what the broker saw.
+     */
+    const connackLogged = (since: number) => mosquitto().waitForLog(/^Sending CONNACK to \S+ \(\d, 0\)$/, since)
     const provisioning = (): TestServer => server as TestServer
 
     /** The provisioning server answers `answered` with this connect block (by default, mosquitto's plain listener). */
@@ -165,6 +170,7 @@ describe.skipIf(skipReason !== undefined)(
         const data = { imei: 'mqtt5-basic' }
         const { boot: bootstrap, events } = boot(options(data, { mqtt: { protocolVersion: 5, keepalive: 30 } }))
         const client = track(await bootstrap.connect())
+        await connackLogged(since)
 
         expect(provisioning().requests.map((r) => JSON.parse(r.body))).toEqual([data])
         expect(eventTrail(events)).toEqual(FIRST_BOOT_TRAIL)
@@ -198,6 +204,7 @@ describe.skipIf(skipReason !== undefined)(
           options(data, { cache: new FileCredentialStore(path), logger, mqtt: { protocolVersion: 5 } }),
         )
         const client = track(await bootstrap.connect())
+        await connackLogged(since)
         expect(client.connected).toBe(true)
 
         expect(payloads(events, 'auth-rejected')).toEqual([{ returnCode: 135, source: 'cache', reprovision: true }])
@@ -252,6 +259,7 @@ describe.skipIf(skipReason !== undefined)(
         const since = mosquitto().mark()
         const { boot: bootstrap, events } = boot(options({ imei: 'mqtt311-basic' }, { mqtt: { protocolVersion: 4 } }))
         const client = track(await bootstrap.connect())
+        await connackLogged(since)
         expect(client.connected).toBe(true)
         expect(payloads(events, 'connected')).toHaveLength(1)
         // mosquitto numbers MQTT 3.1.1 as protocol 2 (mosq_p_mqtt311).
@@ -274,6 +282,7 @@ describe.skipIf(skipReason !== undefined)(
         const since = mosquitto().mark()
         const { boot: bootstrap, events } = boot(options(data, { cache, mqtt: { protocolVersion: 4 } }))
         track(await bootstrap.connect())
+        await connackLogged(since)
         expect(payloads(events, 'auth-rejected')).toEqual([{ returnCode: 5, source: 'cache', reprovision: true }])
         expect(provisioning().requests).toHaveLength(1)
         expect(
@@ -295,6 +304,7 @@ describe.skipIf(skipReason !== undefined)(
           options({ imei: 'tls-basic' }, { mqtt: { ca: tls.ca, protocolVersion: 5 } }),
         )
         const client = track(await bootstrap.connect())
+        await connackLogged(since)
         expect(payloads(events, 'connected')).toEqual([
           { url: `mqtts://${tlsHost}`, clientId: clientIdOf(TLS_DEVICE), source: 'server' },
         ])
@@ -338,6 +348,7 @@ describe.skipIf(skipReason !== undefined)(
         const since = mosquitto().mark()
         const { boot: bootstrap } = boot(options({ imei: 'plain-ok' })) // mqtt.js's default protocol: 3.1.1
         track(await bootstrap.connect())
+        await connackLogged(since)
         expect(mosquitto().accepted(since)).toEqual([
           { clientId: clientIdOf(PLAIN), protocol: 2, clean: true, keepalive: 60, username: PLAIN.deviceName },
         ])
@@ -381,6 +392,7 @@ describe.skipIf(skipReason !== undefined)(
           await mosquitto().setUsers({ ...USERS, [LATE.deviceName]: LATE.deviceSecret })
           const since = mosquitto().mark()
           track(await boot(options(data, { mqtt: { protocolVersion: 5 } })).boot.connect())
+          await connackLogged(since)
           expect(mosquitto().accepted(since)).toMatchObject([{ clientId: clientIdOf(LATE), username: LATE.deviceName }])
           expect(provisioning().requests).toHaveLength(2) // one per boot: refused credentials were not cached
         } finally {
