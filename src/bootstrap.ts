@@ -128,7 +128,8 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
       const { url, options } = this.#clientOptions(config)
       const reconnectPeriod = this.#options.mqtt.reconnectPeriod ?? DEFAULTS.reconnectPeriod
       // Verification spelled out, as MqttJsConnector does: absent, tls.connect would read NODE_TLS_REJECT_UNAUTHORIZED.
-      const result = redactOnInspect({ url, rejectUnauthorized: true, ...options, reconnectPeriod }, SECRET_OPTION_KEYS)
+      const rejectUnauthorized = options.rejectUnauthorized ?? true // false is refused by resolveOptions()
+      const result = redactOnInspect({ url, ...options, rejectUnauthorized, reconnectPeriod }, SECRET_OPTION_KEYS)
       return redactOnJson(result, SECRET_OPTION_KEYS)
     })
   }

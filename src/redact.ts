@@ -38,16 +38,31 @@ function hookFor(keys: readonly string[]) {
   let hook = hooks.get(keys)
   if (hook === undefined) {
     hook = function (this: Record<string | symbol, unknown>) {
-      const copy: Record<string | symbol, unknown> = { ...this }
-      delete copy[INSPECT_CUSTOM] // the copy is what gets printed: it must not call this hook again
-      for (const key of keys) {
-        if (copy[key] !== undefined && copy[key] !== null && copy[key] !== '') copy[key] = REDACTED
+      const copy = redactedCopy(this, keys)
+      // One level down too: over wss:// mqtt.js copies the TLS options (passphrase, key, pfx) into `wsOptions`.
+      for (const [name, value] of Object.entries(copy)) {
+        if (isPlainObject(value)) copy[name] = redactedCopy(value, keys)
       }
       return copy
     }
     hooks.set(keys, hook)
   }
   return hook
+}
+
+function redactedCopy(source: object, keys: readonly string[]): Record<string | symbol, unknown> {
+  const copy: Record<string | symbol, unknown> = { ...source }
+  delete copy[INSPECT_CUSTOM] // the copy is what gets printed: it must not call this hook again
+  for (const key of keys) {
+    if (copy[key] !== undefined && copy[key] !== null && copy[key] !== '') copy[key] = REDACTED
+  }
+  return copy
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null) return false
+  const prototype = Object.getPrototypeOf(value)
+  return prototype === Object.prototype || prototype === null
 }
 
 /**
@@ -83,17 +98,39 @@ export function redactOnJson<T extends object>(target: T, keys: readonly string[
 export const SECRET_OPTION_KEYS = ['password', 'key', 'passphrase', 'pfx'] as const
 
 /**
- * `options` with a `key` or `pfx` given as a string or Buffer sealed like the password (a copy: the caller's Buffer is
- * left alone), so that a logger that walks the options' own fields (pino does at the top level) meets `[redacted]`.
- * tls.connect() reads the same bytes. `passphrase` must stay a string for tls: only the options' toJSON hides it.
+ * `options` with the private keys it holds sealed like the password (a copy: the caller's objects are left alone), so
+ * that a logger that walks the options' own fields (pino does at the top level) meets `[redacted]`: `key` and `pfx` as
+ * a string or Buffer, as an array of them, or as Node's `{ pem }` / `{ buf }` objects, at the top level and in
+ * `wsOptions`. tls.connect() reads the same bytes. `passphrase` must stay a string for tls: only the options' toJSON
+ * hides it.
  */
-export function withSealedKeys<T extends { key?: unknown; pfx?: unknown }>(options: T): T {
-  const sealable = (value: unknown) => typeof value === 'string' || Buffer.isBuffer(value)
-  if (!sealable(options.key) && !sealable(options.pfx)) return options
+export function withSealedKeys<T extends { key?: unknown; pfx?: unknown; wsOptions?: unknown }>(options: T): T {
+  const sealed = sealKeys(options)
+  if (!isPlainObject(options.wsOptions)) return sealed
+  const wsOptions = sealKeys(options.wsOptions)
+  return wsOptions === options.wsOptions ? sealed : { ...sealed, wsOptions }
+}
+
+function sealKeys<T extends { key?: unknown; pfx?: unknown }>(options: T): T {
+  const key = sealKey(options.key, 'pem')
+  const pfx = sealKey(options.pfx, 'buf')
+  if (key === options.key && pfx === options.pfx) return options
   const copy = { ...options }
-  if (sealable(copy.key)) copy.key = sealedPassword(copy.key as string | Buffer)
-  if (sealable(copy.pfx)) copy.pfx = sealedPassword(copy.pfx as string | Buffer)
+  if (key !== undefined) copy.key = key
+  if (pfx !== undefined) copy.pfx = pfx
   return copy
+}
+
+/** A key (PEM or PFX) sealed: a string or Buffer, each one of an array, or the `field` of Node's object form. */
+function sealKey(value: unknown, field: 'pem' | 'buf'): unknown {
+  if (typeof value === 'string' || Buffer.isBuffer(value)) return sealedPassword(value)
+  if (!Array.isArray(value)) return value
+  return value.map((item: unknown) => {
+    if (isPlainObject(item) && (typeof item[field] === 'string' || Buffer.isBuffer(item[field]))) {
+      return { ...item, [field]: sealedPassword(item[field] as string | Buffer) }
+    }
+    return sealKey(item, field)
+  })
 }
 
 /** A URL fit for events and logs: no credentials, query or fragment (they may carry tokens). */

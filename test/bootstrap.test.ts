@@ -269,4 +269,10 @@ describe('connectOptions()', () => {
     expect(client.connected).toBe(true)
     expect(env.broker.accepted).toBeGreaterThanOrEqual(1)
   })
+
+  test('an mqtt.rejectUnauthorized left undefined does not undo the explicit verification', async () => {
+    env.answerValid()
+    const opts = await createBootstrap(env.options({ mqtt: { rejectUnauthorized: undefined } })).connectOptions()
+    expect(opts.rejectUnauthorized).toBe(true)
+  })
 })

@@ -573,6 +573,8 @@ describe('the names of temp files', () => {
     ['credentials.jsonx12', false],
     ['other.json.tmp-1-ab', false],
     ['xcredentials.json.12', false],
+    ['credentials.json.4294967295', true], // the largest uint32
+    ['credentials.json.20240101120000', false], // a dated backup: longer than any uint32
     ['credentials.json', false],
   ])('%s: %s', (name, temp) => {
     expect(isTempName('credentials.json', name)).toBe(temp)

@@ -123,9 +123,41 @@ describe('redact.ts', () => {
     expect(JSON.stringify(keyBuffer)).toContain('"type":"Buffer"') // the caller's Buffer is untouched
     expect(JSON.stringify(withSealedKeys({ key: 'PEM' }))).toBe('{"key":"[redacted]"}')
     expect(JSON.stringify(withSealedKeys({ pfx: 'P' }))).toBe('{"pfx":"[redacted]"}')
-    const none = { cert: 'C', key: [{ pem: 'x' }] }
+    const none = { cert: 'C', key: 42, wsOptions: { headers: {} } }
     expect(withSealedKeys(none)).toBe(none)
     expect(withSealedKeys({ key: 'K', pfx: [1] }).pfx).toEqual([1])
+  })
+
+  test("withSealedKeys: arrays of keys, Node's { pem } / { buf } forms and wsOptions' keys are sealed too", () => {
+    const options = {
+      key: ['PEM-A', Buffer.from('PEM-B'), { pem: 'PEM-C', passphrase: 'pass-c' }],
+      pfx: [{ buf: Buffer.from('PFX-D') }],
+      wsOptions: { key: 'PEM-E', pfx: 'PFX-F', headers: { h: 'v' } },
+    }
+    const sealed = withSealedKeys(options)
+    // What a logger that walks the fields itself sees (pino at the top level), without any toJSON of ours:
+    const walked = JSON.stringify({ ...sealed, wsOptions: { ...sealed.wsOptions } })
+    for (const secret of ['PEM-A', 'PEM-B', 'PEM-C', 'PFX-D', 'PEM-E', 'PFX-F']) expect(walked).not.toContain(secret)
+    expect(walked).toContain('"passphrase":"pass-c"') // a passphrase must stay a string for tls (README: redact it)
+    expect(walked).toContain('"headers":{"h":"v"}')
+    // tls reads the same bytes; the caller's objects are left as they were.
+    const [a, b, c] = sealed.key as [Buffer, Buffer, { pem: Buffer }]
+    expect([String(a), String(b), String(c.pem)]).toEqual(['PEM-A', 'PEM-B', 'PEM-C'])
+    expect(String((sealed.pfx as [{ buf: Buffer }])[0].buf)).toBe('PFX-D')
+    expect(String(sealed.wsOptions.key)).toBe('PEM-E')
+    expect(options.key[0]).toBe('PEM-A')
+    expect(options.wsOptions.key).toBe('PEM-E')
+  })
+
+  test('redactOnJson: the secret keys of wsOptions (where mqtt.js copies the TLS options over wss://) too', () => {
+    const target = redactOnJson(
+      { passphrase: 'top', wsOptions: { passphrase: 'NESTED-PASS', key: 'NESTED-KEY', origin: 'o' } },
+      SECRET_OPTION_KEYS,
+    )
+    const json = JSON.stringify(target)
+    expect(json).not.toContain('NESTED')
+    expect(json).toContain('"origin":"o"')
+    expect(target.wsOptions.passphrase).toBe('NESTED-PASS') // the object itself is unchanged
   })
 
   test('redactUrl: no credentials, query or fragment; an invalid URL says so', () => {

@@ -17,7 +17,8 @@ const { basename, dirname, join } = process.getBuiltinModule('node:path')
 
 /** Temp files of `base`: ours (`<base>.tmp-<pid>-<hex>`), and write-file-atomic's (`<base>.<uint32>`) of earlier versions. */
 export function isTempName(base: string, name: string): boolean {
-  return name.startsWith(`${base}.`) && /^(?:tmp-\d+-[0-9a-f]+|\d+)$/.test(name.slice(base.length + 1))
+  // write-file-atomic's suffix is a uint32 in decimal: at most 10 digits (a dated backup, `.20240101120000`, is kept).
+  return name.startsWith(`${base}.`) && /^(?:tmp-\d+-[0-9a-f]+|\d{1,10})$/.test(name.slice(base.length + 1))
 }
 
 /**
@@ -27,7 +28,9 @@ export function isTempName(base: string, name: string): boolean {
 export async function replaceFile(path: string, data: Buffer, mode: number): Promise<void> {
   const temp = `${path}.tmp-${process.pid}-${nodeCrypto().randomBytes(6).toString('hex')}`
   const { O_WRONLY, O_CREAT, O_EXCL } = fs.constants
-  const owner = await settle<Stats>((done) => fs.stat(path, done)).catch(() => undefined)
+  // lstat: a symlink planted in the file's place must not lend its target's owner to the credentials.
+  const found = await settle<Stats>((done) => fs.lstat(path, done)).catch(() => undefined)
+  const owner = found?.isFile() ? found : undefined
   const fd = await settle<number>((done) => fs.open(temp, O_WRONLY | O_CREAT | O_EXCL, mode, done))
   let open = true
   try {

@@ -9,8 +9,11 @@
  * also dead once its (type, inode, mtime) has not changed for `staleMs` by the monotonic clock: a live holder changes
  * the mtime twice in that time. No wait lasts longer than `staleMs` + {@link LOCK_GRACE_MS}.
  *
- * Two waiters that find the same dead lock may both take it over (a stat, then the removal): the race proper-lockfile
- * has too. Its cost is a lost update, which the next write repairs; the file itself is always whole (atomic-file.ts).
+ * Two waiters that find the same dead lock may both take it over, if the second one's removal falls between the
+ * first one's look and its mkdir (the race proper-lockfile has too, narrowed here by a second look just before the
+ * removal; a release removes only its own lock). Its cost is an update lost to the other writer; the file itself is
+ * always whole (atomic-file.ts). All sharers of a file must use the same `staleMs`, well above the filesystem's mtime
+ * resolution (2 s on FAT).
  */
 const fs = process.getBuiltinModule('node:fs/promises')
 
@@ -30,31 +33,38 @@ export async function lockFile(path: string, staleMs: number): Promise<Release> 
   for (let round = 0; ; round++) {
     try {
       await fs.mkdir(lockPath)
-      return holding(lockPath, staleMs)
+      return holding(lockPath, staleMs, (await identity(lockPath))?.ino)
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
     }
     const now = performance.now()
-    const stats = await fs.lstat(lockPath).catch(() => undefined)
-    if (stats !== undefined) {
-      const id = `${stats.isDirectory()}:${stats.ino}:${stats.mtimeMs}`
-      if (seen?.id !== id) seen = { id, since: now }
-      if (Date.now() - stats.mtimeMs > staleMs || now - seen.since >= staleMs) {
-        await fs.rm(lockPath, { recursive: true, force: true })
+    const id = await identity(lockPath)
+    if (id !== undefined) {
+      if (seen?.id !== id.key) seen = { id: id.key, since: now }
+      if (Date.now() - id.mtimeMs > staleMs || now - seen.since >= staleMs) {
+        // Looked at again just before the removal: another waiter may have taken the dead lock over meanwhile, and
+        // the lock there now is its live one (this narrows the race described above to the two calls' gap).
+        if ((await identity(lockPath))?.key === id.key) await fs.rm(lockPath, { recursive: true, force: true })
         seen = undefined
         continue
       }
     }
-    if (now - started >= staleMs + LOCK_GRACE_MS) {
-      const message = `the lock ${lockPath} is held by a live process (waited ${Math.round(now - started)} ms)`
+    const waited = now - started
+    if (waited >= staleMs + LOCK_GRACE_MS) {
+      const message = `the lock ${lockPath} is held by a live process (waited ${Math.round(waited)} ms)`
       throw Object.assign(new Error(message), { code: 'ELOCKED' })
     }
-    await sleep(Math.min(MAX_POLL_MS, 5 * 2 ** round, staleMs / 4) * (0.5 + Math.random() / 2))
+    // Never past the bound: the last look comes at staleMs + LOCK_GRACE_MS, not a poll later.
+    const poll = Math.min(MAX_POLL_MS, 5 * 2 ** round, staleMs / 4) * (0.5 + Math.random() / 2)
+    await sleep(Math.max(1, Math.min(poll, staleMs + LOCK_GRACE_MS - waited)))
   }
 }
 
-/** Held: touched every staleMs / 2 so waiters see a live holder, until released. */
-function holding(lockPath: string, staleMs: number): Release {
+/**
+ * Held: touched every staleMs / 2 so waiters see a live holder, until released. A release removes the lock only while
+ * it is still the one this holder made (`ino`): one taken over meanwhile is its new holder's.
+ */
+function holding(lockPath: string, staleMs: number, ino: number | undefined): Release {
   const touch = setInterval(() => {
     const now = new Date()
     fs.utimes(lockPath, now, now).catch(() => undefined)
@@ -62,8 +72,18 @@ function holding(lockPath: string, staleMs: number): Release {
   touch.unref()
   return async () => {
     clearInterval(touch)
-    await fs.rm(lockPath, { recursive: true, force: true })
+    if (ino === undefined || (await identity(lockPath))?.ino === ino) {
+      await fs.rm(lockPath, { recursive: true, force: true })
+    }
   }
+}
+
+/** What tells one lock from another (and from a changed one): type, inode and mtime. */
+async function identity(lockPath: string): Promise<{ key: string; ino: number; mtimeMs: number } | undefined> {
+  const stats = await fs.lstat(lockPath).catch(() => undefined)
+  if (stats === undefined) return undefined
+  const { ino, mtimeMs } = stats
+  return { key: `${stats.isDirectory()}:${ino}:${mtimeMs}`, ino, mtimeMs }
 }
 
 function sleep(ms: number): Promise<void> {
