@@ -426,7 +426,13 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
         this.emit('connecting', { url, clientId: options.clientId as string, source, attempt })
         this.#log.connect.debug({ url, clientId: options.clientId, attempt }, 'connecting')
         // mqtt.js hands these options (spread) to tls.connect, which keeps a copy on the socket: the hook travels.
-        const forMqtt = redactOnInspect({ ...options, reconnectPeriod: 0 }, SECRET_OPTION_KEYS, true)
+        // rejectUnauthorized spelled out here, on an object of ours, spares MqttJsConnector its copy (see connector.ts).
+        const rejectUnauthorized = options.rejectUnauthorized ?? true
+        const forMqtt = redactOnInspect(
+          { ...options, rejectUnauthorized, reconnectPeriod: 0 },
+          SECRET_OPTION_KEYS,
+          true,
+        )
         redactOnJson(forMqtt, SECRET_OPTION_KEYS) // lost by mqtt.js's copy into client.options: set again below
         return this.#connector.connect(url, forMqtt, signal)
       },

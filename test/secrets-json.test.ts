@@ -128,7 +128,8 @@ describe('redact.ts', () => {
     expect(withSealedKeys({ key: 'K', pfx: [1] }).pfx).toEqual([1])
   })
 
-  test("withSealedKeys: arrays of keys, Node's { pem } / { buf } forms and wsOptions' keys are sealed too", () => {
+  // Plain test names (no commas, braces or parentheses): StrykerJS's vitest runner selects tests by name.
+  test('withSealedKeys seals arrays of keys and the pem and buf object forms and the keys in wsOptions', () => {
     const options = {
       key: ['PEM-A', Buffer.from('PEM-B'), { pem: 'PEM-C', passphrase: 'pass-c' }],
       pfx: [{ buf: Buffer.from('PFX-D') }],
@@ -149,7 +150,7 @@ describe('redact.ts', () => {
     expect(options.wsOptions.key).toBe('PEM-E')
   })
 
-  test('redactOnJson: the secret keys of wsOptions (where mqtt.js copies the TLS options over wss://) too', () => {
+  test('redactOnJson redacts the secret keys in wsOptions where mqtt.js copies the TLS options over wss', () => {
     const target = redactOnJson(
       { passphrase: 'top', wsOptions: { passphrase: 'NESTED-PASS', key: 'NESTED-KEY', origin: 'o' } },
       SECRET_OPTION_KEYS,

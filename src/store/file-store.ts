@@ -58,8 +58,8 @@ type ReadResult =
 const trace = traceFor('store')
 
 // Builtins come through process.getBuiltinModule rather than `import` (why: lazy.ts).
-const { readFileSync } = process.getBuiltinModule('node:fs')
-const { mkdir, rename, stat } = process.getBuiltinModule('node:fs/promises')
+const { readFileSync, statSync } = process.getBuiltinModule('node:fs')
+const { mkdir, rename } = process.getBuiltinModule('node:fs/promises')
 const { dirname } = process.getBuiltinModule('node:path')
 
 export class FileCredentialStore implements CredentialStore {
@@ -92,7 +92,13 @@ export class FileCredentialStore implements CredentialStore {
   async audit(): Promise<CredentialStoreError[]> {
     if (process.platform === 'win32') return [] // mode bits there do not show the ACLs that decide access
     const dir = dirname(this.path)
-    const stats = await stat(dir).catch(() => undefined)
+    let stats: import('node:fs').Stats | undefined
+    try {
+      // Synchronous, as the read is (see #read): on the cached boot's path a thread-pool round trip costs more.
+      stats = statSync(dir, { throwIfNoEntry: false })
+    } catch {
+      return []
+    }
     if (stats === undefined || (stats.mode & 0o066) === 0) return []
     const mode = (stats.mode & 0o777).toString(8).padStart(4, '0')
     const message = `the directory of the credential file is open to other users (mode ${mode}, 0700 advised): ${dir}`
