@@ -145,9 +145,26 @@ describe('redact.ts', () => {
     const [a, b, c] = sealed.key as [Buffer, Buffer, { pem: Buffer }]
     expect([String(a), String(b), String(c.pem)]).toEqual(['PEM-A', 'PEM-B', 'PEM-C'])
     expect(String((sealed.pfx as [{ buf: Buffer }])[0].buf)).toBe('PFX-D')
+    expect(JSON.stringify((sealed.pfx as [{ buf: Buffer }])[0].buf)).toBe(`"${REDACTED}"`) // sealed, not its bytes
     expect(String(sealed.wsOptions.key)).toBe('PEM-E')
     expect(options.key[0]).toBe('PEM-A')
     expect(options.wsOptions.key).toBe('PEM-E')
+  })
+
+  test('withSealedKeys leaves what is no key as it is and adds no field', () => {
+    expect(Object.keys(withSealedKeys({ pfx: 'P' }))).toEqual(['pfx'])
+    expect(Object.keys(withSealedKeys({ key: 'K' }))).toEqual(['key'])
+    expect(withSealedKeys({ key: [{ pem: 42 }, 7] }).key).toEqual([{ pem: 42 }, 7])
+  })
+
+  test('redactOnJson copies only plain objects one level down and leaves Buffers and instances to their own JSON', () => {
+    const ca = Buffer.from('CA')
+    const when = new Date(0)
+    const bare = Object.assign(Object.create(null) as Record<string, unknown>, { passphrase: 'BARE-PASS', origin: 'o' })
+    const json = JSON.stringify(redactOnJson({ ca, when, wsOptions: bare }, SECRET_OPTION_KEYS))
+    expect(json).toBe(
+      `{"ca":${JSON.stringify(ca)},"when":${JSON.stringify(when)},"wsOptions":{"passphrase":"${REDACTED}","origin":"o"}}`,
+    )
   })
 
   test('redactOnJson redacts the secret keys in wsOptions where mqtt.js copies the TLS options over wss', () => {
