@@ -16,6 +16,7 @@
  *   foreign file is moved aside to `<path>.corrupt` before the next write; a file from a newer version of this
  *   library, or sealed with another key, is left as it is.
  */
+import type { Stats } from 'node:fs'
 import { type DeviceConfig, frozenValidated, parseDeviceConfig } from '../contract.js'
 import { CredentialStoreError, type CredentialStoreErrorCode } from '../errors.js'
 import { nodeCrypto } from '../lazy.js'
@@ -92,7 +93,7 @@ export class FileCredentialStore implements CredentialStore {
   async audit(): Promise<CredentialStoreError[]> {
     if (process.platform === 'win32') return [] // mode bits there do not show the ACLs that decide access
     const dir = dirname(this.path)
-    let stats: import('node:fs').Stats | undefined
+    let stats: Stats | undefined
     try {
       // Synchronous, as the read is (see #read): on the cached boot's path a thread-pool round trip costs more.
       stats = statSync(dir, { throwIfNoEntry: false })
