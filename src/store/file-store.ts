@@ -93,14 +93,14 @@ export class FileCredentialStore implements CredentialStore {
   async audit(): Promise<CredentialStoreError[]> {
     if (process.platform === 'win32') return [] // mode bits there do not show the ACLs that decide access
     const dir = dirname(this.path)
-    let stats: Stats | undefined
+    let stats: Stats
     try {
       // Synchronous, as the read is (see #read): on the cached boot's path a thread-pool round trip costs more.
-      stats = statSync(dir, { throwIfNoEntry: false })
+      stats = statSync(dir)
     } catch {
-      return []
+      return [] // no directory yet (a first boot): the store will make it, 0700
     }
-    if (stats === undefined || (stats.mode & 0o066) === 0) return []
+    if ((stats.mode & 0o066) === 0) return []
     const mode = (stats.mode & 0o777).toString(8).padStart(4, '0')
     const message = `the directory of the credential file is open to other users (mode ${mode}, 0700 advised): ${dir}`
     return [new CredentialStoreError('ERR_STORE_PERMISSIONS', message)]
