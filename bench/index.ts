@@ -1,5 +1,5 @@
 /**
- * `npm run bench`: every comparison of README "Performance", against the build (dist/), on loopback only, each
+ * `npm run bench`: every comparison of docs/performance.md, against the build (dist/), on loopback only, each
  * bounded in iterations and time. Prints a table and writes bench/results/latest.json and bench/results/fleet.svg.
  *
  *   BENCH_ITERATIONS (300)  A/B iterations per comparison

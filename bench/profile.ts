@@ -1,7 +1,7 @@
 /**
  * `npm run bench:profile`: where a cached boot spends its CPU. Runs 3000 cached boots against the bench broker (in
  * its own process) under the V8 sampling profiler and prints the functions with the most samples; the profile is
- * written to bench/results/ (open it in Chrome DevTools). This is how the figures in README "Performance" were
+ * written to bench/results/ (open it in Chrome DevTools). This is how the figures in docs/performance.md were
  * investigated.
  */
 

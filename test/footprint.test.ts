@@ -1,4 +1,4 @@
-// What `import 'mqtt-bootstrap'` loads. The import cost target (README "Performance", bench/footprint.ts) holds only
+// What `import 'mqtt-bootstrap'` loads. The import cost target (docs/performance.md, bench/footprint.ts) holds only
 // while the device entry imports nothing at load time but mqtt and its own modules (src/lazy.ts says how the rest is
 // loaded): eventemitter3 is required, builtins come through process.getBuiltinModule(), node:crypto and the other
 // dependencies on first use.

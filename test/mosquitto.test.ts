@@ -298,7 +298,7 @@ describe.skipIf(skipReason !== undefined)(
     describe('TLS', () => {
       test('a bare host gets mqtts://: the device connects to the TLS listener, verified with the test CA', async () => {
         const tlsHost = mosquitto().tlsHost as string
-        answer(TLS_DEVICE, { host: tlsHost }) // bare 127.0.0.1:<port>: mqtts by default (README "Broker URL")
+        answer(TLS_DEVICE, { host: tlsHost }) // bare 127.0.0.1:<port>: mqtts by default (README "Broker URL and auth strategies")
         const since = mosquitto().mark()
         const { boot: bootstrap, events } = boot(
           options({ imei: 'tls-basic' }, { mqtt: { ca: tls.ca, protocolVersion: 5 } }),

@@ -66,7 +66,7 @@ function program(): Command {
   cli
     .command('serve')
     .description('run the reference provisioning server over a device registry file, over HTTPS')
-    .requiredOption('--registry <file>', 'the device registry (JSON, see README "Provisioning server")')
+    .requiredOption('--registry <file>', 'the device registry (JSON, see docs/provisioning-server.md)')
     .option('--host <address>', 'address to listen on', '127.0.0.1')
     .option('--port <port>', 'port to listen on (0: any free one)', '8443')
     .option('--path <path>', 'URL path of the provisioning endpoint', '/bootstrap')
