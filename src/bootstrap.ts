@@ -19,6 +19,7 @@ import {
   withRedaction,
 } from './contract.js'
 import { applyDefaultQos } from './default-qos.js'
+import { secretsOf, withoutEchoes } from './echoes.js'
 import {
   AbortError,
   BootTimeoutError,
@@ -26,7 +27,6 @@ import {
   CredentialStoreError,
   InvalidOptionError,
   MqttBootstrapError,
-  ProvisioningError,
   RegistrationError,
 } from './errors.js'
 import type { BootstrapEvents, CacheEvent, CredentialSource } from './events.js'
@@ -36,7 +36,6 @@ import { type BootstrapOptions, DEFAULTS, type ResolvedOptions, resolveOptions }
 import { PointAccess } from './point-access.js'
 import {
   INSPECT_CUSTOM,
-  redactEchoes,
   redactOnInspect,
   redactOnJson,
   redactUrl,
@@ -617,7 +616,7 @@ function registerResolved(container: DependencyContainer, resolved: ResolvedOpti
 /**
  * A bootstrap in a child container of `options.container`, or of tsyringe's global one (never written to) when the
  * app uses tsyringe. An app that has not loaded tsyringe cannot have registered anything in it: its bootstrap is made
- * with the defaults directly, the same result without loading tsyringe (README "Performance").
+ * with the defaults directly, the same result without loading tsyringe (docs/performance.md).
  */
 export function createBootstrap(options: BootstrapOptions): MqttBootstrap {
   const resolved = resolveOptions(options)
@@ -689,43 +688,6 @@ function anySignal(...signals: Array<AbortSignal | undefined>): AbortSignal | un
   const present = signals.filter((signal): signal is AbortSignal => signal !== undefined)
   if (present.length <= 1) return present[0]
   return AbortSignal.any(present)
-}
-
-function secretsOf(config: DeviceConfig): Array<string | null> {
-  return [config.device.deviceSecret, config.device.productSecret]
-}
-
-/**
- * `error` as it may be shown when the server that caused it could have echoed `secrets`: a provisioning or
- * registration error rebuilt with every echo redacted (message, code, server message) and no `cause` (the original
- * holds the echo). Others, made by this library or the transport, quote no server text, and pass as they are.
- */
-function withoutEchoes(error: unknown, secrets: ReadonlyArray<string | null>): unknown {
-  const clean = (text: string) => redactEchoes(text, secrets)
-  if (error instanceof ProvisioningError) {
-    const { resultCode, transient, status, retryAfterMs } = error
-    if (clean(error.message) === error.message && clean(resultCode) === resultCode) return error
-    return new ProvisioningError(error.code, clean(error.message), {
-      resultCode: clean(resultCode),
-      transient,
-      ...(status === undefined ? {} : { status }),
-      ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
-    })
-  }
-  if (error instanceof RegistrationError) {
-    const { transient, status, retryAfterMs, serverCode, serverMessage } = error
-    const code = typeof serverCode === 'string' ? clean(serverCode) : serverCode
-    const said = serverMessage === undefined ? undefined : clean(serverMessage)
-    if (clean(error.message) === error.message && code === serverCode && said === serverMessage) return error
-    return new RegistrationError(error.code, clean(error.message), {
-      transient,
-      ...(status === undefined ? {} : { status }),
-      ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
-      ...(code === undefined ? {} : { serverCode: code }),
-      ...(said === undefined ? {} : { serverMessage: said }),
-    })
-  }
-  return error
 }
 
 function storeError(cause: unknown, message: string): CredentialStoreError {

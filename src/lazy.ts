@@ -1,6 +1,6 @@
 /**
  * How the device entry loads what it depends on, so that `import 'mqtt-bootstrap'` costs little beyond mqtt itself
- * (README "Performance"):
+ * (docs/performance.md):
  *
  * - Dependencies a device does not need at import time are required when first used, synchronously: tsyringe (and
  *   the Reflect polyfill it demands) when the first bootstrap is made, valibot when the first answer is validated,

@@ -16,13 +16,13 @@
  *   foreign file is moved aside to `<path>.corrupt` before the next write; a file from a newer version of this
  *   library, or sealed with another key, is left as it is.
  */
-import type { Stats } from 'node:fs'
 import { type DeviceConfig, frozenValidated, parseDeviceConfig } from '../contract.js'
 import { CredentialStoreError, type CredentialStoreErrorCode } from '../errors.js'
 import { nodeCrypto } from '../lazy.js'
 import { traceFor } from '../logger.js'
 import { removeTempFiles, replaceFile } from './atomic-file.js'
 import type { CredentialStore, StoredCredentials } from './credential-store.js'
+import { auditDirectory } from './directory-audit.js'
 import { lockFile } from './file-lock.js'
 
 export const FILE_FORMAT = 'mqtt-bootstrap/credentials'
@@ -59,7 +59,7 @@ type ReadResult =
 const trace = traceFor('store')
 
 // Builtins come through process.getBuiltinModule rather than `import` (why: lazy.ts).
-const { readFileSync, statSync } = process.getBuiltinModule('node:fs')
+const { readFileSync } = process.getBuiltinModule('node:fs')
 const { mkdir, rename } = process.getBuiltinModule('node:fs/promises')
 const { dirname } = process.getBuiltinModule('node:path')
 
@@ -86,24 +86,9 @@ export class FileCredentialStore implements CredentialStore {
     this.#lockStaleMs = stale
   }
 
-  /**
-   * The store's directory, if group or others can list or change it (mode & 0o066). Others reading names is a leak,
-   * others writing can replace the file; execute alone only lets them reach files, which are 0600. One stat.
-   */
+  /** The store's directory, if group or others can list or change it (see directory-audit.ts). One stat. */
   async audit(): Promise<CredentialStoreError[]> {
-    if (process.platform === 'win32') return [] // mode bits there do not show the ACLs that decide access
-    const dir = dirname(this.path)
-    let stats: Stats
-    try {
-      // Synchronous, as the read is (see #read): on the cached boot's path a thread-pool round trip costs more.
-      stats = statSync(dir)
-    } catch {
-      return [] // no directory yet (a first boot): the store will make it, 0700
-    }
-    if ((stats.mode & 0o066) === 0) return []
-    const mode = (stats.mode & 0o777).toString(8).padStart(4, '0')
-    const message = `the directory of the credential file is open to other users (mode ${mode}, 0700 advised): ${dir}`
-    return [new CredentialStoreError('ERR_STORE_PERMISSIONS', message)]
+    return auditDirectory(dirname(this.path))
   }
 
   get(key: string): Promise<StoredCredentials | undefined> {
@@ -170,7 +155,7 @@ export class FileCredentialStore implements CredentialStore {
     let text: string
     try {
       // Synchronous on purpose: the file is a few kilobytes, read once at boot; an async read costs four round trips
-      // through libuv's thread pool (open, stat, read, close), more than the read itself (README "Performance").
+      // through libuv's thread pool (open, stat, read, close), more than the read itself (docs/performance.md).
       text = readFileSync(this.path, 'utf8')
     } catch (cause) {
       if ((cause as NodeJS.ErrnoException).code === 'ENOENT') return { state: 'absent' }

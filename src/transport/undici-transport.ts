@@ -7,7 +7,7 @@
  * net/http, `localhost`, 127.0.0.1 and ::1 never go through a proxy (other addresses follow NO_PROXY).
  *
  * undici is imported, and the dispatchers made, on the first request: a device that boots from its cache never loads
- * it (it is the largest part of the import cost, README "Performance").
+ * it (it is the largest part of the import cost, docs/performance.md).
  *
  * `timeoutMs` and the caller's signal stop an attempt at any stage, connect and TLS handshake included (undici alone
  * waits out its own 10 s connect timeout), and the attempt's sockets are destroyed then: see `post()`. Knowing which
