@@ -14,7 +14,7 @@ import { PointAccess } from '../src/index.js'
 import { startBroker } from './helpers/broker.js'
 import { type ConnectProxy, startConnectProxy } from './helpers/connect-proxy.js'
 import { boot, useTestEnv } from './helpers/env.js'
-import { configAnswer, DEVICE, json } from './helpers/https-server.js'
+import { DEVICE } from './helpers/https-server.js'
 import { PRODUCT, type RegistrationServer, startRegistrationServer } from './helpers/registration-server.js'
 
 const env = useTestEnv()
@@ -98,15 +98,9 @@ describe('registration', () => {
   afterAll(() => registry.close())
 
   test('provisioned over trusted TLS, the registration service untrusted: ERR_REGISTER_TLS', async () => {
-    env.server.handle((_req, res) =>
-      json(
-        res,
-        200,
-        configAnswer(
-          { host: env.broker.host },
-          { productKey: PRODUCT.productKey, deviceName: 'meter-0001', productSecret: PRODUCT.productSecret },
-        ),
-      ),
+    env.answerValid(
+      {},
+      { productKey: PRODUCT.productKey, deviceName: 'meter-0001', productSecret: PRODUCT.productSecret },
     )
     const { boot: bootstrap } = boot(
       env.options({ registration: { url: registry.url, tls: {} }, retry: { retries: 0 } }),

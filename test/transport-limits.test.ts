@@ -11,7 +11,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
 import { type BootstrapOptions, PointAccess } from '../src/index.js'
 import { type ConnectProxy, startConnectProxy } from './helpers/connect-proxy.js'
 import { boot, useTestEnv } from './helpers/env.js'
-import { configAnswer, json } from './helpers/https-server.js'
+import { json } from './helpers/https-server.js'
 import { PRODUCT } from './helpers/registration-server.js'
 import type { TlsFixture } from './helpers/tls.js'
 import { until } from './helpers/until.js'
@@ -129,15 +129,9 @@ const once0 = { retries: 0 }
 
 /** The provisioning server answers the product secret and no device secret: the bootstrap then registers. */
 function answerProductSecret(): void {
-  env.server.handle((_req, res) =>
-    json(
-      res,
-      200,
-      configAnswer(
-        { host: env.broker.host },
-        { productKey: PRODUCT.productKey, deviceName: 'meter-0001', productSecret: PRODUCT.productSecret },
-      ),
-    ),
+  env.answerValid(
+    {},
+    { productKey: PRODUCT.productKey, deviceName: 'meter-0001', productSecret: PRODUCT.productSecret },
   )
 }
 
