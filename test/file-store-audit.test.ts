@@ -3,8 +3,6 @@
 import { chmod, mkdir, mkdtemp, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Writable } from 'node:stream'
-import { pino } from 'pino'
 import { afterEach, beforeEach, describe, expect, test } from 'vitest'
 import {
   type CredentialStore,
@@ -14,6 +12,7 @@ import {
 } from '../src/index.js'
 import { boot, payloads, useTestEnv } from './helpers/env.js'
 import { DEVICE } from './helpers/https-server.js'
+import { pinoLines } from './helpers/pino.js'
 
 let root: string
 let dir: string
@@ -88,17 +87,6 @@ describe('FileCredentialStore.audit()', () => {
 
 describe('the bootstrap reports an open cache directory', () => {
   const env = useTestEnv()
-
-  function pinoLines() {
-    const lines: Array<Record<string, unknown>> = []
-    const sink = new Writable({
-      write(chunk: Buffer, _encoding, done) {
-        for (const line of chunk.toString('utf8').split('\n')) if (line !== '') lines.push(JSON.parse(line))
-        done()
-      },
-    })
-    return { logger: pino({ level: 'debug' }, sink), lines }
-  }
 
   test('once per bootstrap: a non-fatal error event and a log line, and the device connects', async () => {
     await mkdir(dir)

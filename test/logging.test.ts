@@ -1,7 +1,6 @@
 // Observability in the ecosystem's conventions: a pino logger passed as is, and `debug` namespaces
 // (DEBUG=mqtt-bootstrap:*), both without secrets.
 import { execFile } from 'node:child_process'
-import { Writable } from 'node:stream'
 import { format, promisify } from 'node:util'
 import createDebug from 'debug'
 import { pino } from 'pino'
@@ -10,21 +9,10 @@ import { type Logger, MemoryCredentialStore } from '../src/index.js'
 import { logFor, silentLogger } from '../src/logger.js'
 import { boot, payloads, useTestEnv } from './helpers/env.js'
 import { DEVICE } from './helpers/https-server.js'
+import { pinoLines } from './helpers/pino.js'
 import { until } from './helpers/until.js'
 
 const env = useTestEnv()
-
-/** A real pino logger at level debug whose JSON lines are collected. */
-function pinoLines(): { logger: pino.Logger; lines: Array<Record<string, unknown>> } {
-  const lines: Array<Record<string, unknown>> = []
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      for (const line of chunk.toString('utf8').split('\n')) if (line !== '') lines.push(JSON.parse(line))
-      done()
-    },
-  })
-  return { logger: pino({ level: 'debug' }, sink), lines }
-}
 
 test('a pino logger is a Logger, as is', () => {
   expectTypeOf(pino()).toMatchTypeOf<Logger>()
