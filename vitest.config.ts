@@ -1,6 +1,17 @@
+import { fileURLToPath } from 'node:url'
 import { defineConfig } from 'vitest/config'
 
+const source = (path: string) => fileURLToPath(new URL(path, import.meta.url))
+
 export default defineConfig({
+  // The server package imports the device package by name: the tests run both from their sources.
+  resolve: {
+    alias: [
+      { find: /^mqtt-bootstrap\/contract$/, replacement: source('packages/mqtt-bootstrap/src/contract-entry.ts') },
+      { find: /^mqtt-bootstrap$/, replacement: source('packages/mqtt-bootstrap/src/index.ts') },
+      { find: /^mqtt-bootstrap-server$/, replacement: source('packages/mqtt-bootstrap-server/src/index.ts') },
+    ],
+  },
   // tsyringe's decorators: legacy (experimentalDecorators), as tsconfig.json says.
   oxc: { decorator: { legacy: true, emitDecoratorMetadata: true } },
   test: {

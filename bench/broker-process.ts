@@ -7,7 +7,7 @@ import { createServer } from 'node:net'
 import { createServer as createTlsServer } from 'node:tls'
 import { Aedes } from 'aedes'
 import { verifyAliyunCredentials } from 'mqtt-bootstrap'
-import { generateCertificates } from '../src/cli/certificates.js'
+import { generateCertificates } from '../packages/mqtt-bootstrap-server/src/cli/certificates.js'
 import { deviceSecret, PRODUCT_KEY } from './lib/fleet-secrets.js'
 import { serveToParent } from './lib/processes.js'
 

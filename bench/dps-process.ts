@@ -6,7 +6,7 @@
  */
 import { writeFileSync } from 'node:fs'
 import { createServer } from 'node:https'
-import { generateCertificates } from '../src/cli/certificates.js'
+import { generateCertificates } from '../packages/mqtt-bootstrap-server/src/cli/certificates.js'
 import { serveToParent } from './lib/processes.js'
 
 const retryAfter = process.env.RETRY_AFTER

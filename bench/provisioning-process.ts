@@ -6,8 +6,8 @@
  */
 import { writeFileSync } from 'node:fs'
 import { createServer } from 'node:https'
-import { createProvisioningHandler } from 'mqtt-bootstrap/server'
-import { generateCertificates } from '../src/cli/certificates.js'
+import { createProvisioningHandler } from 'mqtt-bootstrap-server'
+import { generateCertificates } from '../packages/mqtt-bootstrap-server/src/cli/certificates.js'
 import { deviceSecret, PRODUCT_KEY } from './lib/fleet-secrets.js'
 import { serveToParent } from './lib/processes.js'
 

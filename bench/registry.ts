@@ -7,7 +7,7 @@ import { writeFileSync } from 'node:fs'
 import { mkdtemp, rm, utimes } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { DeviceRegistry } from 'mqtt-bootstrap/server'
+import { DeviceRegistry } from 'mqtt-bootstrap-server'
 import { median, round } from './lib/stats.js'
 
 type Entry = { match: Record<string, unknown>; device: Record<string, unknown> }

@@ -4,7 +4,7 @@
  * naming another device, on a real aedes broker as in unit form.
  */
 import { describe, expect, test } from 'vitest'
-import { ALIYUN_MAX_SKEW_MS } from '../src/auth/aliyun.js'
+import { ALIYUN_MAX_SKEW_MS } from '../packages/mqtt-bootstrap/src/auth/aliyun.js'
 import {
   AuthError,
   type AuthFunction,
@@ -13,7 +13,7 @@ import {
   plainAuth,
   signAliyun,
   verifyAliyunCredentials,
-} from '../src/index.js'
+} from '../packages/mqtt-bootstrap/src/index.js'
 import { startBroker } from './helpers/broker.js'
 import { boot, eventTrail, useTestEnv } from './helpers/env.js'
 import { FakeClock } from './helpers/fake-clock.js'

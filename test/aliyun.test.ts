@@ -1,6 +1,11 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { describe, expect, test } from 'vitest'
-import { aliyunAuth, signAliyun, signAliyunRegistration, verifyAliyunCredentials } from '../src/index.js'
+import {
+  aliyunAuth,
+  signAliyun,
+  signAliyunRegistration,
+  verifyAliyunCredentials,
+} from '../packages/mqtt-bootstrap/src/index.js'
 
 interface MqttVector {
   productKey: string

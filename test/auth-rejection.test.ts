@@ -9,7 +9,7 @@ import {
   type MqttConnector,
   MqttJsConnector,
   TOKENS,
-} from '../src/index.js'
+} from '../packages/mqtt-bootstrap/src/index.js'
 import { boot, eventTrail, payloads, REPROVISIONED_TRAIL, useTestEnv } from './helpers/env.js'
 import { DEVICE } from './helpers/https-server.js'
 

@@ -2,7 +2,7 @@ import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import net from 'node:net'
 import { describe, expect, test } from 'vitest'
-import { BootTimeoutError, MemoryCredentialStore } from '../src/index.js'
+import { BootTimeoutError, MemoryCredentialStore } from '../packages/mqtt-bootstrap/src/index.js'
 import { boot, payloads, useTestEnv } from './helpers/env.js'
 import { FakeClock } from './helpers/fake-clock.js'
 

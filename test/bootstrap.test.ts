@@ -9,7 +9,7 @@ import {
   createBootstrap,
   FileCredentialStore,
   MemoryCredentialStore,
-} from '../src/index.js'
+} from '../packages/mqtt-bootstrap/src/index.js'
 import { startBroker } from './helpers/broker.js'
 import { boot, eventTrail, FIRST_BOOT_TRAIL, payloads, useTestEnv } from './helpers/env.js'
 import { FakeClock } from './helpers/fake-clock.js'

@@ -13,8 +13,8 @@ import {
   MAX_HOST_LENGTH,
   parseBrokerHost,
   upgradeToTls,
-} from '../src/broker-url.js'
-import { parseDeviceConfig } from '../src/contract.js'
+} from '../packages/mqtt-bootstrap/src/broker-url.js'
+import { parseDeviceConfig } from '../packages/mqtt-bootstrap/src/contract.js'
 
 const valid = (host: string) => brokerHostProblem(host) === undefined
 

@@ -26,9 +26,10 @@ afterAll(async () => {
 })
 
 /** Start `mqtt-bootstrap <args>` as a user would (from the checkout, through tsx). */
-const start = (args: string[]) => startTs('src/cli/index.ts', args)
+const start = (args: string[]) => startTs('packages/mqtt-bootstrap-server/src/cli/index.ts', args)
 
-const run = (...args: string[]): Promise<ChildRun> => runTs('src/cli/index.ts', args, { timeoutMs: 30_000 })
+const run = (...args: string[]): Promise<ChildRun> =>
+  runTs('packages/mqtt-bootstrap-server/src/cli/index.ts', args, { timeoutMs: 30_000 })
 
 const data = JSON.stringify(KNOWN)
 

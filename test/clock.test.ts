@@ -1,5 +1,5 @@
 import { afterEach, expect, test, vi } from 'vitest'
-import { systemClock } from '../src/index.js'
+import { systemClock } from '../packages/mqtt-bootstrap/src/index.js'
 
 afterEach(() => {
   vi.useRealTimers()

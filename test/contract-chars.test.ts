@@ -7,9 +7,9 @@ import { readFileSync } from 'node:fs'
 import { Ajv } from 'ajv'
 import fc from 'fast-check'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { brokerHostProblem } from '../src/broker-url.js'
-import { parseAnswer, parseDeviceConfig } from '../src/contract.js'
-import { PointAccess, ProvisioningError } from '../src/index.js'
+import { brokerHostProblem } from '../packages/mqtt-bootstrap/src/broker-url.js'
+import { parseAnswer, parseDeviceConfig } from '../packages/mqtt-bootstrap/src/contract.js'
+import { PointAccess, ProvisioningError } from '../packages/mqtt-bootstrap/src/index.js'
 import { boot, useTestEnv } from './helpers/env.js'
 import { configAnswer, DEVICE, json, startHttpsServer, type TestServer } from './helpers/https-server.js'
 import { type TlsFixture, tlsFixture } from './helpers/tls.js'
@@ -49,7 +49,9 @@ const FORBIDDEN = [
 ]
 const ALLOWED = [' ', '~', '\u00a0', '\ud7ff', '\ue000', '\ufdcf', '\ufdf0', '\ufffd', '\u{10000}', '\u{1fffd}', '😀']
 
-const committed = JSON.parse(readFileSync(new URL('../schema/provisioning.schema.json', import.meta.url), 'utf8'))
+const committed = JSON.parse(
+  readFileSync(new URL('../packages/mqtt-bootstrap/schema/provisioning.schema.json', import.meta.url), 'utf8'),
+)
 const definitions = committed.definitions.deviceConfig.properties
 const productKeyPattern: string = definitions.device.anyOf[0].properties.productKey.pattern
 const hostPattern: string = definitions.connect.properties.host.pattern

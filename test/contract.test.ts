@@ -1,7 +1,7 @@
 import { isIPv6 } from 'node:net'
 import { inspect } from 'node:util'
 import { describe, expect, test } from 'vitest'
-import { brokerHostProblem, brokerUrl } from '../src/broker-url.js'
+import { brokerHostProblem, brokerUrl } from '../packages/mqtt-bootstrap/src/broker-url.js'
 import {
   contractSchemas,
   describeIssue,
@@ -9,8 +9,8 @@ import {
   isValidatedConfig,
   parseAnswer,
   parseDeviceConfig,
-} from '../src/contract.js'
-import { valibot } from '../src/lazy.js'
+} from '../packages/mqtt-bootstrap/src/contract.js'
+import { valibot } from '../packages/mqtt-bootstrap/src/lazy.js'
 
 const device = { productKey: 'pk', deviceName: 'dn', deviceSecret: 'ds' }
 

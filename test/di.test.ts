@@ -17,7 +17,7 @@ import {
   registerBootstrap,
   TOKENS,
   UndiciTransport,
-} from '../src/index.js'
+} from '../packages/mqtt-bootstrap/src/index.js'
 import { useTestEnv } from './helpers/env.js'
 
 const env = useTestEnv()

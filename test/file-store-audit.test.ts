@@ -9,7 +9,7 @@ import {
   FileCredentialStore,
   MemoryCredentialStore,
   type StoredCredentials,
-} from '../src/index.js'
+} from '../packages/mqtt-bootstrap/src/index.js'
 import { boot, payloads, useTestEnv } from './helpers/env.js'
 import { DEVICE } from './helpers/https-server.js'
 import { pinoLines } from './helpers/pino.js'

@@ -7,7 +7,7 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, test } from 'vitest'
-import { FileCredentialStore, type StoredCredentials } from '../src/index.js'
+import { FileCredentialStore, type StoredCredentials } from '../packages/mqtt-bootstrap/src/index.js'
 import { runTs } from './helpers/child.js'
 import { DEVICE } from './helpers/https-server.js'
 

@@ -7,7 +7,7 @@ import { readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, test } from 'vitest'
-import { FileCredentialStore, type StoredCredentials } from '../src/index.js'
+import { FileCredentialStore, type StoredCredentials } from '../packages/mqtt-bootstrap/src/index.js'
 
 /** Mount a fresh tmpfs of `options` (e.g. `size=64k`) on a new directory; throws when refused. */
 function mountTmpfs(options: string): string {

@@ -6,9 +6,14 @@ import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } 
 import { tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, test, vi } from 'vitest'
-import { CredentialStoreError, connectProvisioned, FileCredentialStore, type StoredCredentials } from '../src/index.js'
-import { isTempName } from '../src/store/atomic-file.js'
-import { FILE_FORMAT, FILE_VERSION } from '../src/store/file-store.js'
+import {
+  CredentialStoreError,
+  connectProvisioned,
+  FileCredentialStore,
+  type StoredCredentials,
+} from '../packages/mqtt-bootstrap/src/index.js'
+import { isTempName } from '../packages/mqtt-bootstrap/src/store/atomic-file.js'
+import { FILE_FORMAT, FILE_VERSION } from '../packages/mqtt-bootstrap/src/store/file-store.js'
 import { boot, useTestEnv } from './helpers/env.js'
 import { suite } from './helpers/exposure.js'
 import { DEVICE } from './helpers/https-server.js'

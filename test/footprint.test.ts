@@ -36,7 +36,7 @@ function deviceEntryGraph() {
       if (specifier.startsWith('.')) visit(join(dirname(file), specifier.replace(/\.js$/, '.ts')))
     }
   }
-  visit(join(import.meta.dirname, '../src/index.ts'))
+  visit(join(import.meta.dirname, '../packages/mqtt-bootstrap/src/index.ts'))
   return modules
 }
 

@@ -5,8 +5,8 @@ import { format, promisify } from 'node:util'
 import createDebug from 'debug'
 import { pino } from 'pino'
 import { expect, expectTypeOf, test } from 'vitest'
-import { type Logger, MemoryCredentialStore } from '../src/index.js'
-import { logFor, silentLogger } from '../src/logger.js'
+import { type Logger, MemoryCredentialStore } from '../packages/mqtt-bootstrap/src/index.js'
+import { logFor, silentLogger } from '../packages/mqtt-bootstrap/src/logger.js'
 import { boot, payloads, useTestEnv } from './helpers/env.js'
 import { DEVICE } from './helpers/https-server.js'
 import { pinoLines } from './helpers/pino.js'
@@ -122,7 +122,7 @@ test("mqtt.js's own trace (DEBUG=mqttjs*) shows no password, at boot and on a re
 
 const run = promisify(execFile)
 const probe = `
-  const { logFor, silentLogger } = await import('./src/logger.ts')
+  const { logFor, silentLogger } = await import('./packages/mqtt-bootstrap/src/logger.ts')
   logFor(silentLogger, 'boot').info({ step: 1 }, 'probe line')
 `
 

@@ -23,7 +23,7 @@ import {
   FileCredentialStore,
   type Logger,
   MemoryCredentialStore,
-} from '../src/index.js'
+} from '../packages/mqtt-bootstrap/src/index.js'
 import { boot, eventTrail, FIRST_BOOT_TRAIL, nextEvent, payloads, REPROVISIONED_TRAIL } from './helpers/env.js'
 import { suite } from './helpers/exposure.js'
 import { configAnswer, json, startHttpsServer, type TestServer } from './helpers/https-server.js'

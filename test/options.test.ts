@@ -6,8 +6,8 @@ import {
   InvalidOptionError,
   PointAccess,
   RETRY_DEFAULTS,
-} from '../src/index.js'
-import { resolveOptions } from '../src/options.js'
+} from '../packages/mqtt-bootstrap/src/index.js'
+import { resolveOptions } from '../packages/mqtt-bootstrap/src/options.js'
 
 const base = { url: 'https://provision.example/bootstrap', data: { imei: '1' } }
 

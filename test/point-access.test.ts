@@ -2,7 +2,7 @@ import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import net from 'node:net'
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest'
-import { PointAccess, ProvisioningError, ResultCode } from '../src/index.js'
+import { PointAccess, ProvisioningError, ResultCode } from '../packages/mqtt-bootstrap/src/index.js'
 import { configAnswer, DEVICE, json, startHttpsServer, type TestServer } from './helpers/https-server.js'
 import { type TlsFixture, tlsFixture } from './helpers/tls.js'
 

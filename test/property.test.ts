@@ -5,16 +5,16 @@
  */
 import fc from 'fast-check'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { brokerHostProblem } from '../src/broker-url.js'
-import { parseDeviceConfig } from '../src/contract.js'
+import { brokerHostProblem } from '../packages/mqtt-bootstrap/src/broker-url.js'
+import { parseDeviceConfig } from '../packages/mqtt-bootstrap/src/contract.js'
 import {
   type HttpRequest,
   type HttpResponse,
   type HttpTransport,
   PointAccess,
   ProvisioningError,
-} from '../src/index.js'
-import { interpretAnswer } from '../src/point-access.js'
+} from '../packages/mqtt-bootstrap/src/index.js'
+import { interpretAnswer } from '../packages/mqtt-bootstrap/src/point-access.js'
 import { body, status } from './helpers/answers.js'
 import { startHttpsServer, type TestServer } from './helpers/https-server.js'
 import { type TlsFixture, tlsFixture } from './helpers/tls.js'
@@ -50,7 +50,7 @@ class MemoryTransport implements HttpTransport {
   response: HttpResponse = { status: 200, headers: {}, body: '' }
   async post(request: HttpRequest): Promise<HttpResponse> {
     if (Buffer.byteLength(this.response.body) > request.maxResponseBytes) {
-      const { tooLargeError } = await import('../src/transport/http-transport.js')
+      const { tooLargeError } = await import('../packages/mqtt-bootstrap/src/transport/http-transport.js')
       throw tooLargeError(request.maxResponseBytes, this.response.status)
     }
     return this.response

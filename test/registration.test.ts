@@ -21,7 +21,7 @@ import {
   type RegistrationStrategy,
   signAliyunRegistration,
   TOKENS,
-} from '../src/index.js'
+} from '../packages/mqtt-bootstrap/src/index.js'
 import { runTs } from './helpers/child.js'
 import { abortDuringBackoff, boot, eventTrail, payloads, useTestEnv } from './helpers/env.js'
 import { suite } from './helpers/exposure.js'

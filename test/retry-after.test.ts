@@ -1,7 +1,7 @@
 /** Retry-After as servers send it: every HTTP-date format, in any local time zone, and numbers too large to wait. */
 import { fileURLToPath } from 'node:url'
 import { describe, expect, test } from 'vitest'
-import { parseRetryAfter } from '../src/retry.js'
+import { parseRetryAfter } from '../packages/mqtt-bootstrap/src/retry.js'
 import { runTs } from './helpers/child.js'
 
 const now = Date.parse('Wed, 21 Oct 2026 07:28:00 GMT')

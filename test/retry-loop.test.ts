@@ -4,8 +4,8 @@
  */
 import type { MqttClient } from 'mqtt'
 import { describe, expect, test } from 'vitest'
-import { ProvisioningError } from '../src/index.js'
-import { RETRY_DEFAULTS, type RetryInfo, type RetryPolicy, withRetry } from '../src/retry.js'
+import { ProvisioningError } from '../packages/mqtt-bootstrap/src/index.js'
+import { RETRY_DEFAULTS, type RetryInfo, type RetryPolicy, withRetry } from '../packages/mqtt-bootstrap/src/retry.js'
 import { boot, payloads, useTestEnv } from './helpers/env.js'
 import { FakeClock } from './helpers/fake-clock.js'
 import { configAnswer, json } from './helpers/https-server.js'

@@ -1,5 +1,5 @@
 /**
- * The published contract (schema/provisioning.schema.json) is generated from the schemas the library validates with;
+ * The published contract (packages/mqtt-bootstrap/schema/provisioning.schema.json) is generated from the schemas the library validates with;
  * these tests keep the committed file current and check, with an independent JSON Schema validator (ajv), that the
  * document and the library accept exactly the same answers.
  */
@@ -7,13 +7,15 @@ import { readFileSync } from 'node:fs'
 import { Ajv } from 'ajv'
 import fc from 'fast-check'
 import { describe, expect, test } from 'vitest'
-import { ProvisioningError } from '../src/index.js'
-import { interpretAnswer } from '../src/point-access.js'
-import { provisioningSchema, RESULT_CODES } from '../src/server/index.js'
+import { ProvisioningError } from '../packages/mqtt-bootstrap/src/index.js'
+import { interpretAnswer } from '../packages/mqtt-bootstrap/src/point-access.js'
+import { provisioningSchema, RESULT_CODES } from '../packages/mqtt-bootstrap-server/src/index.js'
 import { body } from './helpers/answers.js'
 import { configAnswer, DEVICE } from './helpers/https-server.js'
 
-const committed = JSON.parse(readFileSync(new URL('../schema/provisioning.schema.json', import.meta.url), 'utf8'))
+const committed = JSON.parse(
+  readFileSync(new URL('../packages/mqtt-bootstrap/schema/provisioning.schema.json', import.meta.url), 'utf8'),
+)
 
 // ajv with its defaults (strict, lengths in code points): the document is what any validator gets.
 const ajv = new Ajv()
@@ -26,7 +28,7 @@ function libraryUnderstands(json: unknown): boolean {
 }
 
 describe('the published contract', () => {
-  test('schema/provisioning.schema.json is current (run `npm run schema` after changing the contract)', () => {
+  test('the committed provisioning.schema.json is current (run `npm run schema` after changing the contract)', () => {
     expect(committed).toEqual(provisioningSchema())
   })
 

@@ -13,7 +13,7 @@ import {
   ProvisioningError,
   RegistrationError,
   type StoredCredentials,
-} from '../src/index.js'
+} from '../packages/mqtt-bootstrap/src/index.js'
 import {
   ECHO_RUN,
   INSPECT_CUSTOM,
@@ -25,7 +25,7 @@ import {
   SECRET_OPTION_KEYS,
   sealedPassword,
   withSealedKeys,
-} from '../src/redact.js'
+} from '../packages/mqtt-bootstrap/src/redact.js'
 import { startBroker } from './helpers/broker.js'
 import { boot, useTestEnv } from './helpers/env.js'
 import { rawJson, suite } from './helpers/exposure.js'

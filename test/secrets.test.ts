@@ -3,7 +3,13 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { inspect } from 'node:util'
 import { afterAll, beforeAll, expect, onTestFinished, test } from 'vitest'
-import { credentialKey, FileCredentialStore, type Logger, MemoryCredentialStore, PointAccess } from '../src/index.js'
+import {
+  credentialKey,
+  FileCredentialStore,
+  type Logger,
+  MemoryCredentialStore,
+  PointAccess,
+} from '../packages/mqtt-bootstrap/src/index.js'
 import { startBroker } from './helpers/broker.js'
 import { boot, type RecordedEvent, type TestEnv, useTestEnv } from './helpers/env.js'
 import { configAnswer, DEVICE, json } from './helpers/https-server.js'

@@ -4,8 +4,12 @@ import type { AddressInfo } from 'node:net'
 import { Readable } from 'node:stream'
 import { Agent, request } from 'undici'
 import { afterAll, beforeAll, expect, test } from 'vitest'
-import { PointAccess } from '../src/index.js'
-import { createProvisioningHandler, type Resolution, SERVER_CODES } from '../src/server/index.js'
+import { PointAccess } from '../packages/mqtt-bootstrap/src/index.js'
+import {
+  createProvisioningHandler,
+  type Resolution,
+  SERVER_CODES,
+} from '../packages/mqtt-bootstrap-server/src/index.js'
 import { DEVICE } from './helpers/https-server.js'
 import { type TlsFixture, tlsFixture } from './helpers/tls.js'
 

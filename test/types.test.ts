@@ -12,7 +12,7 @@ import {
   type MqttBootstrap,
   type PointAccess,
   ResultCode,
-} from '../src/index.js'
+} from '../packages/mqtt-bootstrap/src/index.js'
 
 test('public API types', () => {
   expectTypeOf(connectProvisioned).parameter(0).toEqualTypeOf<BootstrapOptions>()

@@ -3,7 +3,7 @@
  * leak check (test/setup.ts) looks for product secrets in every fault case as well as device secrets and passwords.
  */
 import { afterEach } from 'vitest'
-import type { BootstrapOptions, Clock, MqttBootstrap } from '../../src/index.js'
+import type { BootstrapOptions, Clock, MqttBootstrap } from '../../packages/mqtt-bootstrap/src/index.js'
 import { boot, type RecordedEvent, type TestEnv, useTestEnv } from '../helpers/env.js'
 import { DEVICE } from '../helpers/https-server.js'
 

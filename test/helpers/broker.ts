@@ -4,7 +4,11 @@ import type { AddressInfo } from 'node:net'
 import net from 'node:net'
 import tls from 'node:tls'
 import { Aedes } from 'aedes'
-import { type AliyunVerifyOptions, signAliyun, verifyAliyunCredentials } from '../../src/index.js'
+import {
+  type AliyunVerifyOptions,
+  signAliyun,
+  verifyAliyunCredentials,
+} from '../../packages/mqtt-bootstrap/src/index.js'
 import { suite } from './exposure.js'
 import type { TlsFixture } from './tls.js'
 

@@ -10,7 +10,7 @@ import {
   createBootstrap,
   type MqttBootstrap,
   TOKENS,
-} from '../../src/index.js'
+} from '../../packages/mqtt-bootstrap/src/index.js'
 import { startBroker, type TestBroker } from './broker.js'
 import { EVENT_NAMES, suite } from './exposure.js'
 import { FakeClock } from './fake-clock.js'

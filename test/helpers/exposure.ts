@@ -3,7 +3,7 @@
  * search for secrets afterwards.
  */
 import { inspect } from 'node:util'
-import type { BootstrapEvents, Logger, MqttBootstrap } from '../../src/index.js'
+import type { BootstrapEvents, Logger, MqttBootstrap } from '../../packages/mqtt-bootstrap/src/index.js'
 
 const deep = (value: unknown) => inspect(value, { depth: Number.POSITIVE_INFINITY, getters: true })
 const jsonSafe = (_key: string, value: unknown) =>

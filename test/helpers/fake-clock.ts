@@ -1,5 +1,5 @@
 /** The one fake the suite uses: time and sleep (so retry tests need not wait), injected through TOKENS.Clock. */
-import { AbortError, type Clock } from '../../src/index.js'
+import { AbortError, type Clock } from '../../packages/mqtt-bootstrap/src/index.js'
 
 export class FakeClock implements Clock {
   time = 1_700_000_000_000

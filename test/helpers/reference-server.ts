@@ -3,7 +3,7 @@ import { once } from 'node:events'
 import { writeFileSync } from 'node:fs'
 import https from 'node:https'
 import type { AddressInfo } from 'node:net'
-import { createProvisioningHandler, DeviceRegistry } from '../../src/server/index.js'
+import { createProvisioningHandler, DeviceRegistry } from '../../packages/mqtt-bootstrap-server/src/index.js'
 import { DEVICE } from './https-server.js'
 import type { TlsFixture } from './tls.js'
 

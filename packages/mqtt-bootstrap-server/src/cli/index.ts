@@ -4,9 +4,9 @@
  * README. Secrets are printed only with --show-secrets.
  */
 import { Command, CommanderError, Option } from 'commander'
+import { InvalidOptionError } from 'mqtt-bootstrap'
 // Bundled into dist/cli.mjs by the build, read from the checkout under tsx: right in both places.
 import packageJson from '../../package.json' with { type: 'json' }
-import { InvalidOptionError } from '../errors.js'
 import { checkCommand } from './check.js'
 import { runDemo } from './demo.js'
 import { collectHeader, EXIT, UsageError } from './io.js'

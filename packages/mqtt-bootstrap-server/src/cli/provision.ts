@@ -1,7 +1,6 @@
 /** `mqtt-bootstrap provision <url>`: one PointAccess request; prints the code and the (redacted) configuration. */
-import { ResultCode } from '../contract.js'
-import { PointAccess } from '../point-access.js'
-import { REDACTED } from '../redact.js'
+import { PointAccess, ResultCode } from 'mqtt-bootstrap'
+import { REDACTED } from 'mqtt-bootstrap/contract'
 import { EXIT, parseIntegerOption, parseJsonOption, table, tlsFromFiles } from './io.js'
 
 export interface ProvisionFlags {

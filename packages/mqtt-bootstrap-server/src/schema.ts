@@ -5,7 +5,7 @@
  * schema/provisioning.schema.json, shipped in the package as `mqtt-bootstrap/schema.json`.
  */
 import { toJsonSchema } from '@valibot/to-json-schema'
-import { codePointLimit, contractSchemas, ResultCode } from '../contract.js'
+import { codePointLimit, contractSchemas, ResultCode } from 'mqtt-bootstrap/contract'
 
 export const RESULT_CODES = Object.freeze([
   { code: ResultCode.SUCCESS, meaning: 'configuration received; result holds it', retry: false },

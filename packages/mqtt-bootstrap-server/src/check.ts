@@ -4,14 +4,21 @@
  * library works with. Details name fields and codes, never a secret.
  */
 import { randomBytes } from 'node:crypto'
+import type { HttpResponse } from 'mqtt-bootstrap'
+import { ProvisioningError, type TlsOptions, UndiciTransport } from 'mqtt-bootstrap'
+import {
+  checkHeaders,
+  checkUrl,
+  contractSchemas,
+  describeIssue,
+  interpretAnswer,
+  parseAnswer,
+  parseBody,
+  ResultCode,
+  redactUrl,
+  serializeData,
+} from 'mqtt-bootstrap/contract'
 import * as v from 'valibot'
-import { contractSchemas, describeIssue, parseAnswer, ResultCode } from '../contract.js'
-import { ProvisioningError } from '../errors.js'
-import { checkHeaders, checkUrl, serializeData } from '../options.js'
-import { interpretAnswer, parseBody } from '../point-access.js'
-import { redactUrl } from '../redact.js'
-import type { HttpResponse } from '../transport/http-transport.js'
-import { type TlsOptions, UndiciTransport } from '../transport/undici-transport.js'
 import { refusalCodeProblem } from './handler.js'
 
 export interface CheckOptions {

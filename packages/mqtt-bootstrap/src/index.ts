@@ -1,8 +1,8 @@
 /**
  * mqtt-bootstrap: provision device credentials over HTTPS, cache them, and open the mqtt.js session.
  *
- * Every export is named here (no `export *`). Left out on purpose: the server side (`mqtt-bootstrap/server`), which a
- * device never needs, and internal helpers such as the valibot schemas.
+ * Every export is named here (no `export *`). Left out on purpose: the server side (the `mqtt-bootstrap-server`
+ * package), which a device never needs, and the contract's schemas and parsers (`mqtt-bootstrap/contract`).
  */
 export type {
   AliyunAuthOptions,

@@ -4,8 +4,8 @@
  * checked by the same validation the device uses, or a refusal code checked against the contract too.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import { contractSchemas, type DeviceConfig, parseDeviceConfig, ResultCode } from 'mqtt-bootstrap/contract'
 import * as v from 'valibot'
-import { contractSchemas, type DeviceConfig, parseDeviceConfig, ResultCode } from '../contract.js'
 
 /** What `resolve` answers: the device's configuration, a refusal code, or `undefined` for an unknown device. */
 export type Resolution = { device: Record<string, unknown>; connect: Record<string, unknown> } | { code: string }

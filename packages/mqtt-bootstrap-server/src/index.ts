@@ -1,8 +1,9 @@
 /**
- * mqtt-bootstrap/server: the provisioning server side. A device never imports this entry.
+ * mqtt-bootstrap-server: the provisioning server side (handler, registry, conformance checker, schema) and the
+ * `mqtt-bootstrap` command. A device installs only `mqtt-bootstrap`, which never imports this package.
  */
-export { type AliyunVerifyOptions, verifyAliyunCredentials } from '../auth/aliyun.js'
-export { type DeviceConfig, ResultCode } from '../contract.js'
+export { type AliyunVerifyOptions, verifyAliyunCredentials } from 'mqtt-bootstrap'
+export { type DeviceConfig, ResultCode } from 'mqtt-bootstrap/contract'
 export {
   CHECKS,
   type CheckOptions,

@@ -1,5 +1,5 @@
 /** `mqtt-bootstrap check <url>`: the conformance checker, as a pass/fail table. */
-import { checkProvisioningServer } from '../server/check.js'
+import { checkProvisioningServer } from '../check.js'
 import { EXIT, parseIntegerOption, parseJsonOption, table, tlsFromFiles } from './io.js'
 
 export interface CheckFlags {

@@ -13,8 +13,8 @@
  * match wins. `refuse` answers that code instead. The file is checked when loaded and reloaded when it changes.
  */
 import { readFileSync, statSync } from 'node:fs'
+import { parseDeviceConfig } from 'mqtt-bootstrap/contract'
 import * as v from 'valibot'
-import { parseDeviceConfig } from '../contract.js'
 import { type Resolution, refusalCodeProblem } from './handler.js'
 
 const Scalar = v.union([v.string(), v.number(), v.boolean()])

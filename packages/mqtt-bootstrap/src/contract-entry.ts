@@ -1,0 +1,23 @@
+/**
+ * mqtt-bootstrap/contract: the wire contract as code, for the other side of the wire. mqtt-bootstrap-server and its
+ * conformance checker judge requests and answers with exactly what the device uses, so a server that passes is one
+ * the device works with; a provisioning server of one's own written in TypeScript can do the same. A device app
+ * needs none of it (the main entry validates for it).
+ *
+ * Every export is named here. The two packages are released together at the same version (mqtt-bootstrap-server
+ * depends on exactly its own version of this package), so the shapes here follow the main entry's semver.
+ */
+export type { Checked, ConnectInfo, DeviceConfig, DeviceCredentials, KnownResultCode, Qos } from './contract.js'
+export {
+  codePointLimit,
+  contractSchemas,
+  describeIssue,
+  MAX_CODE_LENGTH,
+  MAX_FIELD_LENGTH,
+  parseAnswer,
+  parseDeviceConfig,
+  ResultCode,
+} from './contract.js'
+export { checkHeaders, checkUrl, serializeData } from './options.js'
+export { interpretAnswer, parseBody } from './point-access.js'
+export { REDACTED, redactUrl } from './redact.js'
