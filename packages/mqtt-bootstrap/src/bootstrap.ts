@@ -5,11 +5,11 @@
  * own reconnects off; once the broker has accepted the device, mqtt.js reconnects at the caller's period.
  */
 import type { IClientOptions, MqttClient } from 'mqtt'
-import type { DependencyContainer } from 'tsyringe'
 import { type AuthStrategy, DEFAULT_MQTTS_PORT, type MqttCredentials } from './auth/strategy.js'
 import { brokerUrl, upgradeToTls } from './broker-url.js'
 import { type Clock, completeClock } from './clock.js'
 import { AUTH_REJECTED_CODES, type MqttConnector } from './connector.js'
+import type { Container } from './container.js'
 import {
   type DeviceConfig,
   frozenValidated,
@@ -590,11 +590,11 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
  * MqttBootstrap itself, in `container`: then `container.resolve(MqttBootstrap)`. Pass a child container: this writes
  * to the one it is given. Returns it.
  */
-export function registerBootstrap(container: DependencyContainer, options: BootstrapOptions): DependencyContainer {
+export function registerBootstrap(container: Container, options: BootstrapOptions): Container {
   return registerResolved(container, resolveOptions(options))
 }
 
-function registerResolved(container: DependencyContainer, resolved: ResolvedOptions): DependencyContainer {
+function registerResolved(container: Container, resolved: ResolvedOptions): Container {
   registerSeams(container, resolved)
   // A factory, not decorators: the container resolves each seam by its token (and no decorator metadata is needed).
   container.register(MqttBootstrap, {

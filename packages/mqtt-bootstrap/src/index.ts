@@ -21,6 +21,7 @@ export type { Clock } from './clock.js'
 export { systemClock } from './clock.js'
 export type { MqttConnector } from './connector.js'
 export { MqttJsConnector } from './connector.js'
+export type { Container, Token } from './container.js'
 export type { ConnectInfo, DeviceConfig, DeviceCredentials, KnownResultCode, Qos } from './contract.js'
 export { defaultDeviceConfig, ResultCode } from './contract.js'
 export type {

@@ -2,8 +2,8 @@
  * How the device entry loads what it depends on, so that `import 'mqtt-bootstrap'` costs little beyond mqtt itself
  * (docs/performance.md):
  *
- * - Dependencies a device does not need at import time are required when first used, synchronously: tsyringe (and
- *   the Reflect polyfill it demands) when the first bootstrap is made, valibot when the first answer is validated,
+ * - Dependencies a device does not need at import time are required when first used, synchronously: tsyringe (the
+ *   app's own, when it uses it) when the first bootstrap is made, valibot when the first answer is validated,
  *   async-retry when the first retry loop runs, `node:crypto` when the first key is hashed or password signed. The
  *   first use pays for them, once per process.
  * - What is needed at once is not `import`ed either: eventemitter3 is required, and builtins (`node:fs`, …) come
@@ -28,10 +28,11 @@ export function lazy<T>(id: string, before?: () => void): () => T {
   }
 }
 
-/** tsyringe, with the Reflect metadata polyfill it checks for at load (unless the app has one already). */
-export const tsyringe = lazy<typeof import('tsyringe')>('tsyringe', () => {
-  if (typeof (Reflect as { getMetadata?: unknown }).getMetadata !== 'function') load('reflect-metadata')
-})
+/**
+ * tsyringe: an optional peer, used only when the app uses it (it passes a `container`, or has loaded tsyringe), and
+ * then it is the app's own copy, its Reflect polyfill loaded already.
+ */
+export const tsyringe = lazy<typeof import('tsyringe')>('tsyringe')
 
 /**
  * Whether the app has loaded tsyringe. Nobody can have registered anything in tsyringe's global container otherwise,

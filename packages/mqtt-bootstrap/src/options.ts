@@ -4,10 +4,10 @@
  * value's type, never its content: headers and TLS keys are secrets.
  */
 import type { IClientOptions } from 'mqtt'
-import type { DependencyContainer } from 'tsyringe'
 import { ALIYUN_SIGN_METHODS } from './auth/aliyun.js'
 import type { AuthFunction, AuthStrategy } from './auth/strategy.js'
 import { BROKER_PROTOCOLS, type BrokerOptions } from './broker-url.js'
+import type { Container } from './container.js'
 import { InvalidOptionError } from './errors.js'
 import type { Logger } from './logger.js'
 import type { AliyunRegistrationOptions } from './registration/aliyun.js'
@@ -51,7 +51,7 @@ export interface BootstrapOptions extends TransportOptions {
   /** Cancels provisioning, backoff sleeps and the connect. */
   signal?: AbortSignal
   /** A tsyringe container whose registrations override the defaults; the bootstrap works in a child of it. */
-  container?: DependencyContainer
+  container?: Container
   /** A pino-compatible logger. @default silent */
   logger?: Logger
   /** Reconnect backoff after the first connection, or `false` for no reconnects. @default RECONNECT_DEFAULTS */

@@ -3,12 +3,13 @@
  * with the defaults for whatever the caller has not registered. Nothing is ever registered in tsyringe's global
  * container: the bootstrap works in a child container (STYLE: no hidden global state).
  */
-import type { DependencyContainer, InjectionToken } from 'tsyringe'
+
 import { aliyunAuth } from './auth/aliyun.js'
 import { plainAuth } from './auth/plain.js'
 import { type AuthStrategy, DEFAULT_MQTTS_PORT } from './auth/strategy.js'
 import { type Clock, systemClock } from './clock.js'
 import { type MqttConnector, MqttJsConnector } from './connector.js'
+import type { Container, Token } from './container.js'
 import { type Logger, silentLogger } from './logger.js'
 import { type AuthOption, DEFAULTS, type ResolvedOptions } from './options.js'
 import { AliyunRegistration, type AliyunRegistrationOptions } from './registration/aliyun.js'
@@ -18,7 +19,7 @@ import { MemoryCredentialStore } from './store/memory-store.js'
 import type { HttpTransport } from './transport/http-transport.js'
 import { UndiciTransport } from './transport/undici-transport.js'
 
-const token = <T>(name: string) => Symbol.for(`mqtt-bootstrap:${name}`) as InjectionToken<T>
+const token = <T>(name: string) => Symbol.for(`mqtt-bootstrap:${name}`) as Token<T>
 
 export const TOKENS = Object.freeze({
   /** The resolved options (`resolveOptions(options)`). */
@@ -38,9 +39,9 @@ export const TOKENS = Object.freeze({
  * are registered in `container` itself, so they win; a seam without one keeps the registration the container (or one
  * of its parents) already has, else gets the default.
  */
-export function registerSeams(container: DependencyContainer, resolved: ResolvedOptions): DependencyContainer {
+export function registerSeams(container: Container, resolved: ResolvedOptions): Container {
   container.register(TOKENS.Options, { useValue: resolved })
-  const fill = <T>(seam: InjectionToken<T>, explicit: T | undefined, fallback: () => T) => {
+  const fill = <T>(seam: Token<T>, explicit: T | undefined, fallback: () => T) => {
     if (explicit !== undefined) container.register(seam, { useValue: explicit })
     else if (!container.isRegistered(seam, true)) container.register(seam, { useValue: fallback() })
   }
