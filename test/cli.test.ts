@@ -1,5 +1,5 @@
 import { once } from 'node:events'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
@@ -37,7 +37,24 @@ describe('mqtt-bootstrap', () => {
   test.each(['', 'provision', 'check', 'serve', 'demo'])('mqtt-bootstrap %s --help', async (command) => {
     const { code, output } = await run(...(command === '' ? [] : [command]), '--help')
     expect(code).toBe(0)
-    expect(output).toContain('Usage: mqtt-bootstrap')
+    expect(output).toContain(`Usage: mqtt-bootstrap ${command}`.trim())
+    expect(output).not.toContain('mqtt-bootstrap-server')
+  })
+
+  test('usage names the program as invoked: the mqtt-bootstrap-server bin says mqtt-bootstrap-server', async () => {
+    const bin = join(dir, 'bin')
+    await mkdir(bin)
+    for (const name of ['mqtt-bootstrap-server', 'mqtt-bootstrap']) {
+      await symlink(join(process.cwd(), 'packages/mqtt-bootstrap-server/src/cli/index.ts'), join(bin, name))
+    }
+    const server = await runTs(join(bin, 'mqtt-bootstrap-server'), ['serve', '--help'], { timeoutMs: 30_000 })
+    expect(server.code).toBe(0)
+    expect(server.output).toContain('Usage: mqtt-bootstrap-server serve [options]')
+    const bad = await runTs(join(bin, 'mqtt-bootstrap-server'), ['nonsense'], { timeoutMs: 30_000 })
+    expect(bad.code).toBe(2)
+    expect(bad.output).toContain('(add --help for usage)')
+    const plain = await runTs(join(bin, 'mqtt-bootstrap'), ['--help'], { timeoutMs: 30_000 })
+    expect(plain.output).toContain('Usage: mqtt-bootstrap [options] [command]')
   })
 
   test('provision: prints the code and the redacted configuration, exit 0', async () => {
@@ -67,9 +84,11 @@ describe('mqtt-bootstrap', () => {
     })
   })
 
-  test('provision exit codes: 5 refused, 3 transient, 4 invalid answer, 2 usage', async () => {
+  test('provision exit codes: 5 refused, 3 transient, 4 invalid answer, 7 TLS, 2 usage', async () => {
     expect((await run('provision', reference.url, '--data', '{"imei":"nobody"}', '--ca', caFile)).code).toBe(5)
-    expect((await run('provision', reference.url, '--data', data)).code).toBe(3) // CA not trusted: "77777"
+    const closed = reference.url.replace(/:\d+\//, ':1/') // nothing listens on port 1: "77777"
+    expect((await run('provision', closed, '--data', data, '--ca', caFile)).code).toBe(3)
+    expect((await run('provision', reference.url, '--data', data)).code).toBe(7) // CA not trusted (test/cli-provision)
     const garbage: TestServer = await startHttpsServer(tls, (_req, res) => res.writeHead(200).end('garbage'))
     try {
       expect((await run('provision', garbage.url, '--data', data, '--ca', caFile)).code).toBe(4)
@@ -130,7 +149,7 @@ describe('mqtt-bootstrap', () => {
     }
     const [code] = (await once(child, 'close')) as [number | null]
     expect(code).toBe(0)
-    expect(output()).toContain('known device')
+    expect(output()).toMatch(/ POST \/bootstrap 200 00000 8600…\(15\)\n/) // the access log (test/cli-serve)
   })
 
   test('usage errors exit 2 without echoing what might be a secret', async () => {

@@ -103,7 +103,8 @@ describe('PointAccess.request', () => {
       '10001',
       'ERR_PROVISION_REFUSED',
     ],
-    ['a refusal with HTTP 404', (res) => json(res, 404, { code: '10404' }), '10404', 'ERR_PROVISION_REFUSED'],
+    // Outside the contract's statuses: no refusal, whatever the body (test/http-status.test.ts has the whole rule).
+    ['a refusal with HTTP 404', (res) => json(res, 404, { code: '10404' }), '99999', 'ERR_PROVISION_HTTP_STATUS'],
     ['HTTP 404 with HTML', (res) => res.writeHead(404).end('<h1>not found</h1>'), '99999', 'ERR_PROVISION_HTTP_STATUS'],
     ['the server answering "77777"', (res) => json(res, 200, { code: '77777' }), '77777', 'ERR_PROVISION_SERVER_BUSY'],
     ['HTTP 500 with HTML', (res) => res.writeHead(500).end('<h1>boom</h1>'), '77777', 'ERR_PROVISION_HTTP_STATUS'],

@@ -19,7 +19,29 @@ export interface ProvisioningHandlerOptions {
   bodyTimeoutMs?: number
   /** Told about failures of `resolve` (the device gets `"77777"`). Never given a secret by the handler. */
   onError?(error: unknown): void
+  /**
+   * Told once per request when its exchange ends, answered or not (the client gone first): for an access log. Never
+   * given the answer's configuration; an exception it throws goes to `onError`.
+   */
+  onRequest?(outcome: RequestOutcome): void
 }
+
+/** What `onRequest` is told about one request. */
+export interface RequestOutcome {
+  request: IncomingMessage
+  /** The HTTP status answered; `undefined` when the exchange ended before an answer. */
+  status: number | undefined
+  /** The answer's `code`; `undefined` when none was sent. */
+  code: string | undefined
+  /**
+   * The request's data (its parsed JSON body), which identifies the device; `undefined` when no JSON body was read.
+   * The device's claim, not a secret the server hands out; a log should still show no more of it than it needs.
+   */
+  data: unknown
+}
+
+/** The code answered and the data read, per exchange, for `onRequest`. */
+const exchanges = new WeakMap<ServerResponse, { code?: string; data?: unknown }>()
 
 /** The reference server's refusal codes (any string other than 00000/77777/99999 is a refusal). */
 export const SERVER_CODES = Object.freeze({
@@ -47,6 +69,8 @@ export function createProvisioningHandler(options: ProvisioningHandlerOptions) {
   const bodyTimeoutMs = options.bodyTimeoutMs ?? 10_000
 
   const respond = (request: IncomingMessage, response: ServerResponse, data: unknown) => {
+    const exchange = exchanges.get(response)
+    if (exchange !== undefined) exchange.data = data
     Promise.resolve()
       .then(() => options.resolve(data, request))
       .then(toAnswer)
@@ -59,7 +83,21 @@ export function createProvisioningHandler(options: ProvisioningHandlerOptions) {
       )
   }
 
+  const { onRequest } = options
+  const watch = (request: IncomingMessage, response: ServerResponse, tell: NonNullable<typeof onRequest>) => {
+    exchanges.set(response, {})
+    response.once('close', () => {
+      const { code, data } = exchanges.get(response) ?? {}
+      try {
+        tell({ request, status: response.headersSent ? response.statusCode : undefined, code, data })
+      } catch (error) {
+        options.onError?.(error)
+      }
+    })
+  }
+
   return (request: IncomingMessage, response: ServerResponse, body?: unknown): void => {
+    if (onRequest !== undefined) watch(request, response, onRequest)
     if (request.method !== 'POST') {
       answer(response, 405, { code: SERVER_CODES.BAD_REQUEST, message: 'use POST' }, { allow: 'POST' })
       request.resume()
@@ -144,6 +182,8 @@ function plain({ device, connect }: DeviceConfig): DeviceConfig {
 
 function answer(response: ServerResponse, status: number, body: object, headers: Record<string, string> = {}): void {
   if (response.headersSent || response.destroyed) return
+  const exchange = exchanges.get(response)
+  if (exchange !== undefined && 'code' in body && typeof body.code === 'string') exchange.code = body.code
   // no-store: the answer carries secrets, no cache on the way may keep it.
   response.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', ...headers })
   response.end(JSON.stringify(body))

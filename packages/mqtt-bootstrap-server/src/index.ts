@@ -15,6 +15,7 @@ export {
 export {
   createProvisioningHandler,
   type ProvisioningHandlerOptions,
+  type RequestOutcome,
   type Resolution,
   SERVER_CODES,
 } from './handler.js'

@@ -70,6 +70,11 @@ export class DeviceRegistry {
     return this.#loaded.content.devices.length
   }
 
+  /** The request fields the entries match on (e.g. `imei`): what identifies a device, for logs. */
+  get matchFields(): readonly string[] {
+    return [...new Set(this.#loaded.groups.flatMap((group) => group.fields))]
+  }
+
   /** The configuration (or refusal) for a request's data; `undefined` for an unknown device. */
   resolve = (data: unknown): Resolution | undefined => {
     this.#reloadIfChanged()

@@ -8,6 +8,7 @@
 import type { Clock } from './clock.js'
 import { systemClock } from './clock.js'
 import { type DeviceConfig, defaultDeviceConfig, parseAnswer, parseDeviceConfig, ResultCode } from './contract.js'
+import { withUrl } from './error-urls.js'
 import { AbortError, ProvisioningError, throwIfAborted } from './errors.js'
 import {
   checkHeaders,
@@ -76,19 +77,20 @@ export class PointAccess {
       })
     } catch (error) {
       if (error instanceof AbortError) throw error
-      return this.#failed(error instanceof ProvisioningError ? error : networkError(error))
+      return this.#failed(error instanceof ProvisioningError ? error : networkError(error), target)
     }
 
     const { deviceSecret, productSecret } = this.deviceConfig.device // what a refusal could echo
     const outcome = interpretAnswer(response, this.#clock.now(), [deviceSecret, productSecret])
-    if (outcome instanceof ProvisioningError) return this.#failed(outcome)
+    if (outcome instanceof ProvisioningError) return this.#failed(outcome, target)
     this.deviceConfig = outcome
     this.lastError = null
     return ResultCode.SUCCESS
   }
 
-  #failed(error: ProvisioningError): string {
-    this.lastError = error
+  /** Every failure of a request names its URL (redacted) here, whichever stage made it. */
+  #failed(error: ProvisioningError, url: URL): string {
+    this.lastError = withUrl(error, url)
     return error.resultCode
   }
 }
@@ -100,9 +102,16 @@ export function parseBody(body: string): unknown {
   return JSON.parse(body.replace(/^\uFEFF/, ''))
 }
 
+/** The refusals the contract lets come with HTTP 401 (signed claims: a missing or bad signature, a replay). */
+const CLAIM_REFUSALS: ReadonlySet<string> = new Set(['10004', '10005'])
+
 /**
  * An HTTP answer -> the configuration it carries, or why it carries none. A refusal's message shows the server's code
  * without any echo of `secrets` (the code itself is passed through in `resultCode`, by contract).
+ *
+ * The contract's statuses are 2xx with any code, 401 with a claim refusal (`"10004"`/`"10005"`), and 408, 429 and 5xx
+ * (transient). Any other (a 404, a 403, a 3xx: the transport follows no redirect) comes from something that is not a
+ * provisioning endpoint, whatever its body says: `"99999"`, never a refusal the app would act on as the server's word.
  */
 export function interpretAnswer(
   response: HttpResponse,
@@ -120,6 +129,13 @@ export function interpretAnswer(
     })
   }
   const ok = status >= 200 && status < 300
+  const outsideContract = (why: string) =>
+    new ProvisioningError('ERR_PROVISION_HTTP_STATUS', `provisioning server answered HTTP ${status}, ${why}`, {
+      resultCode: ResultCode.INVALID_RESPONSE,
+      transient: false,
+      status,
+    })
+  if (!ok && status !== 401) return outsideContract('a status outside the provisioning contract')
   const invalid = (reason: string) =>
     ok
       ? new ProvisioningError('ERR_PROVISION_INVALID_RESPONSE', `provisioning answer ${reason}`, {
@@ -127,11 +143,7 @@ export function interpretAnswer(
           transient: false,
           status,
         })
-      : new ProvisioningError('ERR_PROVISION_HTTP_STATUS', `provisioning server answered HTTP ${status}`, {
-          resultCode: ResultCode.INVALID_RESPONSE,
-          transient: false,
-          status,
-        })
+      : outsideContract(`without a claim refusal (its body ${reason})`)
 
   let json: unknown
   try {
@@ -143,9 +155,10 @@ export function interpretAnswer(
   const answer = parseAnswer(json)
   if (!answer.ok) return invalid(`envelope: ${answer.problem}`)
   const { code, result } = answer.value
+  // Not quoted: whatever answers 401 (a proxy, an API gateway) may put anything in its code.
+  if (!ok && !CLAIM_REFUSALS.has(code)) return outsideContract('without a claim refusal ("10004" or "10005")')
 
   if (code === ResultCode.SUCCESS) {
-    if (!ok) return invalid(`"00000" came with HTTP ${status}`)
     const config = parseDeviceConfig(result)
     return config.ok ? config.value : invalid(`result: ${config.problem}`)
   }

@@ -1,6 +1,7 @@
 /** `mqtt-bootstrap check <url>`: the conformance checker, as a pass/fail table. */
 import { checkProvisioningServer } from '../check.js'
-import { EXIT, parseIntegerOption, parseJsonOption, table, tlsFromFiles } from './io.js'
+import { EXIT, parseIntegerOption, parseJsonOption, table } from './io.js'
+import { tlsFromFiles } from './pem.js'
 
 export interface CheckFlags {
   data: string

@@ -3,6 +3,7 @@
  * The `mqtt-bootstrap` command (commander): provision, check, serve, demo. Exit codes are in io.ts (EXIT) and the
  * README. Secrets are printed only with --show-secrets.
  */
+import { basename } from 'node:path'
 import { Command, CommanderError, Option } from 'commander'
 import { InvalidOptionError } from 'mqtt-bootstrap'
 // Bundled into dist/cli.mjs by the build, read from the checkout under tsx: right in both places.
@@ -15,8 +16,17 @@ import { serveCommand } from './serve.js'
 
 const { version } = packageJson
 
+/** The package's bins, both this file: usage names the one the operator typed. */
+const BINS = ['mqtt-bootstrap', 'mqtt-bootstrap-server']
+
+/** `mqtt-bootstrap-server` when run as that bin; `mqtt-bootstrap` otherwise (`node dist/cli.mjs`, tsx, a .cmd shim). */
+function programName(script: string | undefined): string {
+  const name = basename(script ?? '').replace(/\.(?:[cm]?js|ts|cmd|ps1)$/i, '')
+  return BINS.includes(name) ? name : 'mqtt-bootstrap'
+}
+
 function program(): Command {
-  const cli = new Command('mqtt-bootstrap')
+  const cli = new Command(programName(process.argv[1]))
     .description('Provision IoT device credentials over HTTPS, check provisioning servers, run a reference one.')
     .version(version)
     .exitOverride()
@@ -42,7 +52,9 @@ function program(): Command {
   )
     .addHelpText(
       'after',
-      '\nExit codes: 0 "00000", 3 "77777" (transient), 4 "99999" (invalid answer), 5 refused, 2 usage.',
+      '\nExit codes: 0 "00000", 2 usage, 3 "77777" (transient), 4 "99999" (invalid answer), 5 refused,\n' +
+        '6 an HTTP status outside the contract (404, 403, a redirect: not a provisioning endpoint?),\n' +
+        '7 TLS verification failed (a private CA: --ca <file>).',
     )
     .action(async (url: string, flags) => {
       process.exitCode = await provisionCommand(url, flags)
@@ -73,10 +85,28 @@ function program(): Command {
     .option('--cert <file>', 'server certificate (PEM); without it one is generated with its own CA')
     .option('--key <file>', 'server private key (PEM)')
     .addOption(
-      new Option('--ca-out <file>', 'where to write the generated CA for clients').default('mqtt-bootstrap-ca.pem'),
+      new Option('--ca-out <file>', 'the generated CA for clients (kept: a restart reuses it)').default(
+        'mqtt-bootstrap-ca.pem',
+      ),
     )
+    .option('--ca-key <file>', "the generated CA's private key, mode 0600 (default: <ca-out>.key)")
     .option('--san <name>', 'another name or address for the generated certificate (repeatable)', collect, [])
-    .addHelpText('after', '\nExit codes: 0 stopped by SIGINT/SIGTERM, 1 could not listen, 2 usage or a bad registry.')
+    .addHelpText(
+      'after',
+      [
+        '',
+        'Without --cert, the CA is generated on the first start and written, once the server listens, to --ca-out',
+        'and --ca-key; later starts reuse it (devices that trust it keep working). Nothing is ever overwritten.',
+        '',
+        'One line per request on stdout: time peer method path status code identity, e.g.',
+        '  2026-05-04T10:00:00.000Z 127.0.0.1 POST /bootstrap 200 00000 8600…(15)',
+        "(identity: the registry's match fields, first 4 characters and length); failed TLS handshakes as",
+        '  2026-05-04T10:00:01.000Z 127.0.0.1 TLS handshake failed (<reason>)',
+        '',
+        'Exit codes: 0 stopped by SIGINT/SIGTERM, 1 could not listen (a busy port) or write the CA,',
+        '2 usage, a bad registry, a bad --cert/--key, or a CA file without its key.',
+      ].join('\n'),
+    )
     .action(async (flags) => {
       process.exitCode = await serveCommand(flags)
     })

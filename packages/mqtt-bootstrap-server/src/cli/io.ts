@@ -14,6 +14,13 @@ export const EXIT = Object.freeze({
   INVALID_RESPONSE: 4,
   /** provision: the server refused the device with its own code. */
   REFUSED: 5,
+  /**
+   * provision: an HTTP status outside the contract (a 404, a 403, a redirect, a 401 without a claim refusal), whatever
+   * the body said: the URL is probably not a provisioning endpoint. Not retried by a device ("99999").
+   */
+  HTTP_STATUS: 6,
+  /** provision: the server's certificate failed verification (an untrusted CA: --ca; another host). Not transient. */
+  TLS: 7,
 })
 
 /** A bad argument: the command prints the message and exits with EXIT.USAGE. */
@@ -57,15 +64,6 @@ export function parseIntegerOption(value: string, option: string): number {
   const number = Number(value)
   if (!Number.isInteger(number) || number < 0) throw new UsageError(`${option} must be a whole number, got ${value}`)
   return number
-}
-
-/** TLS options from --ca / --cert / --key files. */
-export function tlsFromFiles(options: { ca?: string; cert?: string; key?: string }) {
-  if ((options.cert === undefined) !== (options.key === undefined)) throw new UsageError('--cert and --key go together')
-  const ca = readFileOption(options.ca, '--ca')
-  const cert = readFileOption(options.cert, '--cert')
-  const key = readFileOption(options.key, '--key')
-  return { ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) }
 }
 
 /** Rows as aligned columns. */

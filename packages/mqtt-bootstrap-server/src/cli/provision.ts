@@ -1,7 +1,8 @@
 /** `mqtt-bootstrap provision <url>`: one PointAccess request; prints the code and the (redacted) configuration. */
-import { PointAccess, ResultCode } from 'mqtt-bootstrap'
+import { PointAccess, type ProvisioningError, ResultCode } from 'mqtt-bootstrap'
 import { REDACTED } from 'mqtt-bootstrap/contract'
-import { EXIT, parseIntegerOption, parseJsonOption, table, tlsFromFiles } from './io.js'
+import { EXIT, parseIntegerOption, parseJsonOption, table } from './io.js'
+import { tlsFromFiles } from './pem.js'
 
 export interface ProvisionFlags {
   data: string
@@ -34,9 +35,17 @@ export async function provisionCommand(url: string, flags: ProvisionFlags): Prom
         }
       : undefined
   const error = pa.lastError === null ? undefined : { code: pa.lastError.code, message: pa.lastError.message }
+  const diagnosis = diagnose(pa.lastError, url)
 
   if (flags.json) {
-    console.log(JSON.stringify({ code, ...(config ? { config } : {}), ...(error ? { error } : {}) }, null, 2))
+    const hint = diagnosis?.hint
+    console.log(
+      JSON.stringify(
+        { code, ...(config ? { config } : {}), ...(error ? { error } : {}), ...(hint ? { hint } : {}) },
+        null,
+        2,
+      ),
+    )
   } else if (config) {
     console.log(
       table([
@@ -61,8 +70,48 @@ export async function provisionCommand(url: string, flags: ProvisionFlags): Prom
       ]),
     )
   }
+  if (diagnosis !== undefined) {
+    console.error(`error: ${diagnosis.hint}`)
+    return diagnosis.exit
+  }
   if (code === ResultCode.SUCCESS) return EXIT.OK
   if (code === ResultCode.TRANSIENT) return EXIT.TRANSIENT
   if (code === ResultCode.INVALID_RESPONSE) return EXIT.INVALID_RESPONSE
   return EXIT.REFUSED
+}
+
+/**
+ * Outcomes that are the operator's to fix, not the device's: an answer from something that is no provisioning
+ * endpoint, and a certificate the client does not trust. Each has an exit code of its own, not that of its "99999" or
+ * "77777", so that a script can tell a wrong URL or a missing --ca from a refusal or a server that is down.
+ */
+function diagnose(error: ProvisioningError | null, url: string): { exit: number; hint: string } | undefined {
+  if (error === null) return undefined
+  if (error.code === 'ERR_PROVISION_HTTP_STATUS' && !error.transient) {
+    const status = error.status ?? 0
+    const why =
+      status >= 300 && status < 400
+        ? 'a redirect, which is not followed: give the URL it points to'
+        : status === 401
+          ? 'without a claim refusal ("10004"/"10005"): does something in front of the server want credentials (--header)?'
+          : status === 403
+            ? 'forbidden: not a provisioning endpoint, or a proxy or firewall in front of it?'
+            : 'not a provisioning endpoint? Check the URL, its path included (mqtt-bootstrap serve: /bootstrap)'
+    return { exit: EXIT.HTTP_STATUS, hint: `the server answered HTTP ${status}: ${why}` }
+  }
+  if (error.code === 'ERR_PROVISION_TLS') {
+    const reason = (error.cause as { code?: unknown } | undefined)?.code
+    const host = new URL(url).hostname
+    const why =
+      reason === 'ERR_TLS_CERT_ALTNAME_INVALID'
+        ? `its certificate is not for ${host} (mqtt-bootstrap serve --san ${host} adds a name); a private CA goes in --ca <file>`
+        : reason === 'CERT_HAS_EXPIRED'
+          ? 'its certificate has expired; a private CA goes in --ca <file>'
+          : 'if it uses a private CA, trust it with --ca <file> (mqtt-bootstrap serve writes its CA to --ca-out)'
+    return {
+      exit: EXIT.TLS,
+      hint: `the server's TLS certificate failed verification (${String(reason ?? 'unknown reason')}): ${why}`,
+    }
+  }
+  return undefined
 }

@@ -1,13 +1,22 @@
-/** `mqtt-bootstrap serve`: the reference provisioning server over a device registry file, over HTTPS. */
+/**
+ * `mqtt-bootstrap serve`: the reference provisioning server over a device registry file, over HTTPS.
+ *
+ * Without --cert it serves a certificate signed by a CA of its own, kept at --ca-out (the certificate) and --ca-key
+ * (its key, 0600): a restart reuses both, so devices that trust the first start keep working. A new CA is written only
+ * once the server listens, and never over an existing file: a start that fails (a busy port) changes nothing.
+ */
 import { once } from 'node:events'
-import { writeFileSync } from 'node:fs'
 import { createServer } from 'node:https'
-import type { AddressInfo } from 'node:net'
+import type { AddressInfo, Socket } from 'node:net'
 import { hostname, networkInterfaces } from 'node:os'
+import type { TLSSocket } from 'node:tls'
 import { createProvisioningHandler } from '../handler.js'
 import { DeviceRegistry } from '../registry.js'
-import { generateCertificates } from './certificates.js'
-import { EXIT, parsePortOption, readFileOption, UsageError } from './io.js'
+import { identityOf, requestLine, tlsFailureLine } from './access-log.js'
+import { defaultCaKeyPath, loadCa, saveCa } from './ca-store.js'
+import { type CertificateAuthority, generateCa, issueServerCertificate } from './certificates.js'
+import { EXIT, parsePortOption, UsageError } from './io.js'
+import { readKeyPair } from './pem.js'
 
 export interface ServeFlags {
   registry: string
@@ -17,6 +26,8 @@ export interface ServeFlags {
   cert?: string
   key?: string
   caOut: string
+  /** Where the generated CA's key is kept. @default `<caOut>.key` */
+  caKey?: string
   /** More names or addresses for a generated certificate. */
   san?: string[]
 }
@@ -43,41 +54,56 @@ export async function serveCommand(flags: ServeFlags): Promise<number> {
   } catch (error) {
     throw new UsageError(`--registry: ${(error as Error).message}`)
   }
-  if ((flags.cert === undefined) !== (flags.key === undefined)) throw new UsageError('--cert and --key go together')
   const port = parsePortOption(flags.port, '--port')
+  const own = readKeyPair(flags)
   let tls: { cert: string; key: string }
   let caNote: string
-  if (flags.cert !== undefined && flags.key !== undefined) {
-    tls = { cert: readFileOption(flags.cert, '--cert') ?? '', key: readFileOption(flags.key, '--key') ?? '' }
+  /** A CA made by this start, written once the server listens. */
+  let newCa: CertificateAuthority | undefined
+  const caKey = flags.caKey ?? defaultCaKeyPath(flags.caOut)
+  if (own !== undefined) {
+    tls = own
     caNote = 'your certificate'
   } else {
     const names = certificateNames(flags.host, flags.san ?? [])
-    const generated = await generateCertificates(names)
-    try {
-      writeFileSync(flags.caOut, generated.ca) // replaces an older one: each run has its own CA
-    } catch {
-      throw new UsageError(`--ca-out: cannot write ${flags.caOut}`)
-    }
-    tls = generated
-    caNote = `generated for ${names.join(', ')}; clients trust ${flags.caOut} (--ca ${flags.caOut})`
+    const kept = loadCa(flags.caOut, caKey)
+    if (kept === undefined) newCa = await generateCa()
+    tls = await issueServerCertificate(kept ?? (newCa as CertificateAuthority), names)
+    caNote = `for ${names.join(', ')}, signed by the CA ${kept ? 'kept' : 'written'} at ${flags.caOut} (key ${caKey}); clients trust it with --ca ${flags.caOut}`
   }
 
+  const log = (line: string) => console.log(line)
   const handler = createProvisioningHandler({
-    resolve: (data) => {
-      const resolution = registry.resolve(data)
-      const outcome =
-        resolution === undefined
-          ? 'unknown device'
-          : 'code' in resolution
-            ? `refused ${resolution.code}`
-            : 'known device'
-      console.log(`${new Date().toISOString()}  ${outcome}`)
-      return resolution
-    },
-    onError: (error) => console.error(`${new Date().toISOString()}  error: ${(error as Error).message}`),
+    resolve: registry.resolve,
+    onError: (error) => console.error(`${new Date().toISOString()} error: ${(error as Error).message}`),
+    onRequest: ({ request, status, code, data }) =>
+      log(
+        requestLine({
+          time: new Date(),
+          peer: request.socket.remoteAddress,
+          method: request.method,
+          url: request.url,
+          status,
+          code,
+          identity: identityOf(data, registry.matchFields),
+        }),
+      ),
   })
   const server = createServer({ ...tls, noDelay: true }, (req, res) => {
     if (req.url?.split('?')[0] !== flags.path) {
+      res.once('close', () =>
+        log(
+          requestLine({
+            time: new Date(),
+            peer: req.socket.remoteAddress,
+            method: req.method,
+            url: req.url,
+            status: res.headersSent ? res.statusCode : undefined,
+            code: '10404',
+            identity: undefined,
+          }),
+        ),
+      )
       res.writeHead(404, { 'content-type': 'application/json', 'cache-control': 'no-store' })
       res.end('{"code":"10404","message":"not found"}')
       req.resume()
@@ -85,23 +111,58 @@ export async function serveCommand(flags: ServeFlags): Promise<number> {
     }
     handler(req, res)
   })
+  // A failed handshake's TLS socket is already destroyed and has forgotten its peer: the TCP socket under it (its
+  // `_parent`, Node's own name) is asked at connection time, when it still knows.
+  const peers = new WeakMap<object, string | undefined>()
+  server.on('connection', (socket: Socket) => peers.set(socket, socket.remoteAddress))
+  server.on('tlsClientError', (error: NodeJS.ErrnoException, socket: TLSSocket & { _parent?: object }) => {
+    const peer = socket.remoteAddress ?? (socket._parent === undefined ? undefined : peers.get(socket._parent))
+    log(tlsFailureLine(new Date(), peer, error.code ?? error.message))
+  })
   // Slow clients hold nothing for long: the headers within 10 s, the whole request within 15 s.
   server.headersTimeout = 10_000
   server.requestTimeout = 15_000
-  server.listen(port, flags.host)
-  await Promise.race([
-    once(server, 'listening'),
-    once(server, 'error').then(([error]) => {
-      throw error
-    }),
-  ])
-  const { port: bound } = server.address() as AddressInfo
   const shown = flags.host.includes(':') ? `[${flags.host}]` : flags.host
+  // Listened for before listening: a stop asked for while starting (a supervisor, a test) is a clean stop too.
+  const stopped = Promise.race([once(process, 'SIGINT'), once(process, 'SIGTERM')])
+  try {
+    server.listen(port, flags.host)
+    await Promise.race([
+      once(server, 'listening'),
+      once(server, 'error').then(([error]) => {
+        throw error
+      }),
+    ])
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    const why =
+      code === 'EADDRINUSE'
+        ? 'the port is in use (another mqtt-bootstrap serve?); choose another with --port'
+        : code === 'EACCES'
+          ? 'not allowed (a port below 1024 needs privileges)'
+          : code === 'EADDRNOTAVAIL'
+            ? 'no such local address (--host)'
+            : (code ?? (error as Error).message)
+    console.error(`error: cannot listen on ${shown}:${port}: ${why}. Nothing was written.`)
+    return EXIT.FAILED
+  }
+  if (newCa !== undefined) {
+    try {
+      saveCa(newCa, flags.caOut, caKey)
+    } catch (error) {
+      server.close()
+      const code = (error as NodeJS.ErrnoException).code
+      const why = code === 'EEXIST' ? 'another start wrote one meanwhile; start again to use it' : (code ?? 'failed')
+      console.error(`error: cannot write the CA to ${flags.caOut} and ${caKey}: ${why}`)
+      return EXIT.FAILED
+    }
+  }
+  const { port: bound } = server.address() as AddressInfo
   console.log(`provisioning server listening on https://${shown}:${bound}${flags.path}`)
   console.log(`registry ${flags.registry} (${registry.size} entries); certificate: ${caNote}`)
-  console.log('stop with Ctrl-C')
+  console.log('access log: time peer method path status code identity; stop with Ctrl-C')
 
-  const signal = await Promise.race([once(process, 'SIGINT'), once(process, 'SIGTERM')])
+  const signal = await stopped
   console.log(`\n${String(signal[0] ?? 'signal')}: stopping`)
   server.closeAllConnections()
   server.close()
