@@ -4,7 +4,7 @@
  *
  *   PROVISION_URL=https://provision.example.com/bootstrap CREDENTIALS=./credentials.json npx tsx examples/di-override.ts
  */
-import 'reflect-metadata' // tsyringe needs it before it loads; mqtt-bootstrap imports it too
+import 'reflect-metadata' // tsyringe needs it before it loads (the app's own: tsyringe is an optional peer)
 import { readFileSync } from 'node:fs'
 import {
   connectProvisioned,

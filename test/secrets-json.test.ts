@@ -291,7 +291,7 @@ describe('refusals echoing a secret', () => {
     const error = (await bootstrap.connect().catch((e: unknown) => e)) as ProvisioningError
     expect(error).toBeInstanceOf(ProvisioningError)
     expect(error.code).toBe('ERR_PROVISION_REFUSED')
-    expect(error.message).toBe(`provisioning server refused the device: "E:${REDACTED}"`)
+    expect(error.message).toBe(`provisioning server refused the device: "E:${REDACTED}", at ${env.server.url}`)
     expect(error.resultCode).toBe(`E:${REDACTED}`)
     expect(error.cause).toBeUndefined()
     expectNoRunOf([error.message, rawJson(error), rawJson(events), inspect(error)].join('\n'), STALE)
@@ -303,7 +303,7 @@ describe('refusals echoing a secret', () => {
     const code = `x${DEVICE.deviceSecret.slice(3, 15)}`
     env.server.handle((_req, res) => json(res, 200, { code }))
     expect(await pa.request(env.server.url, {})).toBe(code)
-    expect(pa.lastError?.message).toBe(`provisioning server refused the device: "x${REDACTED}"`)
+    expect(pa.lastError?.message).toBe(`provisioning server refused the device: "x${REDACTED}", at ${env.server.url}`)
     expect(pa.lastError?.resultCode).toBe(code) // the contract: the code PointAccess returned
   })
 

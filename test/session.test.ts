@@ -52,12 +52,18 @@ describe('after the first connection', () => {
     await until(() => payloads(events, 'retry').length >= 5, 5000, 'five reconnect waits')
     const waits = payloads(events, 'retry').slice(0, 5)
     expect(waits.map((e) => [e.phase, e.attempt, e.delayMs])).toEqual([
-      ['reconnect', 0, 30], // 20 + 0.5 × (min(200, 20·2¹) − 20)
-      ['reconnect', 1, 50],
-      ['reconnect', 2, 90],
-      ['reconnect', 3, 110],
+      // Counted from 1, as in every phase (issue 12; was 0, 1, 2, …): the wait before reconnect attempt n says n.
+      ['reconnect', 1, 30], // 20 + 0.5 × (min(200, 20·2¹) − 20)
+      ['reconnect', 2, 50],
+      ['reconnect', 3, 90],
       ['reconnect', 4, 110],
+      ['reconnect', 5, 110],
     ])
+    expect(
+      payloads(events, 'connecting')
+        .slice(1, 5)
+        .map((e) => e.attempt),
+    ).toEqual([1, 2, 3, 4])
     // The broker comes back on the same port: the same client object reconnects.
     const back = await startBroker({ secrets: { [KEY]: DEVICE.deviceSecret }, port: Number(down.host.split(':')[1]) })
     try {
@@ -67,7 +73,7 @@ describe('after the first connection', () => {
       const before = payloads(events, 'retry').length
       back.drop()
       await nextEvent(bootstrap, 'connected', () => true, 3000)
-      expect(payloads(events, 'retry')[before]).toMatchObject({ attempt: 0, delayMs: 30 })
+      expect(payloads(events, 'retry')[before]).toMatchObject({ attempt: 1, delayMs: 30 })
     } finally {
       await env.cleanup()
       await back.close()

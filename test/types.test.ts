@@ -13,7 +13,9 @@ import {
   type ErrorCode,
   type Logger,
   type MqttBootstrap,
+  type MqttOptions,
   type PointAccess,
+  type ProvisionedMqttKey,
   ResultCode,
   registerBootstrap,
   TOKENS,
@@ -42,13 +44,50 @@ test('public API types', () => {
 
 // Type-checked, never called (tsyringe is not loaded here).
 const resolveLogger = (app: DependencyContainer) => app.resolve(TOKENS.Logger)
-export const registerAWrongLogger = (app: DependencyContainer) =>
+const registerAWrongLogger = (app: DependencyContainer) =>
   // @ts-expect-error: a value that is not a Logger is refused for the Logger token
   app.register(TOKENS.Logger, { useValue: 42 })
 
 test("the library's own Container and Token types accept tsyringe's, and tsyringe infers a seam's type from its token", () => {
   expectTypeOf<DependencyContainer>().toExtend<Container>()
+  expectTypeOf(registerAWrongLogger).toBeFunction()
   expectTypeOf<ReturnType<typeof resolveLogger>>().toEqualTypeOf<Logger>()
   expectTypeOf(registerBootstrap).parameter(0).toEqualTypeOf<Container>()
   expectTypeOf<BootstrapOptions['container']>().toEqualTypeOf<Container | undefined>()
+})
+
+// The `mqtt` option rejects, in an editor, what provisioning owns (issue 12). expectTypeOf never calls the function.
+const base = { url: 'https://provision.example/bootstrap', data: { imei: '1' } }
+test('the mqtt option is mqtt.js client options less the keys provisioning owns', () => {
+  expectTypeOf<BootstrapOptions['mqtt']>().toEqualTypeOf<MqttOptions | undefined>()
+  expectTypeOf<'clientId' | 'username' | 'password' | 'clean'>().toExtend<ProvisionedMqttKey>()
+  expectTypeOf<MqttOptions>().not.toHaveProperty('clientId')
+  expectTypeOf<MqttOptions>().toHaveProperty('ca')
+  expectTypeOf<MqttOptions>().toHaveProperty('keepalive')
+  expectTypeOf<MqttOptions['rejectUnauthorized']>().toEqualTypeOf<true | undefined>()
+  const broker = {
+    ca: 'PEM',
+    cert: 'PEM',
+    key: 'PEM',
+    servername: 'b',
+    keepalive: 30,
+    rejectUnauthorized: true as const,
+  }
+  expectTypeOf(createBootstrap).toBeCallableWith({ ...base, mqtt: broker })
+  // @ts-expect-error: clientId comes from provisioning
+  expectTypeOf(createBootstrap).toBeCallableWith({ ...base, mqtt: { clientId: 'x' } })
+  // @ts-expect-error: username comes from provisioning
+  expectTypeOf(createBootstrap).toBeCallableWith({ ...base, mqtt: { username: 'x' } })
+  // @ts-expect-error: password comes from provisioning
+  expectTypeOf(connectProvisioned).toBeCallableWith({ ...base, mqtt: { password: 'x' } })
+  // @ts-expect-error: clean comes from cleanSession
+  expectTypeOf(connectProvisioned).toBeCallableWith({ ...base, mqtt: { clean: false } })
+  // @ts-expect-error: mqtt.js would take username and password from `auth`
+  expectTypeOf(createBootstrap).toBeCallableWith({ ...base, mqtt: { auth: 'user:pass' } })
+  // @ts-expect-error: where to connect comes from connect.host
+  expectTypeOf(createBootstrap).toBeCallableWith({ ...base, mqtt: { host: 'elsewhere' } })
+  // @ts-expect-error: the library connects the client itself
+  expectTypeOf(createBootstrap).toBeCallableWith({ ...base, mqtt: { manualConnect: true } })
+  // @ts-expect-error: broker certificate verification stays on
+  expectTypeOf(createBootstrap).toBeCallableWith({ ...base, mqtt: { rejectUnauthorized: false } })
 })

@@ -20,6 +20,7 @@ import {
 } from './contract.js'
 import { applyDefaultQos } from './default-qos.js'
 import { secretsOf, withoutEchoes } from './echoes.js'
+import { withUrl } from './error-urls.js'
 import {
   AbortError,
   BootTimeoutError,
@@ -51,6 +52,7 @@ import { type CredentialStore, keyOf } from './store/credential-store.js'
 import { MemoryCredentialStore } from './store/memory-store.js'
 import { defaultSeams, registerSeams, TOKENS } from './tokens.js'
 import type { HttpTransport } from './transport/http-transport.js'
+import { logRetry, logWait } from './waits.js'
 
 /** `mqtt.connect(url, options)`-ready options, signed with the provisioned credentials. */
 export type ConnectOptions = IClientOptions & { url: string }
@@ -251,7 +253,7 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
     if (this.#jittered || this.#options.startupJitterMs === 0) return
     this.#jittered = true
     const delayMs = Math.floor(this.#clock.random() * this.#options.startupJitterMs)
-    this.#log.boot.debug({ delayMs }, 'start-up jitter')
+    logWait(this.#log.boot, delayMs, 'startup-jitter', 'attempt 1', { attempt: 1 })
     await this.#clock.sleep(delayMs, signal)
   }
 
@@ -273,10 +275,10 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
         policy: this.#options.retry,
         clock: this.#clock,
         signal,
-        onRetry: ({ attempt, delayMs, error }) => {
+        onRetry: ({ attempt, delayMs, reason, error }) => {
           this.#lastFailure = error
           this.emit('retry', { phase: 'provision', attempt, delayMs, code: ResultCode.TRANSIENT, error })
-          this.#log.provision.info({ phase: 'provision', attempt, delayMs, code: errorCodeOf(error) }, 'retrying')
+          logRetry(this.#log.provision, 'provision', { attempt, delayMs, reason, error })
         },
       },
     )
@@ -303,7 +305,7 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
   ): Promise<DeviceConfig> {
     const { productKey, deviceName, productSecret } = provisioned.device
     const strategy = this.#registration
-    if (strategy === noRegistration) throw noDeviceSecretError()
+    if (strategy === noRegistration) throw noDeviceSecretError(this.#options.url)
     const identity = registrationKey(productKey, deviceName)
     const complete = (deviceSecret: unknown) =>
       parseDeviceConfig({
@@ -356,11 +358,10 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
           policy: this.#options.retry,
           clock: this.#clock,
           signal,
-          onRetry: ({ attempt, delayMs, error }) => {
+          onRetry: ({ attempt, delayMs, reason, error }) => {
             this.#lastFailure = error
-            const code = errorCodeOf(error)
-            this.emit('retry', { phase: 'register', attempt, delayMs, code, error })
-            this.#log.register.info({ phase: 'register', attempt, delayMs, code }, 'retrying')
+            this.emit('retry', { phase: 'register', attempt, delayMs, code: errorCodeOf(error), error })
+            logRetry(this.#log.register, 'register', { attempt, delayMs, reason, error })
           },
         },
       )
@@ -433,16 +434,18 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
           true,
         )
         redactOnJson(forMqtt, SECRET_OPTION_KEYS) // lost by mqtt.js's copy into client.options: set again below
-        return this.#connector.connect(url, forMqtt, signal)
+        return this.#connector
+          .connect(url, forMqtt, signal)
+          .catch((error: unknown) => Promise.reject(withUrl(error, url)))
       },
       {
         policy: this.#options.retry,
         clock: this.#clock,
         signal,
-        onRetry: ({ attempt, delayMs, error }) => {
+        onRetry: ({ attempt, delayMs, reason, error }) => {
           this.#lastFailure = error
           this.emit('retry', { phase: 'connect', attempt, delayMs, code: errorCodeOf(error), error })
-          this.#log.connect.info({ phase: 'connect', attempt, delayMs, code: errorCodeOf(error) }, 'retrying')
+          logRetry(this.#log.connect, 'connect', { attempt, delayMs, reason, error })
         },
       },
     )

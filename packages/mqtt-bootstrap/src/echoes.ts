@@ -25,6 +25,7 @@ export function withoutEchoes(error: unknown, secrets: ReadonlyArray<string | nu
       transient,
       ...(status === undefined ? {} : { status }),
       ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+      ...(error.url === undefined ? {} : { url: error.url }),
     })
   }
   if (error instanceof RegistrationError) {
@@ -38,6 +39,7 @@ export function withoutEchoes(error: unknown, secrets: ReadonlyArray<string | nu
       ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
       ...(code === undefined ? {} : { serverCode: code }),
       ...(said === undefined ? {} : { serverMessage: said }),
+      ...(error.url === undefined ? {} : { url: error.url }),
     })
   }
   return error

@@ -62,13 +62,16 @@ export class MqttBootstrapError extends Error {
 /** A bad option or argument, thrown before any I/O. A `TypeError`, as p-retry and Node do for bad arguments. */
 export class InvalidOptionError extends TypeError {
   readonly code = 'ERR_INVALID_OPTION' as const
-  /** The option's path, e.g. `retry.retries` or `url`. */
+  /** The option's path, e.g. `retry.retries` or `url`; the first of `options` when several are at fault. */
   readonly option: string
+  /** Every option at fault, when one check refuses several at once (e.g. `mqtt.clientId` and `mqtt.clean`). */
+  readonly options: readonly string[]
 
-  constructor(option: string, message: string) {
+  constructor(option: string, message: string, options: readonly string[] = [option]) {
     super(message)
     this.name = 'InvalidOptionError'
     this.option = option
+    this.options = Object.freeze([...options])
   }
 }
 
@@ -81,6 +84,8 @@ export interface ProvisioningErrorDetails {
   status?: number
   /** The server's Retry-After, in milliseconds from when the answer came. */
   retryAfterMs?: number
+  /** The provisioning URL, redacted (no credentials, query or fragment). */
+  url?: string
   cause?: unknown
 }
 
@@ -91,6 +96,8 @@ export class ProvisioningError extends MqttBootstrapError {
   readonly transient: boolean
   readonly status?: number
   readonly retryAfterMs?: number
+  /** The provisioning URL the error is about, redacted (no credentials, query or fragment); its message names it. */
+  readonly url?: string
   /** How many requests were made before giving up (set by the bootstrap's retry loop). */
   attempts?: number
 
@@ -100,6 +107,7 @@ export class ProvisioningError extends MqttBootstrapError {
     this.transient = details.transient
     if (details.status !== undefined) this.status = details.status
     if (details.retryAfterMs !== undefined) this.retryAfterMs = details.retryAfterMs
+    if (details.url !== undefined) this.url = details.url
   }
 }
 
@@ -114,6 +122,8 @@ export interface RegistrationErrorDetails {
   serverCode?: number | string
   /** The registration service's message for that code, shortened and with any secret removed. */
   serverMessage?: string
+  /** The registration endpoint, redacted (no credentials, query or fragment). */
+  url?: string
   cause?: unknown
 }
 
@@ -128,6 +138,8 @@ export class RegistrationError extends MqttBootstrapError {
   readonly retryAfterMs?: number
   readonly serverCode?: number | string
   readonly serverMessage?: string
+  /** The registration endpoint the error is about, redacted; its message names it. */
+  readonly url?: string
   /** How many registration requests were made before giving up (set by the bootstrap's retry loop). */
   attempts?: number
 
@@ -138,6 +150,7 @@ export class RegistrationError extends MqttBootstrapError {
     if (details.retryAfterMs !== undefined) this.retryAfterMs = details.retryAfterMs
     if (details.serverCode !== undefined) this.serverCode = details.serverCode
     if (details.serverMessage !== undefined) this.serverMessage = details.serverMessage
+    if (details.url !== undefined) this.url = details.url
   }
 }
 
@@ -147,16 +160,19 @@ export class BrokerError extends MqttBootstrapError {
   /** The CONNACK return code (MQTT 3.1.1) or reason code (MQTT 5), when the broker answered. */
   readonly returnCode?: number
   readonly transient: boolean
+  /** The broker URL the error is about, redacted (no credentials, query or fragment); its message names it. */
+  readonly url?: string
   attempts?: number
 
   constructor(
     code: BrokerErrorCode,
     message: string,
-    details: { transient: boolean; returnCode?: number; cause?: unknown },
+    details: { transient: boolean; returnCode?: number; url?: string; cause?: unknown },
   ) {
     super(code, message, { cause: details.cause })
     this.transient = details.transient
     if (details.returnCode !== undefined) this.returnCode = details.returnCode
+    if (details.url !== undefined) this.url = details.url
   }
 }
 

@@ -1,6 +1,7 @@
 /**
  * The typed event map of `MqttBootstrap` (eventemitter3). Each payload is one object, so fields can be added later.
  * No payload carries a secret: URLs lose their query and credentials, devices are named by productKey/deviceName.
+ * Every `attempt` is the number of the attempt the event is about, counted from 1 in every phase.
  */
 import type { Qos } from './contract.js'
 import type { CredentialStoreError } from './errors.js'
@@ -20,7 +21,11 @@ export interface RetryEvent {
    * (or a reconnect failed) after boot.
    */
   phase: 'provision' | 'register' | 'connect' | 'reconnect'
-  /** The attempt that failed (the next one is `attempt + 1`); for reconnect, attempts made since the connection was lost. */
+  /**
+   * Counts the failures retried in this phase, from 1. provision, register, connect: the attempt that failed (the next
+   * one is `attempt + 1`). reconnect: the lost connection is the first failure, so this wait comes before reconnect
+   * attempt `attempt` (the `connecting` event that follows carries the same number).
+   */
   attempt: number
   /** How long before the next attempt (Retry-After wins over the backoff). */
   delayMs: number
@@ -62,6 +67,7 @@ export interface ConnectingEvent {
   url: string
   clientId: string
   source: CredentialSource
+  /** 1 for the first connect, then 2, 3, …; after boot, the reconnect attempt since the connection was lost. */
   attempt: number
 }
 

@@ -58,6 +58,8 @@ export type {
 } from './events.js'
 export type { Logger } from './logger.js'
 export { silentLogger } from './logger.js'
+export type { MqttOptions, ProvisionedMqttKey } from './mqtt-options.js'
+export { PROVISIONED_MQTT_KEYS } from './mqtt-options.js'
 export type { AuthOption, BootstrapOptions, ResolvedOptions, TransportOptions } from './options.js'
 export { DEFAULTS } from './options.js'
 export type { PointAccessDeps, PointAccessOptions, PointAccessRequestOptions } from './point-access.js'

@@ -19,6 +19,12 @@ export interface Logger {
   error(fields: object, message?: string): void
 }
 
+/** Whether `value` has the four methods of a Logger (pino's among them). */
+export function isLogger(value: unknown): value is Logger {
+  const methods = ['debug', 'info', 'warn', 'error'] as const
+  return typeof value === 'object' && value !== null && methods.every((m) => typeof (value as Logger)[m] === 'function')
+}
+
 const ignore = (): void => {}
 
 export const silentLogger: Logger = Object.freeze({ debug: ignore, info: ignore, warn: ignore, error: ignore })

@@ -3,13 +3,13 @@
  * and a bad one is a TypeError naming it (`InvalidOptionError`, code `ERR_INVALID_OPTION`). Messages describe the
  * value's type, never its content: headers and TLS keys are secrets.
  */
-import type { IClientOptions } from 'mqtt'
 import { ALIYUN_SIGN_METHODS } from './auth/aliyun.js'
 import type { AuthFunction, AuthStrategy } from './auth/strategy.js'
 import { BROKER_PROTOCOLS, type BrokerOptions } from './broker-url.js'
 import type { Container } from './container.js'
 import { InvalidOptionError } from './errors.js'
 import type { Logger } from './logger.js'
+import { type MqttOptions, refuseOwnedMqttKeys } from './mqtt-options.js'
 import type { AliyunRegistrationOptions } from './registration/aliyun.js'
 import type { RegistrationStrategy } from './registration/strategy.js'
 import { NO_RETRY, RETRY_DEFAULTS, type RetryOptions, type RetryPolicy } from './retry.js'
@@ -46,8 +46,8 @@ export interface BootstrapOptions extends TransportOptions {
   auth?: AuthOption
   /** Scheme and port for a bare `connect.host`. @default { protocol: 'mqtts' } */
   broker?: BrokerOptions
-  /** mqtt.js client options, passed through; clientId, username, password and clean come from provisioning. */
-  mqtt?: IClientOptions
+  /** mqtt.js client options for the broker, passed through, less what provisioning owns (see ProvisionedMqttKey). */
+  mqtt?: MqttOptions
   /** Cancels provisioning, backoff sleeps and the connect. */
   signal?: AbortSignal
   /** A tsyringe container whose registrations override the defaults; the bootstrap works in a child of it. */
@@ -88,7 +88,7 @@ export interface ResolvedOptions extends ResolvedTransportOptions {
   /** `undefined` when not given: the container's AuthStrategy, else DEFAULTS.auth. */
   readonly auth: AuthOption | undefined
   readonly broker: Readonly<BrokerOptions>
-  readonly mqtt: Readonly<IClientOptions>
+  readonly mqtt: Readonly<MqttOptions>
   readonly signal: AbortSignal | undefined
   readonly logger: Logger | undefined
   readonly reconnect: ReconnectPolicy | false
@@ -422,37 +422,11 @@ function checkLogger(value: unknown): Logger | undefined {
   return value as Logger
 }
 
-/**
- * mqtt.js options that would contradict provisioning: where to connect and as whom come from the answer, `clean`
- * from cleanSession; `manualConnect` would leave the connect pending forever.
- */
-const PROVISIONED_MQTT_OPTIONS = [
-  'host',
-  'hostname',
-  'port',
-  'protocol',
-  'servers',
-  'clientId',
-  'username',
-  'password',
-  'clean',
-  'manualConnect',
-]
-
-function checkMqtt(value: unknown): IClientOptions {
+function checkMqtt(value: unknown): MqttOptions {
   if (value === undefined) return {}
   if (!isPlainObject(value)) fail('mqtt', 'an object of mqtt.js client options', typeName(value))
-  for (const key of PROVISIONED_MQTT_OPTIONS) {
-    if (value[key] !== undefined) fail(`mqtt.${key}`, 'absent: it comes from provisioning')
-  }
-  // Certificate verification is always on, for the broker as for the provisioning server.
-  if (value.rejectUnauthorized === false) fail('mqtt.rejectUnauthorized', 'absent or true: verification stays on')
-  // Over wss:// mqtt.js lets `wsOptions` have the last word on TLS: the same rule there.
-  const ws = value.wsOptions
-  if (isPlainObject(ws) && ws.rejectUnauthorized === false) {
-    fail('mqtt.wsOptions.rejectUnauthorized', 'absent or true: verification stays on')
-  }
-  return { ...value } as IClientOptions
+  refuseOwnedMqttKeys(value)
+  return { ...value } as MqttOptions
 }
 
 function checkInteger(value: unknown, option: string, min: number, max: number): number {

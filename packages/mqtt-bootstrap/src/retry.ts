@@ -71,6 +71,8 @@ export interface RetryInfo {
   /** The number of the attempt that failed (1-based). */
   attempt: number
   delayMs: number
+  /** Whose wait `delayMs` is: the server's Retry-After (capped), or the computed backoff. */
+  reason: 'retry-after' | 'backoff'
   error: Error
 }
 
@@ -95,13 +97,10 @@ export async function withRetry<T>(attempt: (n: number) => Promise<T>, loop: Ret
       error.attempts = n
     }
     if (!isTransient(error) || n > policy.retries) return false
-    wait = retryDelay(
-      policy,
-      n,
-      () => clock.random(),
-      error instanceof ProvisioningError || error instanceof RegistrationError ? error.retryAfterMs : undefined,
-    )
-    loop.onRetry({ attempt: n, delayMs: wait, error })
+    const retryAfterMs =
+      error instanceof ProvisioningError || error instanceof RegistrationError ? error.retryAfterMs : undefined
+    wait = retryDelay(policy, n, () => clock.random(), retryAfterMs)
+    loop.onRetry({ attempt: n, delayMs: wait, reason: retryAfterMs === undefined ? 'backoff' : 'retry-after', error })
     policy.onRetry?.(error, n)
     return true
   }

@@ -23,10 +23,12 @@ import { parseBrokerHost, STANDARD_PORTS } from './broker-url.js'
 import type { Clock } from './clock.js'
 import { AUTH_REJECTED_CODES, brokerFailure } from './connector.js'
 import type { DeviceConfig } from './contract.js'
+import { withUrl } from './error-urls.js'
 import { AbortError, BrokerError, isTransient } from './errors.js'
 import type { BootstrapEvents, CredentialSource } from './events.js'
 import type { Logger } from './logger.js'
 import { redactUrl, sealedPassword } from './redact.js'
+import { logWait } from './waits.js'
 
 /** Waits between reconnect attempts: full jitter between `minDelay` and a ceiling that grows by `factor`. */
 export interface ReconnectOptions {
@@ -88,7 +90,9 @@ export function superviseSession(
   policy: ReconnectPolicy,
 ): void {
   let current = first
-  let attempt = 0 // reconnect attempts since the last stable connection
+  // Reconnect attempts since the last stable connection. A wait comes before attempt `attempt + 1`, and its retry
+  // event carries that number: the first after a lost connection is 1, as in every phase (issue 12; it was 0).
+  let attempt = 0
   let fresh = false // credentials provisioned after a refusal, not yet accepted by the broker
   let refusal: Refusal | undefined
   let stopped = false
@@ -119,8 +123,20 @@ export function superviseSession(
     client.reconnect({ incomingStore: client.incomingStore, outgoingStore: client.outgoingStore })
   }
 
+  /** Report the wait before the next reconnect attempt (its timer is mqtt.js's or reconnectLater's). */
+  const waiting = (delayMs: number, error: Error) => {
+    const next = attempt + 1
+    const code = codeOf(error)
+    hooks.emit('retry', { phase: 'reconnect', attempt: next, delayMs, code, error })
+    logWait(hooks.logger, delayMs, 'reconnect', `reconnect attempt ${next}`, {
+      phase: 'reconnect',
+      attempt: next,
+      code,
+    })
+  }
+
   const reconnectLater = (delayMs: number, error: Error) => {
-    hooks.emit('retry', { phase: 'reconnect', attempt, delayMs, code: codeOf(error), error })
+    waiting(delayMs, error)
     clearTimeout(retryTimer)
     retryTimer = setTimeout(reconnectNow, delayMs)
   }
@@ -161,7 +177,7 @@ export function superviseSession(
 
   const onError = (error: Error & { code?: unknown }) => {
     if (stopped || typeof error.code !== 'number') return
-    const failure = brokerFailure(error)
+    const failure = withUrl(brokerFailure(error), hooks.url(current.config))
     if (AUTH_REJECTED_CODES.has(error.code)) refusal = { kind: 'revoked', returnCode: error.code }
     else refusal = failure.transient ? { kind: 'retry' } : { kind: 'fatal', error: failure }
   }
@@ -171,16 +187,12 @@ export function superviseSession(
     const decided = refusal
     refusal = undefined
     if (stopped || client.disconnecting) return
-    const lost = new BrokerError('ERR_BROKER_CONNECT', 'connection to the broker lost', { transient: true })
+    const lost = withUrl(
+      new BrokerError('ERR_BROKER_CONNECT', 'connection to the broker lost', { transient: true }),
+      hooks.url(current.config),
+    )
     if (decided === undefined) {
-      // mqtt.js has armed its own timer with reconnectPeriod: say so.
-      hooks.emit('retry', {
-        phase: 'reconnect',
-        attempt,
-        delayMs: client.options.reconnectPeriod ?? 0,
-        code: lost.code,
-        error: lost,
-      })
+      waiting(client.options.reconnectPeriod ?? 0, lost) // mqtt.js has armed its own timer with reconnectPeriod
     } else if (decided.kind === 'retry') {
       reconnectLater(client.options.reconnectPeriod ?? delay(attempt + 1), lost)
     } else if (decided.kind === 'fatal') {
@@ -195,7 +207,8 @@ export function superviseSession(
     hooks.logger.warn({ returnCode, source: current.source, reprovision: !fresh }, 'credentials rejected on reconnect')
     if (fresh) {
       const message = `broker rejected fresh credentials (CONNACK ${returnCode})`
-      giveUp(new BrokerError('ERR_BROKER_AUTH_REJECTED', message, { transient: false, returnCode }))
+      const rejected = new BrokerError('ERR_BROKER_AUTH_REJECTED', message, { transient: false, returnCode })
+      giveUp(withUrl(rejected, hooks.url(current.config)))
       return
     }
     hooks.replace(current.config, controller.signal).then(
@@ -216,8 +229,7 @@ export function superviseSession(
         }
         // The server is unreachable for now: keep what we have (the refusal may pass) and try it again later.
         hooks.emit('error', { error, fatal: false })
-        attempt++
-        reconnectLater(delay(attempt), error)
+        reconnectLater(delay(attempt + 1), error)
       },
     )
   }

@@ -7,6 +7,7 @@
  * `message`. Alibaba issues a deviceSecret once per activation: the bootstrap stores it before connecting.
  */
 import { type AliyunSignMethod, signAliyunRegistration } from '../auth/aliyun.js'
+import { withUrl } from '../error-urls.js'
 import { AbortError, ProvisioningError, RegistrationError, type RegistrationErrorCode } from '../errors.js'
 import { nodeCrypto } from '../lazy.js'
 import { resolveRegistrationOptions } from '../options.js'
@@ -96,21 +97,27 @@ export class AliyunRegistration implements RegistrationStrategy {
     const sign = signAliyunRegistration({ productKey, deviceName, productSecret, random, signMethod })
     const body = new URLSearchParams({ productKey, deviceName, random, sign, signMethod }).toString()
     const url = this.endpoint(request.host)
-    let response: HttpResponse
+    try {
+      return readAnswer(await this.#post(url, body, context.signal), request, context.now())
+    } catch (error) {
+      throw withUrl(error, url) // every failure past this point names the endpoint, redacted
+    }
+  }
+
+  async #post(url: URL, body: string, signal: AbortSignal | undefined): Promise<HttpResponse> {
     try {
       this.#transport ??= new UndiciTransport(this.#options.tls ?? {})
-      response = await this.#transport.post({
+      return await this.#transport.post({
         url,
         headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
         body,
         timeoutMs: this.#options.timeoutMs ?? 10_000,
         maxResponseBytes: this.#options.maxResponseBytes ?? 64 * 1024,
-        signal: context.signal,
+        signal,
       })
     } catch (error) {
       throw transportFailure(error)
     }
-    return readAnswer(response, request, context.now())
   }
 }
 

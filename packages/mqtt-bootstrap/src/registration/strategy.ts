@@ -5,6 +5,7 @@
  * option.
  */
 
+import { withUrl } from '../error-urls.js'
 import { ProvisioningError } from '../errors.js'
 
 export interface RegistrationRequest {
@@ -38,13 +39,14 @@ export interface RegistrationStrategy {
   register(request: RegistrationRequest, context: RegistrationContext): Promise<RegisteredDevice>
 }
 
-/** What `registration: false` answers: an answer without a deviceSecret is refused. */
-export function noDeviceSecretError(): ProvisioningError {
-  return new ProvisioningError(
+/** What `registration: false` answers: an answer without a deviceSecret is refused (from `url`, when known). */
+export function noDeviceSecretError(url?: string): ProvisioningError {
+  const error = new ProvisioningError(
     'ERR_PROVISION_NO_DEVICE_SECRET',
     'the server answered a productSecret without a deviceSecret, and registration is off (`registration: false`)',
     { resultCode: '00000', transient: false },
   )
+  return url === undefined ? error : withUrl(error, url)
 }
 
 /** `registration: false`: an answer without a deviceSecret is refused. */

@@ -15,6 +15,9 @@
  * always whole (atomic-file.ts). All sharers of a file must use the same `staleMs`, well above the filesystem's mtime
  * resolution (2 s on FAT).
  */
+import { type Logger, traceFor } from '../logger.js'
+import { duration, LONG_WAIT_MS, logWaited } from '../waits.js'
+
 const fs = process.getBuiltinModule('node:fs/promises')
 
 /** How much longer than `staleMs` a lock is waited for before the write fails (ms). */
@@ -25,14 +28,20 @@ const MAX_POLL_MS = 100
 
 export type Release = () => Promise<void>
 
-/** Take the lock of `path`; rejects (code `ELOCKED`) when it stays held by a live holder past the bound. */
-export async function lockFile(path: string, staleMs: number): Promise<Release> {
+/**
+ * Take the lock of `path`; rejects (code `ELOCKED`) when it stays held by a live holder past the bound. A wait is
+ * logged to `log`: at info once it passes LONG_WAIT_MS (with its bound) and when it ends, if it lasted that long.
+ */
+export async function lockFile(path: string, staleMs: number, log: Logger = traceFor('store')): Promise<Release> {
   const lockPath = `${path}.lock`
   const started = performance.now()
+  const maxWaitMs = staleMs + LOCK_GRACE_MS
   let seen: { id: string; since: number } | undefined
+  let told = false
   for (let round = 0; ; round++) {
     try {
       await fs.mkdir(lockPath)
+      if (round > 0) logWaited(log, Math.round(performance.now() - started), 'lock', `the lock ${lockPath}`)
       return holding(lockPath, staleMs, (await identity(lockPath))?.ino)
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
@@ -50,9 +59,15 @@ export async function lockFile(path: string, staleMs: number): Promise<Release> 
       }
     }
     const waited = now - started
-    if (waited >= staleMs + LOCK_GRACE_MS) {
+    if (waited >= maxWaitMs) {
+      logWaited(log, Math.round(waited), 'lock', `the lock ${lockPath}, in vain`)
       const message = `the lock ${lockPath} is held by a live process (waited ${Math.round(waited)} ms)`
       throw Object.assign(new Error(message), { code: 'ELOCKED' })
+    }
+    if (!told && waited > LONG_WAIT_MS) {
+      told = true // a write held up this long says so while it waits, not only once it is over
+      const fields = { waitMs: Math.round(waited), maxWaitMs, reason: 'lock' }
+      log.info(fields, `waiting for the lock ${lockPath} (held by another process), at most ${duration(maxWaitMs)}`)
     }
     // Never past the bound: the last look comes at staleMs + LOCK_GRACE_MS, not a poll later.
     const poll = Math.min(MAX_POLL_MS, 5 * 2 ** round, staleMs / 4) * (0.5 + Math.random() / 2)

@@ -19,7 +19,7 @@
 import { type DeviceConfig, frozenValidated, parseDeviceConfig } from '../contract.js'
 import { CredentialStoreError, type CredentialStoreErrorCode } from '../errors.js'
 import { nodeCrypto } from '../lazy.js'
-import { traceFor } from '../logger.js'
+import { isLogger, type Logger, logFor, silentLogger } from '../logger.js'
 import { removeTempFiles, replaceFile } from './atomic-file.js'
 import type { CredentialStore, StoredCredentials } from './credential-store.js'
 import { auditDirectory } from './directory-audit.js'
@@ -49,14 +49,14 @@ export interface FileCredentialStoreOptions {
    * write waits at most this + 500 ms for the lock. @default 10000
    */
   lockStaleMs?: number
+  /** Where a wait for the lock is logged (longer than 1 s: at info), e.g. the bootstrap's `logger`. @default silent */
+  logger?: Logger
 }
 
 type ReadResult =
   | { state: 'absent' }
   | { state: 'ok'; entries: Entries }
   | { state: 'unusable'; error: CredentialStoreError }
-
-const trace = traceFor('store')
 
 // Builtins come through process.getBuiltinModule rather than `import` (why: lazy.ts).
 const { readFileSync } = process.getBuiltinModule('node:fs')
@@ -68,6 +68,7 @@ export class FileCredentialStore implements CredentialStore {
   readonly #mode: number
   readonly #key: Buffer | undefined
   readonly #lockStaleMs: number
+  readonly #log: Logger
   #queue: Promise<unknown> = Promise.resolve()
 
   constructor(path: string, options: FileCredentialStoreOptions = {}) {
@@ -84,6 +85,9 @@ export class FileCredentialStore implements CredentialStore {
       throw new TypeError('Expected `lockStaleMs` to be a positive number of milliseconds')
     }
     this.#lockStaleMs = stale
+    const { logger = silentLogger } = options
+    if (!isLogger(logger)) throw new TypeError('Expected `logger` to be a Logger (debug, info, warn, error)')
+    this.#log = logFor(logger, 'store')
   }
 
   /** The store's directory, if group or others can list or change it (see directory-audit.ts). One stat. */
@@ -126,7 +130,7 @@ export class FileCredentialStore implements CredentialStore {
       await mkdir(dir, { recursive: true, mode: 0o700 }).catch((cause: unknown) => {
         throw new CredentialStoreError('ERR_STORE_IO', `cannot create the directory of ${this.path}`, { cause })
       })
-      const release = await lockFile(this.path, this.#lockStaleMs).catch((cause: unknown) => {
+      const release = await lockFile(this.path, this.#lockStaleMs, this.#log).catch((cause: unknown) => {
         throw new CredentialStoreError('ERR_STORE_IO', `cannot lock the credential file: ${this.path}`, { cause })
       })
       try {
@@ -134,10 +138,8 @@ export class FileCredentialStore implements CredentialStore {
         const entries = await this.#writable()
         const changed = change(entries)
         if (changed) await this.#write(entries)
-        trace.debug(
-          { path: this.path, encrypted: this.#key !== undefined },
-          changed ? 'file written' : 'file unchanged',
-        )
+        const fields = { path: this.path, encrypted: this.#key !== undefined }
+        this.#log.debug(fields, changed ? 'file written' : 'file unchanged')
       } finally {
         await release().catch(() => undefined)
       }
