@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # The test suite on every supported Node major besides the machine's own (which `npm test` covers).
 # Each Node comes from the npm registry (the `node` package), cached by npx after the first run.
-#   npm run test:matrix            # 20, 22 and 24, minus the machine's own major
+#   npm run test:matrix            # 20, 22, 24 and 26, minus the machine's own major
 #   npm run test:matrix -- 22      # chosen majors
 set -euo pipefail
 cd "$(dirname "$0")/.."
 own=$(node -p 'process.versions.node.split(".")[0]')
 versions=("$@")
 if [ ${#versions[@]} -eq 0 ]; then
-  for major in 20 22 24; do [ "$major" != "$own" ] && versions+=("$major"); done
+  for major in 20 22 24 26; do [ "$major" != "$own" ] && versions+=("$major"); done
 fi
 for version in "${versions[@]}"; do
   actual=$(npx -y -p "node@${version}" -- node -p 'process.versions.node')
