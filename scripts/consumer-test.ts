@@ -1,226 +1,139 @@
 /**
- * The package as a user gets it: `npm pack`, install the tarball into a fresh temporary project, then
+ * The two packages as their users get them: `npm run build`, `npm pack` of packages/mqtt-bootstrap and
+ * packages/mqtt-bootstrap-server, and every check below from those tarballs, in fresh temporary projects:
  *
- * - ESM `import` and CommonJS `require` of every entry point, each running a real provisioning round trip (the
- *   reference handler from `mqtt-bootstrap/server` on 127.0.0.1, `PointAccess` from `mqtt-bootstrap`);
- * - a TypeScript consumer type-checked against the published declarations with moduleResolution `node16` (ESM and
- *   CJS files) and `bundler`, where a `@ts-expect-error` proves the types are real (not `any`);
- * - the `mqtt-bootstrap` command from the installed package: `--help`, `--version` and the demo.
+ * - device apps, one next to the OLDEST mqtt the device package's peer range allows and one next to the NEWEST mqtt 5:
+ *   `npm ls mqtt` shows one copy, tsyringe (an optional peer) is absent, an ESM and a CJS script each provision for
+ *   real (the server tarball's handler and an aedes broker on 127.0.0.1) and get a connected instance of the app's
+ *   own `MqttClient`; TypeScript (node16 ESM + .cts, bundler; skipLibCheck off and on) accepts
+ *   `const c: MqttClient = await connectProvisioned(…)` and refuses what it must (`@ts-expect-error`);
+ * - the device install budget: what `npm install <device tarball>` adds to an app with mqtt (scripts/consumer/budget.ts);
+ * - the operator: `npx mqtt-bootstrap-server serve` in an empty directory, provisioning one device against it, and both
+ *   bins of an installed server tarball (`--help`, `--version`, `demo`).
  *
  *   npm run test:consumer
  *
  * Installs use the npm cache first (`--prefer-offline`); only the npm registry is contacted. Every step has a timeout.
+ * Prints `ok    step (ms)` or `FAIL  step`, and exits 1 after any failure.
  */
-import { execFile } from 'node:child_process'
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-import { promisify } from 'node:util'
+import { type AppChecks, checkInstall, checkRoundTrips, freshApp, npmInstall } from './consumer/app.js'
+import { measureBudget } from './consumer/budget.js'
+import { fixtureSource } from './consumer/fixture.js'
+import { checkBins, checkNpx, removeNpxProjects } from './consumer/operator.js'
+import { buildAndPack, mqttVersions } from './consumer/pack.js'
+import { fail, failureCount, pass, type Service, startService, stopServices, verdict } from './consumer/run.js'
 
-const run = promisify(execFile)
 const root = resolve(import.meta.dirname, '..')
 const own = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')) as {
-  version: string
   devDependencies: Record<string, string>
 }
+const typescriptSpecs = ['typescript', '@types/node'].map((name) => `${name}@${own.devDependencies[name]}`)
 const work = await mkdtemp(join(tmpdir(), 'mqtt-bootstrap-consumer-'))
-let failures = 0
+const began = Date.now()
 
-async function step(name: string, command: string, args: string[], cwd = work, timeout = 120_000): Promise<string> {
+/** The server tarball installed (with the device tarball it depends on), and the provisioning fixture started in it. */
+async function serverSide(dir: string, tarballs: { device: string; server: string }): Promise<Service | undefined> {
+  await freshApp(dir, 'operator')
+  if (
+    !(await npmInstall('server app: npm install <server tarball> <device tarball>', dir, [
+      tarballs.server,
+      tarballs.device,
+    ]))
+  )
+    return undefined
+  await writeFile(join(dir, 'fixture.mjs'), fixtureSource)
   const started = Date.now()
   try {
-    const { stdout } = await run(command, args, { cwd, timeout, maxBuffer: 16 * 1024 * 1024 })
-    console.log(`ok    ${name} (${Date.now() - started} ms)`)
-    return stdout
+    const service = await startService(process.execPath, ['fixture.mjs'], dir, /^\{"url":"[^"]+"\}$/m, {
+      timeout: 30_000,
+    })
+    pass('server app: provisioning handler and aedes broker on 127.0.0.1', started)
+    return service
   } catch (error) {
-    failures++
-    const { stdout = '', stderr = '', message } = error as { stdout?: string; stderr?: string; message: string }
-    console.log(`FAIL  ${name}\n${message}\n${stdout}${stderr}`)
-    return ''
+    fail('server app: provisioning handler and aedes broker on 127.0.0.1', (error as Error).message)
+    return undefined
   }
 }
 
-/**
- * mqtt.js's dependencies that declare browser types (Worker, MessagePort, Transferable): without the DOM lib, a Node
- * project with skipLibCheck off gets errors in their declarations. Theirs to fix; only these are tolerated.
- */
-const FOREIGN_DOM_TYPINGS =
-  /^node_modules\/(broker-factory|worker-factory|worker-timers|worker-timers-broker|worker-timers-worker)\//
-
-/**
- * `tsc -p project`. With skipLibCheck off (our declarations are checked too) it passes when tsc exits 0, or exits 2
- * with every error in FOREIGN_DOM_TYPINGS; with skipLibCheck on it must exit 0. A crash, a kill or a timeout fails.
- */
-async function typeCheck(
-  name: string,
-  tsc: string,
-  project: string,
-  cwd: string,
-  skipLibCheck: boolean,
-): Promise<void> {
-  const started = Date.now()
-  const args = [tsc, '-p', project, '--pretty', 'false', '--skipLibCheck', String(skipLibCheck)]
-  const outcome = await run(process.execPath, args, { cwd, timeout: 120_000 }).then(
-    ({ stdout }) => ({ exit: 0 as number | null, output: stdout, killed: false }),
-    (error: { code?: number | string; stdout?: string; killed?: boolean; message: string }) => ({
-      exit: typeof error.code === 'number' ? error.code : null,
-      output: `${error.stdout ?? ''}${error.message}`,
-      killed: error.killed === true,
-    }),
-  )
-  const errors = outcome.output.split('\n').filter((line) => /error TS\d+/.test(line))
-  const ours = errors.filter((line) => !FOREIGN_DOM_TYPINGS.test(line))
-  const tolerated = !skipLibCheck && outcome.exit === 2 && errors.length > 0 && ours.length === 0
-  if (!outcome.killed && (outcome.exit === 0 || tolerated)) {
-    const note = tolerated ? `; ${errors.length} error(s) in mqtt.js's dependencies' DOM typings tolerated` : ''
-    console.log(`ok    ${name} (${Date.now() - started} ms${note})`)
-    return
-  }
-  failures++
-  console.log(
-    `FAIL  ${name} (exit ${outcome.exit}${outcome.killed ? ', killed' : ''})\n${ours.length > 0 ? ours.join('\n') : outcome.output}`,
-  )
-}
-
-function expectOutput(name: string, output: string, pattern: RegExp): void {
-  if (pattern.test(output)) return
-  failures++
-  console.log(`FAIL  ${name}: output does not match ${pattern}\n${output}`)
-}
-
-/** A round trip through both entry points, written once for ESM and once for CJS. */
-const roundTrip = `
-const server = http.createServer(
-  createProvisioningHandler({
-    resolve: (data) =>
-      data.imei === '860000000000001'
-        ? {
-            device: { productKey: 'pk', deviceName: 'dev-1', deviceSecret: 'consumer-secret-0001' },
-            connect: { host: '127.0.0.1:1883', qos: 1, cleanSession: 1 },
-          }
-        : undefined,
-  }),
-)
-await new Promise((done) => server.listen(0, '127.0.0.1', done))
-const url = 'http://127.0.0.1:' + server.address().port + '/bootstrap'
-const pa = new PointAccess({ allowInsecureHttp: true })
-const known = await pa.request(url, { imei: '860000000000001' })
-const unknown = await new PointAccess({ allowInsecureHttp: true }).request(url, { imei: '1' })
-server.close()
-if (known !== ResultCode.SUCCESS || pa.deviceConfig.device.deviceName !== 'dev-1') throw new Error('bad: ' + known)
-if (unknown === ResultCode.SUCCESS) throw new Error('an unknown device was provisioned')
-if (typeof connectProvisioned !== 'function' || typeof schema.$schema !== 'string') throw new Error('missing exports')
-console.log('round trip', known, unknown, pa.deviceConfig.connect.qos)
-`
-
-const consumerTs = `
-import { type BootstrapOptions, type ConnectOptions, createBootstrap, type DeviceConfig, ResultCode } from 'mqtt-bootstrap'
-import { createProvisioningHandler, type ProvisioningHandlerOptions } from 'mqtt-bootstrap/server'
-
-const options: BootstrapOptions = { url: 'https://127.0.0.1:8443/bootstrap', data: { imei: '860000000000001' } }
-export const boot = createBootstrap(options)
-export const pending: Promise<ConnectOptions> = boot.connectOptions()
-export const qos: DeviceConfig['connect']['qos'] = 1
-export const ok: '00000' = ResultCode.SUCCESS
-export const handler = createProvisioningHandler({ resolve: () => ({ code: '10001' }) } satisfies ProvisioningHandlerOptions)
-boot.on('provisioned', (event) => {
-  const source: 'cache' | 'server' = event.source
-  void source
-})
-// @ts-expect-error: the types are real, so an unknown option is refused
-createBootstrap({ url: 'https://127.0.0.1/x', data: {}, noSuchOption: true })
-`
-
-const consumerCts = `
-import mqttBootstrap = require('mqtt-bootstrap')
-export const code: '00000' = mqttBootstrap.ResultCode.SUCCESS
-// @ts-expect-error: qos 7 is not a QoS
-export const qos: mqttBootstrap.DeviceConfig['connect']['qos'] = 7
-`
-
-function tsconfig(module: string, moduleResolution: string, include: string[]): string {
-  const compilerOptions = {
-    module,
-    moduleResolution,
-    target: 'ES2022',
-    lib: ['ES2023'],
-    types: ['node'],
-    strict: true,
-    noEmit: true,
-  }
-  return JSON.stringify({ compilerOptions, include }, null, 2)
+/** A device app: installed, checked without a server, then its round trips once the fixture is up. */
+async function deviceApp(app: AppChecks, install: () => Promise<boolean>, fixture: Promise<Service | undefined>) {
+  if (!(await install())) return 0
+  await checkInstall(app)
+  const service = await fixture
+  if (service === undefined) return 0
+  const { url } = JSON.parse(service.ready[0]) as { url: string }
+  return checkRoundTrips(app, url)
 }
 
 try {
-  console.log(`consumer project: ${work}`)
-  const packed = await step('npm pack', 'npm', ['pack', '--silent', '--pack-destination', work], root, 300_000)
-  const tarball = join(work, packed.trim().split('\n').pop() ?? '')
+  console.log(`consumer projects under ${work}`)
+  const packed = await buildAndPack(root, work)
+  const versions = await mqttVersions(root)
+  if (packed !== undefined && versions !== undefined) {
+    const { oldest, newest } = versions
+    const fixture = serverSide(join(work, 'server-app'), packed)
+    const operator = checkNpx(work, packed)
 
-  const app = join(work, 'app')
-  await mkdir(app)
-  await writeFile(join(app, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }))
-  const pinned = (name: string) => `${name}@${own.devDependencies[name]}`
-  await step(
-    'install the tarball (with typescript, @types/node and aedes for the demo)',
-    'npm',
-    [
-      'install',
-      '--prefer-offline',
-      '--no-audit',
-      '--no-fund',
-      tarball,
-      pinned('typescript'),
-      pinned('@types/node'),
-      pinned('aedes'),
-    ],
-    app,
-    300_000,
-  )
+    const newestApp: AppChecks = {
+      label: `mqtt ${newest} (newest)`,
+      dir: join(work, 'app-newest'),
+      mqttVersion: newest,
+    }
+    // The budget's app becomes the newest-mqtt device app: TypeScript is added after the measurement.
+    const newestRun = deviceApp(
+      newestApp,
+      async () =>
+        (await measureBudget(await freshApp(newestApp.dir, 'device-app'), `mqtt@${newest}`, packed.device)) &&
+        npmInstall(`${newestApp.label}: npm install ${typescriptSpecs.join(' ')}`, newestApp.dir, typescriptSpecs),
+      fixture,
+    )
+    const oldestApp: AppChecks = {
+      label: `mqtt ${oldest} (oldest)`,
+      dir: join(work, 'app-oldest'),
+      mqttVersion: oldest,
+    }
+    if (oldest === newest) console.log(`note  mqtt ${oldest} is the oldest supported and the newest: one app is both`)
+    const oldestRun =
+      oldest === newest
+        ? 0
+        : deviceApp(
+            oldestApp,
+            async () =>
+              npmInstall(
+                `${oldestApp.label}: npm install <device tarball> mqtt@${oldest} and TypeScript`,
+                await freshApp(oldestApp.dir, 'device-app'),
+                [packed.device, `mqtt@${oldest}`, ...typescriptSpecs],
+              ),
+            fixture,
+          )
+    const roundTrips = (await Promise.all([newestRun, oldestRun])).reduce((a, b) => a + b, 0)
+    await operator
 
-  const esm = `import http from 'node:http'
-import { connectProvisioned, PointAccess, ResultCode } from 'mqtt-bootstrap'
-import { createProvisioningHandler } from 'mqtt-bootstrap/server'
-import schema from 'mqtt-bootstrap/schema.json' with { type: 'json' }
-${roundTrip}`
-  await writeFile(join(app, 'esm.mjs'), esm)
-  expectOutput('ESM import', await step('ESM import', process.execPath, ['esm.mjs'], app), /round trip 00000 \d{5} 1/)
-
-  const cjs = `const http = require('node:http')
-const { connectProvisioned, PointAccess, ResultCode } = require('mqtt-bootstrap')
-const { createProvisioningHandler } = require('mqtt-bootstrap/server')
-const schema = require('mqtt-bootstrap/schema.json')
-;(async () => {
-${roundTrip}
-})().catch((error) => { console.error(error); process.exitCode = 1 })`
-  await writeFile(join(app, 'cjs.cjs'), cjs)
-  expectOutput('CJS require', await step('CJS require', process.execPath, ['cjs.cjs'], app), /round trip 00000 \d{5} 1/)
-
-  const tsc = join(app, 'node_modules', 'typescript', 'bin', 'tsc')
-  await writeFile(join(app, 'consumer.ts'), consumerTs)
-  await writeFile(join(app, 'consumer.cts'), consumerCts)
-  await writeFile(join(app, 'tsconfig.node16.json'), tsconfig('node16', 'node16', ['consumer.ts', 'consumer.cts']))
-  await writeFile(join(app, 'tsconfig.bundler.json'), tsconfig('esnext', 'bundler', ['consumer.ts']))
-  for (const skipLibCheck of [false, true]) {
-    const libs = `skipLibCheck ${skipLibCheck}`
-    await typeCheck(`TypeScript, node16 (ESM + CJS), ${libs}`, tsc, 'tsconfig.node16.json', app, skipLibCheck)
-    await typeCheck(`TypeScript, bundler, ${libs}`, tsc, 'tsconfig.bundler.json', app, skipLibCheck)
+    const service = await fixture
+    if (service !== undefined) {
+      const started = Date.now()
+      await service.stop()
+      const seen = /connections (\d+) publishes (\d+)/.exec(service.output())
+      verdict(
+        `the broker saw one signed session and one publish per round trip (${roundTrips})`,
+        started,
+        seen?.[1] === String(roundTrips) && seen[2] === String(roundTrips) ? undefined : service.output(),
+      )
+      await checkBins(join(work, 'server-app'), packed.serverVersion)
+    }
   }
-
-  const bin = join(app, 'node_modules', '.bin', 'mqtt-bootstrap')
-  expectOutput(
-    'CLI --help',
-    await step('CLI --help', bin, ['--help'], app),
-    /provision[\s\S]*check[\s\S]*serve[\s\S]*demo/,
-  )
-  expectOutput('CLI --version', await step('CLI --version', bin, ['--version'], app), new RegExp(own.version))
-  expectOutput(
-    'CLI demo',
-    await step('CLI demo', bin, ['demo'], app, 60_000),
-    /0 provisioning requests[\s\S]*demo finished: every step worked/,
-  )
 } finally {
+  await stopServices()
+  await removeNpxProjects(work)
   await rm(work, { recursive: true, force: true })
 }
 
-console.log(failures === 0 ? 'consumer test passed' : `consumer test: ${failures} failure(s)`)
+const seconds = ((Date.now() - began) / 1000).toFixed(1)
+const failures = failureCount()
+console.log(
+  failures === 0 ? `consumer test passed (${seconds} s)` : `consumer test: ${failures} failure(s) (${seconds} s)`,
+)
 process.exitCode = failures === 0 ? 0 : 1
