@@ -25,7 +25,7 @@ const DEVICE = { productKey: 'a1DemoPK0001', deviceName: 'meter-0001', deviceSec
 export async function runDemo(): Promise<number> {
   const started = performance.now()
   const step = (text: string) => console.log(`${`${Math.round(performance.now() - started)} ms`.padStart(8)}  ${text}`)
-  // aedes is an optional peer dependency: the device library does not need a broker.
+  // aedes is a dependency of this package, imported only here; an install without it gets a clear message.
   const aedes = await import('aedes').catch(() => undefined)
   if (aedes === undefined) {
     console.error('The demo needs the aedes MQTT broker: npm install aedes')

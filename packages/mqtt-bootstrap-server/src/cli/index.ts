@@ -78,7 +78,10 @@ function program(): Command {
   cli
     .command('serve')
     .description('run the reference provisioning server over a device registry file, over HTTPS')
-    .requiredOption('--registry <file>', 'the device registry (JSON, see docs/provisioning-server.md)')
+    .requiredOption(
+      '--registry <file>',
+      'the device registry (JSON: https://github.com/mqtt-bootstrap/mqtt-bootstrap/blob/main/docs/provisioning-server.md)',
+    )
     .option('--host <address>', 'address to listen on', '127.0.0.1')
     .option('--port <port>', 'port to listen on (0: any free one)', '8443')
     .option('--path <path>', 'URL path of the provisioning endpoint', '/bootstrap')
@@ -122,6 +125,13 @@ function program(): Command {
 }
 
 async function main(argv: string[]): Promise<void> {
+  // `mqtt-bootstrap serve --help | head`: a reader that went away is the end of the output, not a crash.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EPIPE') throw error
+      process.exit(process.exitCode ?? EXIT.OK)
+    })
+  }
   try {
     await program().parseAsync(argv)
   } catch (error) {
