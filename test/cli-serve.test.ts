@@ -6,7 +6,7 @@
 import type { ChildProcess } from 'node:child_process'
 import { X509Certificate } from 'node:crypto'
 import { once } from 'node:events'
-import { existsSync, readFileSync, statSync } from 'node:fs'
+import { chmodSync, existsSync, readFileSync, statSync } from 'node:fs'
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import https from 'node:https'
 import { createServer } from 'node:net'
@@ -177,6 +177,19 @@ describe('serve keeps its CA', () => {
     expect(existsSync(`${caOut}.key`)).toBe(false)
   })
 
+  test('a kept CA key readable by others is refused (exit 2, chmod 600 suggested), not used', async () => {
+    const caOut = join(dir, 'loose-ca.pem')
+    const first = await serve(['--port', '0', '--ca-out', caOut])
+    expect(await stop(first.child)).toBe(0)
+    chmodSync(`${caOut}.key`, 0o644)
+    const before = readFileSync(`${caOut}.key`)
+    const again = await run('serve', '--registry', registry, '--port', '0', '--ca-out', caOut)
+    expect(again.code, again.output).toBe(2)
+    expect(again.output).toContain(`chmod 600 ${caOut}.key`)
+    expect(again.output).not.toContain('PRIVATE KEY')
+    expect(readFileSync(`${caOut}.key`).equals(before)).toBe(true)
+  })
+
   test("a key that is not the CA's is a usage error", async () => {
     const a = join(dir, 'a-ca.pem')
     const b = join(dir, 'b-ca.pem')
@@ -250,6 +263,49 @@ describe('serve logs one line per request', () => {
     expect(server.output()).not.toContain('860000000000999')
     expect(server.output()).not.toContain('S3CRET')
     expect(server.output()).not.toContain(DEVICE.deviceSecret)
+    expect(await stop(server.child)).toBe(0)
+  })
+
+  test('a request the handler cuts off (413) and one Node refuses before any handler (400) keep their peer', async () => {
+    const caOut = join(dir, 'log-ca-2.pem')
+    const server = await serve(['--port', '0', '--ca-out', caOut])
+    const lines = () => server.output().split('\n')
+    const target = new URL(server.url)
+    const ca = readFileSync(caOut)
+    const tooLarge = await new Promise<number | undefined>((resolve) => {
+      const req = https.request(target, { method: 'POST', ca, agent: false }, (res) => {
+        res.resume()
+        resolve(res.statusCode)
+      })
+      req.on('error', () => resolve(undefined)) // the server may close before the whole body is sent
+      req.setHeader('content-type', 'application/json')
+      req.end(`{"imei":"${'8'.repeat(200_000)}"}`)
+    })
+    expect([413, undefined]).toContain(tooLarge)
+    const malformed = connect({ host: target.hostname, port: Number(target.port), ca, servername: 'localhost' })
+    await once(malformed, 'secureConnect')
+    malformed.end('BAD\tMETHOD / HTTP/1.1\r\nhost: x\r\n\r\n')
+    const answer = await new Promise<string>((resolve) => {
+      let text = ''
+      malformed.on('data', (chunk: Buffer) => {
+        text += chunk.toString()
+      })
+      malformed.on('close', () => resolve(text))
+    })
+    expect(answer).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/)
+    await until(
+      () => lines().some((l) => / 413 /.test(l)) && lines().some((l) => / 400 - - \(/.test(l)),
+      5000,
+      'both lines',
+    )
+
+    const time = String.raw`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z`
+    expect(lines()).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(new RegExp(`^${time} 127\\.0\\.0\\.1 POST /bootstrap 413 10002 -$`)),
+        expect.stringMatching(new RegExp(`^${time} 127\\.0\\.0\\.1 - - 400 - - \\(HPE_\\w+\\)$`)),
+      ]),
+    )
     expect(await stop(server.child)).toBe(0)
   })
 })

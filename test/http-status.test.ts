@@ -1,5 +1,5 @@
 /**
- * The contract's HTTP statuses, over real HTTPS: 2xx with any code; 401 only with a claim refusal ("10004"/"10005");
+ * The contract's HTTP statuses, over real HTTPS: 200 with any code; 401 only with a claim refusal ("10004"/"10005");
  * 408, 429 and 5xx transient. Anything else (404, 403, 400, a redirect) is no refusal whatever its body says:
  * ERR_PROVISION_HTTP_STATUS, "99999", not transient, its message naming the status.
  */
@@ -83,10 +83,20 @@ describe("the contract's statuses", () => {
     expect(error).toMatchObject({ code: 'ERR_PROVISION_REFUSED', resultCode: claim, transient: false, status: 401 })
   })
 
-  test.each([200, 201, 202])('%i with a refusal code is a refusal', async (status) => {
-    const { code, error } = await ask((res) => json(res, status, { code: '10003' }))
+  test('200 with a refusal code is a refusal', async () => {
+    const { code, error } = await ask((res) => json(res, 200, { code: '10003' }))
     expect(code).toBe('10003')
-    expect(error).toMatchObject({ code: 'ERR_PROVISION_REFUSED', status })
+    expect(error).toMatchObject({ code: 'ERR_PROVISION_REFUSED', status: 200 })
+  })
+
+  test.each([201, 202, 204, 206])('%i is outside the contract (200 only), whatever the body', async (status) => {
+    const answer = status === 204 ? undefined : { code: '10003' }
+    const { code, error } = await ask((res) =>
+      answer === undefined ? res.writeHead(204).end() : json(res, status, answer),
+    )
+    expect(code).toBe('99999')
+    expect(error).toMatchObject({ code: 'ERR_PROVISION_HTTP_STATUS', resultCode: '99999', transient: false, status })
+    expect(String((error as Error).message)).toContain(`HTTP ${status}`)
   })
 
   test.each([408, 429, 500, 502, 503, 504])('%i is transient, whatever the body', async (status) => {

@@ -36,6 +36,20 @@ describe('the mqtt option, at run time', () => {
     expect(error.message).not.toContain('pw-1234567') // a value is never quoted
   })
 
+  test('a getter cannot show the check one value and mqtt.js another: the checked copy is what is used', () => {
+    let reads = 0
+    const mqtt = {
+      keepalive: 30,
+      get host() {
+        reads++
+        return reads === 1 ? undefined : 'evil.example'
+      },
+    }
+    const resolved = resolveOptions({ ...base, mqtt } as never)
+    expect(reads).toBe(1)
+    expect(resolved.mqtt).toStrictEqual({ keepalive: 30 }) // an owned key set to undefined is dropped too
+  })
+
   test('one key: the same error, in the singular', () => {
     const error = refusal({ clientId: 'mine' })
     expect(error).toMatchObject({ option: 'mqtt.clientId', options: ['mqtt.clientId'] })

@@ -181,6 +181,9 @@ describe('redact.ts', () => {
   test('redactUrl: no credentials, query or fragment; an invalid URL says so', () => {
     expect(redactUrl('https://user:pw@host:8443/path?token=t#frag')).toBe('https://host:8443/path')
     expect(redactUrl('not a url')).toBe('[invalid url]')
+    expect(redactUrl('mqtt:user:pw-1234@host')).toBe('[invalid url]') // no authority: the rest could be a credential
+    expect(redactUrl('x:S3CRET-token')).toBe('[invalid url]')
+    expect(redactUrl('mqtts://[::1]:8883/')).toBe('mqtts://[::1]:8883/')
   })
 })
 

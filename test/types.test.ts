@@ -90,4 +90,7 @@ test('the mqtt option is mqtt.js client options less the keys provisioning owns'
   expectTypeOf(createBootstrap).toBeCallableWith({ ...base, mqtt: { manualConnect: true } })
   // @ts-expect-error: broker certificate verification stays on
   expectTypeOf(createBootstrap).toBeCallableWith({ ...base, mqtt: { rejectUnauthorized: false } })
+  // @ts-expect-error: over wss:// too
+  expectTypeOf(createBootstrap).toBeCallableWith({ ...base, mqtt: { wsOptions: { rejectUnauthorized: false } } })
+  expectTypeOf(createBootstrap).toBeCallableWith({ ...base, mqtt: { wsOptions: { headers: { 'x-a': '1' } } } })
 })

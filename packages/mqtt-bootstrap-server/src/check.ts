@@ -58,7 +58,7 @@ export const CHECKS = Object.freeze({
   https: 'HTTPS',
   tls: 'TLS certificate verifies for the host',
   reachable: 'answers the known device',
-  status: 'HTTP status 2xx',
+  status: 'HTTP status 200',
   contentType: 'Content-Type application/json',
   json: 'body is JSON',
   envelope: 'envelope { code, result }',
@@ -132,7 +132,7 @@ export async function checkProvisioningServer(options: CheckOptions): Promise<Ch
 
 function judgeAnswer(response: HttpResponse, record: (id: CheckId, status: CheckStatus, detail: string) => void): void {
   const { status, headers } = response
-  record('status', status >= 200 && status < 300 ? 'pass' : 'fail', `HTTP ${status}`)
+  record('status', status === 200 ? 'pass' : 'fail', `HTTP ${status}`)
   const contentType = headers['content-type'] ?? '(none)'
   record('contentType', /^application\/json\b/i.test(contentType) ? 'pass' : 'fail', contentType)
   record(

@@ -34,9 +34,11 @@ export const PROVISIONED_MQTT_KEYS = Object.freeze([
  * mqtt.js client options for the broker (`ca`, `cert`, `key`, `keepalive`, `will`, stores, …), passed through.
  * Certificate verification stays on: `rejectUnauthorized` may only be `true`.
  */
-export type MqttOptions = Omit<IClientOptions, ProvisionedMqttKey | 'rejectUnauthorized'> & {
+export type MqttOptions = Omit<IClientOptions, ProvisionedMqttKey | 'rejectUnauthorized' | 'wsOptions'> & {
   /** Broker certificate verification is always on. @default true */
   rejectUnauthorized?: true
+  /** mqtt.js's `wsOptions` (over `wss://` they have the last word on TLS): verification stays on there too. */
+  wsOptions?: NonNullable<IClientOptions['wsOptions']> & { rejectUnauthorized?: true }
 }
 
 const OWNED: ReadonlySet<string> = new Set(PROVISIONED_MQTT_KEYS)

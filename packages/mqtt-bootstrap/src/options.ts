@@ -9,7 +9,7 @@ import { BROKER_PROTOCOLS, type BrokerOptions } from './broker-url.js'
 import type { Container } from './container.js'
 import { InvalidOptionError } from './errors.js'
 import type { Logger } from './logger.js'
-import { type MqttOptions, refuseOwnedMqttKeys } from './mqtt-options.js'
+import { type MqttOptions, PROVISIONED_MQTT_KEYS, refuseOwnedMqttKeys } from './mqtt-options.js'
 import type { AliyunRegistrationOptions } from './registration/aliyun.js'
 import type { RegistrationStrategy } from './registration/strategy.js'
 import { NO_RETRY, RETRY_DEFAULTS, type RetryOptions, type RetryPolicy } from './retry.js'
@@ -425,8 +425,12 @@ function checkLogger(value: unknown): Logger | undefined {
 function checkMqtt(value: unknown): MqttOptions {
   if (value === undefined) return {}
   if (!isPlainObject(value)) fail('mqtt', 'an object of mqtt.js client options', typeName(value))
-  refuseOwnedMqttKeys(value)
-  return { ...value } as MqttOptions
+  // The copy is what is checked and used: a getter cannot show one value to the check and another to mqtt.js.
+  const copy: Record<string, unknown> = { ...value }
+  refuseOwnedMqttKeys(copy)
+  // Only `undefined` ones are left, which mqtt.js would still spread over what the broker URL says (host: undefined).
+  for (const key of PROVISIONED_MQTT_KEYS) delete copy[key]
+  return copy as MqttOptions
 }
 
 function checkInteger(value: unknown, option: string, min: number, max: number): number {

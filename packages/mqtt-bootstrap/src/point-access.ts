@@ -109,7 +109,7 @@ const CLAIM_REFUSALS: ReadonlySet<string> = new Set(['10004', '10005'])
  * An HTTP answer -> the configuration it carries, or why it carries none. A refusal's message shows the server's code
  * without any echo of `secrets` (the code itself is passed through in `resultCode`, by contract).
  *
- * The contract's statuses are 2xx with any code, 401 with a claim refusal (`"10004"`/`"10005"`), and 408, 429 and 5xx
+ * The contract's statuses are 200 with any code, 401 with a claim refusal (`"10004"`/`"10005"`), and 408, 429 and 5xx
  * (transient). Any other (a 404, a 403, a 3xx: the transport follows no redirect) comes from something that is not a
  * provisioning endpoint, whatever its body says: `"99999"`, never a refusal the app would act on as the server's word.
  */
@@ -128,7 +128,7 @@ export function interpretAnswer(
       retryAfterMs,
     })
   }
-  const ok = status >= 200 && status < 300
+  const ok = status === 200
   const outsideContract = (why: string) =>
     new ProvisioningError('ERR_PROVISION_HTTP_STATUS', `provisioning server answered HTTP ${status}, ${why}`, {
       resultCode: ResultCode.INVALID_RESPONSE,

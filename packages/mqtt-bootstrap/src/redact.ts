@@ -137,6 +137,8 @@ function sealKey(value: unknown, field: 'pem' | 'buf'): unknown {
 export function redactUrl(url: string): string {
   try {
     const parsed = new URL(url)
+    // No authority (`mqtt:user:pw@host`, `x:token`): what follows the scheme is all path, and may be a credential.
+    if (parsed.host === '') return '[invalid url]'
     return `${parsed.protocol}//${parsed.host}${parsed.pathname}`
   } catch {
     return '[invalid url]'

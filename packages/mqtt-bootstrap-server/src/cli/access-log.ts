@@ -4,6 +4,10 @@
  *     2026-05-04T10:00:00.000Z 127.0.0.1 POST /bootstrap 200 00000 8600…(15)
  *     <time, ISO> <peer> <method> <path> <HTTP status> <answer's code, or -> <device identity, or ->
  *     2026-05-04T10:00:01.000Z 127.0.0.1 TLS handshake failed (ERR_SSL_SSLV3_ALERT_CERTIFICATE_UNKNOWN)
+ *     2026-05-04T10:00:02.000Z 127.0.0.1 - - 400 - - (HPE_INVALID_METHOD)
+ *
+ * The last form is a request that Node's HTTP parser refused before any handler saw it (malformed, headers too large,
+ * too slow): no method, path or code, the status Node answers and the parser's reason.
  *
  * The identity is what the registry matches on (e.g. the IMEI), shown as its first 4 characters and its length, never
  * whole (a short one shows at most half its characters). What a client sent (path, method) is cut to a bounded length
@@ -55,6 +59,11 @@ export function requestLine(line: RequestLine): string {
 
 export function tlsFailureLine(time: Date, peer: string | undefined, reason: string): string {
   return `${time.toISOString()} ${peer ?? '-'} TLS handshake failed (${safe(reason, 120)})`
+}
+
+/** A request Node's HTTP parser refused (no method or path known): its status and the parser's reason. */
+export function rejectedLine(time: Date, peer: string | undefined, status: number, reason: string): string {
+  return `${time.toISOString()} ${peer ?? '-'} - - ${status} - - (${safe(reason, 120)})`
 }
 
 /** Printable, space-free, at most `max` characters (then `…`): what a client sent cannot break a line or a field. */

@@ -14,6 +14,7 @@ import {
   linkSync,
   openSync,
   readFileSync,
+  statSync,
   unlinkSync,
   writeSync,
 } from 'node:fs'
@@ -54,6 +55,12 @@ export function loadCa(caOut: string, keyPath: string, now = Date.now()): Certif
     } catch {
       throw new UsageError(`cannot read ${path}`)
     }
+  }
+  // As ssh does with an unprotected private key: refuse it rather than go on signing with a key others may have read.
+  const mode = statSync(keyPath).mode & 0o777
+  if (process.platform !== 'win32' && (mode & 0o077) !== 0) {
+    const shown = mode.toString(8).padStart(4, '0')
+    throw new UsageError(`the CA key ${keyPath} is readable by others (mode ${shown}): chmod 600 ${keyPath}`)
   }
   const cert = read(caOut)
   const key = read(keyPath)

@@ -128,8 +128,8 @@ async function main(argv: string[]): Promise<void> {
   // `mqtt-bootstrap serve --help | head`: a reader that went away is the end of the output, not a crash.
   for (const stream of [process.stdout, process.stderr]) {
     stream.on('error', (error: NodeJS.ErrnoException) => {
-      if (error.code !== 'EPIPE') throw error
-      process.exit(process.exitCode ?? EXIT.OK)
+      if (error.code === 'EPIPE') process.exit(process.exitCode ?? EXIT.OK)
+      process.exit(EXIT.FAILED) // an output that cannot be written to: nothing more can be said there
     })
   }
   try {

@@ -6,13 +6,15 @@
  * once the server listens, and never over an existing file: a start that fails (a busy port) changes nothing.
  */
 import { once } from 'node:events'
+import { type IncomingMessage, STATUS_CODES } from 'node:http'
 import { createServer } from 'node:https'
 import type { AddressInfo, Socket } from 'node:net'
 import { hostname, networkInterfaces } from 'node:os'
+import type { Duplex } from 'node:stream'
 import type { TLSSocket } from 'node:tls'
 import { createProvisioningHandler } from '../handler.js'
 import { DeviceRegistry } from '../registry.js'
-import { identityOf, requestLine, tlsFailureLine } from './access-log.js'
+import { identityOf, rejectedLine, requestLine, tlsFailureLine } from './access-log.js'
 import { defaultCaKeyPath, loadCa, saveCa } from './ca-store.js'
 import { type CertificateAuthority, generateCa, issueServerCertificate } from './certificates.js'
 import { EXIT, parsePortOption, UsageError } from './io.js'
@@ -47,6 +49,12 @@ function certificateNames(host: string, extra: string[]): string[] {
   return [...new Set([...local, 'localhost', '127.0.0.1', '::1', ...extra])]
 }
 
+/** The status Node's HTTP server answers for a parser error (its own choice when nobody listens for 'clientError'). */
+const CLIENT_ERROR_STATUS: Readonly<Record<string, number>> = {
+  HPE_HEADER_OVERFLOW: 431,
+  ERR_HTTP_REQUEST_TIMEOUT: 408,
+}
+
 export async function serveCommand(flags: ServeFlags): Promise<number> {
   let registry: DeviceRegistry
   try {
@@ -73,6 +81,9 @@ export async function serveCommand(flags: ServeFlags): Promise<number> {
   }
 
   const log = (line: string) => console.log(line)
+  // Each request's peer, read when it arrives: a request the handler destroys (a body too large or too slow) or a
+  // client that went away has forgotten it by the time its line is written, and those are the lines that matter.
+  const peerOf = new WeakMap<IncomingMessage, string | undefined>()
   const handler = createProvisioningHandler({
     resolve: registry.resolve,
     onError: (error) => console.error(`${new Date().toISOString()} error: ${(error as Error).message}`),
@@ -80,7 +91,7 @@ export async function serveCommand(flags: ServeFlags): Promise<number> {
       log(
         requestLine({
           time: new Date(),
-          peer: request.socket.remoteAddress,
+          peer: peerOf.get(request),
           method: request.method,
           url: request.url,
           status,
@@ -90,12 +101,13 @@ export async function serveCommand(flags: ServeFlags): Promise<number> {
       ),
   })
   const server = createServer({ ...tls, noDelay: true }, (req, res) => {
+    peerOf.set(req, req.socket.remoteAddress)
     if (req.url?.split('?')[0] !== flags.path) {
       res.once('close', () =>
         log(
           requestLine({
             time: new Date(),
-            peer: req.socket.remoteAddress,
+            peer: peerOf.get(req),
             method: req.method,
             url: req.url,
             status: res.headersSent ? res.statusCode : undefined,
@@ -118,6 +130,15 @@ export async function serveCommand(flags: ServeFlags): Promise<number> {
   server.on('tlsClientError', (error: NodeJS.ErrnoException, socket: TLSSocket & { _parent?: object }) => {
     const peer = socket.remoteAddress ?? (socket._parent === undefined ? undefined : peers.get(socket._parent))
     log(tlsFailureLine(new Date(), peer, error.code ?? error.message))
+  })
+  // What Node's parser refuses never reaches the handler: answered here as Node would (431, 408, else 400), logged.
+  server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex & { remoteAddress?: string }) => {
+    const status = CLIENT_ERROR_STATUS[error.code ?? ''] ?? 400
+    if (error.code !== 'ECONNRESET')
+      log(rejectedLine(new Date(), socket.remoteAddress, status, error.code ?? error.message))
+    if (socket.writable && error.code !== 'ECONNRESET')
+      socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nconnection: close\r\n\r\n`)
+    else socket.destroy()
   })
   // Slow clients hold nothing for long: the headers within 10 s, the whole request within 15 s.
   server.headersTimeout = 10_000
