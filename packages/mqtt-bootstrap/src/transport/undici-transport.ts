@@ -76,6 +76,24 @@ function tracked(connect: Connector): Connector {
   }
 }
 
+/**
+ * undici names an https:// proxy in SNI by its host even when that is an IP address, which RFC 6066 forbids: Node 26
+ * refuses it (ERR_INVALID_ARG_VALUE; earlier majors warn, DEP0123). Without a servername the certificate is still
+ * checked against the address.
+ */
+function noIpServername(connect: Connector): Connector {
+  return (options, callback) => {
+    const { servername } = options as { servername?: string | null }
+    const { isIP } = process.getBuiltinModule('node:net') // a proxy connect only: not worth loading at import
+    const ip = typeof servername === 'string' && isIP(servername.replace(/^\[|\]$/g, '')) !== 0
+    // The socket is returned for tracked(), which wraps this.
+    return (connect as (...args: Parameters<Connector>) => Duplex | undefined)(
+      ip ? { ...options, servername: undefined } : options,
+      callback,
+    )
+  }
+}
+
 /** undici's requests made for our attempts. */
 const attempts = new WeakMap<object, Attempt>()
 
@@ -133,7 +151,10 @@ export class UndiciTransport implements HttpTransport {
               requestTls: serverTls,
               proxyTls: { rejectUnauthorized: true }, // an https:// proxy, on the system roots
               clientFactory: (origin, options) =>
-                new Pool(origin, { ...options, connect: tracked((options as { connect: Connector }).connect) }),
+                new Pool(origin, {
+                  ...options,
+                  connect: tracked(noIpServername((options as { connect: Connector }).connect)),
+                }),
               keepAliveTimeout: 4_000,
             })
           : undefined,
