@@ -172,6 +172,28 @@ describe("waiting for the file store's lock (real files)", () => {
     expect(waits()).toHaveLength(2)
   })
 
+  test("a store made without a logger logs its waits through the bootstrap's logger", async () => {
+    const path = join(dir, 'through-boot.json')
+    const { logger, waits } = recorder()
+    const cache = new FileCredentialStore(path, { lockStaleMs: 3000 })
+    const { released } = await holdLock(path, 1300)
+    env.track(await boot(env.options({ logger, cache })).boot.connect()) // its cache write waits for the lock
+    await released
+    expect(waits('info').map((l) => [l.fields.reason, l.message.split(' ')[0]])).toEqual([
+      ['lock', 'waiting'],
+      ['lock', 'waited'],
+    ])
+    // A store with a logger of its own keeps it.
+    const own = recorder()
+    const kept = new FileCredentialStore(join(dir, 'own.json'), { logger: own.logger })
+    kept.useLogger(logger)
+    const held = await holdLock(kept.path, 1300)
+    await kept.delete('absent')
+    await held.released
+    expect(own.waits('info')).toHaveLength(2)
+    expect(waits('info')).toHaveLength(2) // nothing more in the bootstrap's
+  })
+
   test('a short wait at debug only', async () => {
     const path = join(dir, 'short.json')
     const { logger, waits } = recorder()

@@ -101,6 +101,7 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
     super()
     this.#options = options
     this.#store = store
+    store.useLogger?.(logger) // e.g. a FileCredentialStore's waits for its lock, in the app's log
     this.#auth = auth
     this.#connector = connector
     this.#clock = completeClock(clock)

@@ -5,6 +5,7 @@
 import type { DeviceConfig } from '../contract.js'
 import type { CredentialStoreError } from '../errors.js'
 import { nodeCrypto } from '../lazy.js'
+import type { Logger } from '../logger.js'
 
 export interface StoredCredentials {
   config: DeviceConfig
@@ -28,6 +29,12 @@ export interface CredentialStore {
    * `error` event and a log line. Should be cheap (it is on the cached boot's path) and never throw.
    */
   audit?(): Promise<CredentialStoreError[]>
+  /**
+   * Optional: the bootstrap's `logger`, handed over when the bootstrap is made, for what the store logs itself (a
+   * FileCredentialStore's waits for its lock). A store made with a logger of its own keeps it; so does one already
+   * handed another bootstrap's.
+   */
+  useLogger?(logger: Logger): void
 }
 
 /**

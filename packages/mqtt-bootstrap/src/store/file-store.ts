@@ -16,28 +16,27 @@
  *   foreign file is moved aside to `<path>.corrupt` before the next write; a file from a newer version of this
  *   library, or sealed with another key, is left as it is.
  */
-import { type DeviceConfig, frozenValidated, parseDeviceConfig } from '../contract.js'
-import { CredentialStoreError, type CredentialStoreErrorCode } from '../errors.js'
+import { frozenValidated, parseDeviceConfig } from '../contract.js'
+import { CredentialStoreError } from '../errors.js'
 import { nodeCrypto } from '../lazy.js'
 import { isLogger, type Logger, logFor, silentLogger } from '../logger.js'
 import { removeTempFiles, replaceFile } from './atomic-file.js'
 import type { CredentialStore, StoredCredentials } from './credential-store.js'
 import { auditDirectory } from './directory-audit.js'
+import {
+  digest,
+  type Entries,
+  FILE_FORMAT,
+  FILE_VERSION,
+  type FileContent,
+  isObject,
+  plain,
+  type ReadResult,
+  unusable,
+} from './file-format.js'
 import { lockFile } from './file-lock.js'
 
-export const FILE_FORMAT = 'mqtt-bootstrap/credentials'
-export const FILE_VERSION = 1
-
-type Entries = Record<string, { savedAt: number; config: DeviceConfig }>
-
-/** The file: plain entries with their checksum, or the entries sealed with AES-256-GCM. */
-interface FileContent {
-  format: typeof FILE_FORMAT
-  version: number
-  checksum?: string
-  entries?: Entries
-  sealed?: { alg: 'aes-256-gcm'; iv: string; tag: string; data: string }
-}
+export { FILE_FORMAT, FILE_VERSION } from './file-format.js'
 
 export interface FileCredentialStoreOptions {
   /** File mode. @default 0o600 */
@@ -49,14 +48,12 @@ export interface FileCredentialStoreOptions {
    * write waits at most this + 500 ms for the lock. @default 10000
    */
   lockStaleMs?: number
-  /** Where a wait for the lock is logged (longer than 1 s: at info), e.g. the bootstrap's `logger`. @default silent */
+  /**
+   * Where a wait for the lock is logged (longer than 1 s: at info). @default the `logger` of the first bootstrap it
+   * is given to, silent until then
+   */
   logger?: Logger
 }
-
-type ReadResult =
-  | { state: 'absent' }
-  | { state: 'ok'; entries: Entries }
-  | { state: 'unusable'; error: CredentialStoreError }
 
 // Builtins come through process.getBuiltinModule rather than `import` (why: lazy.ts).
 const { readFileSync } = process.getBuiltinModule('node:fs')
@@ -68,7 +65,9 @@ export class FileCredentialStore implements CredentialStore {
   readonly #mode: number
   readonly #key: Buffer | undefined
   readonly #lockStaleMs: number
-  readonly #log: Logger
+  #log: Logger
+  /** Whether #log came from the options or a bootstrap already (useLogger then leaves it). */
+  #logged: boolean
   #queue: Promise<unknown> = Promise.resolve()
 
   constructor(path: string, options: FileCredentialStoreOptions = {}) {
@@ -88,6 +87,14 @@ export class FileCredentialStore implements CredentialStore {
     const { logger = silentLogger } = options
     if (!isLogger(logger)) throw new TypeError('Expected `logger` to be a Logger (debug, info, warn, error)')
     this.#log = logFor(logger, 'store')
+    this.#logged = options.logger !== undefined
+  }
+
+  /** The bootstrap's logger, unless this store has one already (CredentialStore.useLogger). */
+  useLogger(logger: Logger): void {
+    if (this.#logged || !isLogger(logger)) return
+    this.#log = logFor(logger, 'store')
+    this.#logged = true
   }
 
   /** The store's directory, if group or others can list or change it (see directory-audit.ts). One stat. */
@@ -275,22 +282,4 @@ export class FileCredentialStore implements CredentialStore {
       throw new CredentialStoreError('ERR_STORE_IO', `cannot write credential file: ${this.path}`, { cause })
     }
   }
-}
-
-/** SHA-256 of the entries as JSON: the integrity check of a plain file. */
-function digest(entries: object): string {
-  return `sha256:${nodeCrypto().createHash('sha256').update(JSON.stringify(entries)).digest('hex')}`
-}
-
-/** The configuration without the inspect hook (it is data to store, not an object to print). */
-function plain({ device, connect }: DeviceConfig): DeviceConfig {
-  return { device: { ...device }, connect: { ...connect } }
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value)
-}
-
-function unusable(code: CredentialStoreErrorCode, message: string, cause?: unknown): ReadResult {
-  return { state: 'unusable', error: new CredentialStoreError(code, message, { cause }) }
 }
