@@ -16,6 +16,7 @@ import { connect } from 'node:tls'
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
 import { type ChildRun, runTs, startTs } from './helpers/child.js'
 import { DEVICE } from './helpers/https-server.js'
+import { freePort } from './helpers/ports.js'
 import { KNOWN, writeRegistry } from './helpers/reference-server.js'
 import { tlsFixture } from './helpers/tls.js'
 import { until } from './helpers/until.js'
@@ -62,16 +63,6 @@ async function stop(child: ChildProcess): Promise<number | null> {
   const [code, signal] = (await once(child, 'close')) as [number | null, string | null]
   expect(signal, 'serve handles SIGTERM itself').toBeNull()
   return code
-}
-
-/** A port nobody listens on right now. */
-async function freePort(): Promise<number> {
-  const probe = createServer().listen(0, '127.0.0.1')
-  await once(probe, 'listening')
-  const { port } = probe.address() as { port: number }
-  probe.close()
-  await once(probe, 'close')
-  return port
 }
 
 const provision = (url: string, ca: string) => run('provision', url, '--data', JSON.stringify(KNOWN), '--ca', ca)

@@ -1,8 +1,3 @@
-// Errors say which URL they were about, redacted (issue 12): provisioning (every stage: network, timeout, TLS, HTTP
-// status, refusal, invalid answer), registration, and the broker (boot connect, auth rejection, lost connection).
-// Real servers on loopback; test/setup.ts checks that no secret (the query tokens below among them) leaks.
-import { once } from 'node:events'
-import net from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { withUrl } from '../packages/mqtt-bootstrap/src/error-urls.js'
@@ -16,6 +11,7 @@ import {
 import { boot, nextEvent, payloads, useTestEnv } from './helpers/env.js'
 import { suite } from './helpers/exposure.js'
 import { configAnswer, json } from './helpers/https-server.js'
+import { freePort } from './helpers/ports.js'
 import { PRODUCT, type RegistrationServer, startRegistrationServer } from './helpers/registration-server.js'
 
 const env = useTestEnv()
@@ -33,16 +29,6 @@ function secretUrl(url: string): { url: string; shown: string } {
   parsed.search = `?token=${TOKEN}`
   parsed.hash = 'part'
   return { url: parsed.href, shown }
-}
-
-/** A loopback port with nothing listening (bound, then closed). */
-async function closedPort(): Promise<number> {
-  const server = net.createServer().listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as net.AddressInfo
-  server.close()
-  await once(server, 'close')
-  return port
 }
 
 function expectNamed(error: unknown, shown: string, code: string): void {
@@ -65,7 +51,7 @@ describe('provisioning errors name the URL (PointAccess)', () => {
   }
 
   test('network: nothing listening', async () => {
-    const { url, shown } = secretUrl(`https://127.0.0.1:${await closedPort()}/provision`)
+    const { url, shown } = secretUrl(`https://127.0.0.1:${await freePort()}/provision`)
     expectNamed(await lastError(url), shown, 'ERR_PROVISION_NETWORK')
   })
 
@@ -155,7 +141,7 @@ describe('registration errors name the endpoint', () => {
   })
 
   test('the transport failing (nothing listening)', async () => {
-    const { url, shown } = secretUrl(`https://127.0.0.1:${await closedPort()}/auth/register/device`)
+    const { url, shown } = secretUrl(`https://127.0.0.1:${await freePort()}/auth/register/device`)
     const registration = new AliyunRegistration({ url, tls: { ca: env.tls.ca } })
     const error = await registration.register(request, context).catch((e: unknown) => e)
     expectNamed(error, shown, 'ERR_REGISTER_NETWORK')
@@ -165,7 +151,7 @@ describe('registration errors name the endpoint', () => {
 
 describe('broker errors name the broker URL', () => {
   test('nothing listening at connect.host', async () => {
-    const port = await closedPort()
+    const port = await freePort()
     env.answerValid({ host: `127.0.0.1:${port}` })
     const error = await boot(env.options({ retry: false }))
       .boot.connect()

@@ -1,10 +1,5 @@
-// Dynamic registration ("one secret per product"): the provisioning server answers a productSecret and no
-// deviceSecret; the bootstrap registers with a loopback stand-in of Alibaba's HTTPS service, stores the device secret
-// before it connects, and never registers again once it has one.
-import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
@@ -30,6 +25,7 @@ import { configAnswer, DEVICE, json } from './helpers/https-server.js'
 import { CODES, PRODUCT, type RegistrationServer, startRegistrationServer } from './helpers/registration-server.js'
 import 'reflect-metadata'
 import { container as rootContainer } from 'tsyringe'
+import { freePort } from './helpers/ports.js'
 
 const NAMES = Array.from({ length: 12 }, (_, i) => `meter-${String(i + 1).padStart(4, '0')}`)
 
@@ -66,16 +62,6 @@ function options(overrides: Partial<BootstrapOptions> = {}): BootstrapOptions {
 
 let files = 0
 const newFile = () => join(dir, `credentials-${++files}.json`)
-
-/** A loopback port nothing listens on. */
-async function closedPort(): Promise<number> {
-  const server = net.createServer().listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as net.AddressInfo
-  server.close()
-  await once(server, 'close')
-  return port
-}
 
 /** The entries of a (plain, unsealed) credential file, read straight from disk. */
 function entriesOnDisk(path: string): Array<{ config: { device: Record<string, unknown> } }> {
@@ -351,7 +337,7 @@ describe('failures are classified like provisioning ones', () => {
   test('an unreachable service is retried (ERR_REGISTER_NETWORK); an HTTP-date Retry-After is read on the clock', async () => {
     answerProductSecret('meter-0010')
     const clock = new FakeClock()
-    const closed = await closedPort()
+    const closed = await freePort()
     const { boot: unreachable, events } = boot(
       options({ registration: { url: `https://127.0.0.1:${closed}/auth/register/device` }, retry: { retries: 2 } }),
       { clock },

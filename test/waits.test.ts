@@ -179,7 +179,7 @@ describe("waiting for the file store's lock (real files)", () => {
     const { released } = await holdLock(path, 1300)
     env.track(await boot(env.options({ logger, cache })).boot.connect()) // its cache write waits for the lock
     await released
-    expect(waits('info').map((l) => [l.fields.reason, l.message.split(' ')[0]])).toEqual([
+    expect(waits('info').map((l) => [l.fields.reason, l.message?.split(' ')[0]])).toEqual([
       ['lock', 'waiting'],
       ['lock', 'waited'],
     ])

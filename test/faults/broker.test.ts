@@ -1,7 +1,3 @@
-/** Faults of the broker: each case ends connected on the same client, with nothing lost. */
-import { once } from 'node:events'
-import type { AddressInfo } from 'node:net'
-import net from 'node:net'
 import mqtt from 'mqtt'
 import { describe, expect, test } from 'vitest'
 import { credentialKey, MemoryCredentialStore } from '../../packages/mqtt-bootstrap/src/index.js'
@@ -9,20 +5,12 @@ import { signedAs, startBroker, type TestBroker } from '../helpers/broker.js'
 import { nextEvent, payloads } from '../helpers/env.js'
 import { FakeClock } from '../helpers/fake-clock.js'
 import { DEVICE } from '../helpers/https-server.js'
+import { freePort } from '../helpers/ports.js'
 import { until } from '../helpers/until.js'
 import { KEY, ROTATED, useFaultEnv } from './fault-env.js'
 
 const fault = useFaultEnv()
 const reconnect = { minDelay: 20, maxDelay: 100, stableAfter: 1000 }
-
-async function freePort(): Promise<number> {
-  const probe = net.createServer().listen(0, '127.0.0.1')
-  await once(probe, 'listening')
-  const { port } = probe.address() as AddressInfo
-  probe.close()
-  await once(probe, 'close')
-  return port
-}
 
 describe('the broker', () => {
   test('down at boot, then up: the connect is retried until it succeeds', async () => {

@@ -12,12 +12,13 @@ import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { accessSync, constants } from 'node:fs'
 import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises'
-import net, { type AddressInfo } from 'node:net'
+import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { delimiter, join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { promisify } from 'node:util'
 import { suite } from './exposure.js'
+import { freePort } from './ports.js'
 
 const run = promisify(execFile)
 
@@ -194,20 +195,6 @@ function configText(o: {
     )
   }
   return `${lines.join('\n')}\n`
-}
-
-/** A port free on 127.0.0.1 a moment ago (mosquitto cannot bind port 0). */
-async function freePort(avoid: number[] = []): Promise<number> {
-  for (let i = 0; i < 10; i++) {
-    const server = net.createServer()
-    server.listen(0, '127.0.0.1')
-    await once(server, 'listening')
-    const { port } = server.address() as AddressInfo
-    server.close()
-    await once(server, 'close')
-    if (!avoid.includes(port)) return port
-  }
-  throw new Error('no free port on 127.0.0.1')
 }
 
 /** The password file, hashed by mosquitto_passwd in one call (-U turns a `user:password` text file into hashes). */
