@@ -1,13 +1,25 @@
+// tsyringe needs the Reflect polyfill before it loads.
+import 'reflect-metadata'
+import { container as globalContainer } from 'tsyringe'
 import { describe, expect, test } from 'vitest'
 import {
+  AliyunRegistration,
+  type AuthStrategy,
   connectProvisioned,
   createBootstrap,
   DEFAULTS,
   InvalidOptionError,
   PointAccess,
   RETRY_DEFAULTS,
+  type RegistrationStrategy,
+  registerBootstrap,
+  TOKENS,
 } from '../packages/mqtt-bootstrap/src/index.js'
 import { resolveOptions } from '../packages/mqtt-bootstrap/src/options.js'
+import { RECONNECT_DEFAULTS } from '../packages/mqtt-bootstrap/src/reconnect.js'
+import { resolveAliyunRegistrationOptions } from '../packages/mqtt-bootstrap/src/registration/aliyun-options.js'
+import { noRegistration } from '../packages/mqtt-bootstrap/src/registration/strategy.js'
+import { resolveTransportOptions } from '../packages/mqtt-bootstrap/src/transport/options.js'
 
 const base = { url: 'https://provision.example/bootstrap', data: { imei: '1' } }
 
@@ -74,6 +86,23 @@ describe('resolveOptions', () => {
     ['mqtt.manualConnect', { mqtt: { manualConnect: true } }],
     ['mqtt.rejectUnauthorized', { mqtt: { rejectUnauthorized: false } }],
     ['mqtt.wsOptions.rejectUnauthorized', { mqtt: { wsOptions: { rejectUnauthorized: false } } }],
+    ['mqtt.reconnectPeriod', { mqtt: { reconnectPeriod: -1 } }],
+    ['reconnect', { reconnect: true }],
+    ['reconnect.minDelay', { reconnect: { minDelay: 0 } }],
+    ['reconnect.maxDelay', { reconnect: { minDelay: 5000, maxDelay: 100 } }],
+    ['reconnect.factor', { reconnect: { factor: Number.NaN } }],
+    ['reconnect.stableAfter', { reconnect: { stableAfter: -1 } }],
+    ['reconnect.jitter', { reconnect: { jitter: true } }],
+    ['startupJitterMs', { startupJitterMs: -1 }],
+    ['deadlineMs', { deadlineMs: 0 }],
+    ['registration', { registration: 'aliyun' }],
+    ['registration.name', { registration: { register: () => Promise.resolve({ deviceSecret: 's' }) } }],
+    ['registration.region', { registration: { region: 'Shanghai' } }],
+    ['registration.signMethod', { registration: { signMethod: 'sha512' } }],
+    ['registration.timeoutMs', { registration: { timeoutMs: 0 } }],
+    ['registration.tls.ca', { registration: { tls: { ca: 1 } } }],
+    // The top-level allowInsecureHttp governs the bootstrap's registration.
+    ['registration.allowInsecureHttp', { registration: { allowInsecureHttp: true } }],
   ]
   test.each(bad)('a bad `%s` is a TypeError naming it', (option, overrides) => {
     const error = (() => {
@@ -113,5 +142,82 @@ describe('resolveOptions', () => {
       option: 'retry.retries',
     })
     expect(() => createBootstrap(undefined as never)).toThrow(TypeError)
+  })
+})
+
+describe('each concern resolves its option to what the bootstrap uses', () => {
+  const plain: AuthStrategy = { name: 'mine', sign: () => ({ clientId: 'c', username: 'u', password: 'p' }) }
+
+  test('auth: a name or a function becomes its strategy; a strategy stays itself; absent stays absent', () => {
+    expect(resolveOptions(base).auth).toBeUndefined()
+    expect(resolveOptions({ ...base, auth: 'plain' }).auth).toMatchObject({ name: 'plain', defaultPort: 8883 })
+    expect(resolveOptions({ ...base, auth: 'aliyun' }).auth).toMatchObject({ name: 'aliyun', defaultPort: 1883 })
+    expect(resolveOptions({ ...base, auth: plain }).auth).toBe(plain)
+    const signed = resolveOptions({
+      ...base,
+      auth: function custom() {
+        return plain.sign({} as never, {} as never)
+      },
+    })
+    expect(signed.auth).toMatchObject({ name: 'custom', defaultPort: 8883 })
+    expect(signed.auth?.sign({} as never, { brokerUrl: 'mqtts://h', now: 0 })).toEqual({
+      clientId: 'c',
+      username: 'u',
+      password: 'p',
+    })
+  })
+
+  test("registration: false refuses, options become Alibaba's flow, a strategy stays itself, absent stays absent", () => {
+    const mine: RegistrationStrategy = { name: 'mine', register: () => Promise.resolve({ deviceSecret: 's' }) }
+    expect(resolveOptions(base).registration).toBeUndefined()
+    expect(resolveOptions({ ...base, registration: false }).registration).toBe(noRegistration)
+    expect(resolveOptions({ ...base, registration: mine }).registration).toBe(mine)
+    expect(resolveOptions({ ...base, registration: { region: 'cn-shanghai' } }).registration?.name).toBe('aliyun')
+  })
+
+  test('retry and reconnect become policies', () => {
+    expect(resolveOptions({ ...base, retry: { retries: 2 } }).retry).toEqual({ ...RETRY_DEFAULTS, retries: 2 })
+    expect(resolveOptions(base).reconnect).toEqual(RECONNECT_DEFAULTS)
+    expect(resolveOptions({ ...base, reconnect: false }).reconnect).toBe(false)
+    expect(resolveOptions({ ...base, mqtt: { reconnectPeriod: 0 } }).reconnect).toBe(false)
+    expect(resolveOptions({ ...base, mqtt: { reconnectPeriod: 250 } }).reconnect).toMatchObject({ minDelay: 250 })
+    expect(resolveOptions({ ...base, reconnect: { maxDelay: 5000 } }).reconnect).toEqual({
+      ...RECONNECT_DEFAULTS,
+      maxDelay: 5000,
+    })
+  })
+
+  test('options checked at the door come back as they are when passed on (not checked twice)', () => {
+    const resolved = resolveOptions({ ...base, timeoutMs: 1234, tls: { servername: 'x' } })
+    expect(resolved.transportOptions).toEqual({
+      tls: { servername: 'x' },
+      timeoutMs: 1234,
+      maxResponseBytes: DEFAULTS.maxResponseBytes,
+      allowInsecureHttp: false,
+    })
+    expect(resolveTransportOptions(resolved.transportOptions)).toBe(resolved.transportOptions)
+    expect(() => new PointAccess(resolved.transportOptions)).not.toThrow()
+    const registration = resolveAliyunRegistrationOptions({ region: 'cn-shanghai', timeoutMs: 50 })
+    expect(registration).toMatchObject({ region: 'cn-shanghai', timeoutMs: 50, signMethod: 'hmacsha256' })
+    expect(resolveAliyunRegistrationOptions(registration)).toBe(registration)
+    expect(new AliyunRegistration(registration).endpoint('x').href).toBe(
+      'https://iot-auth.cn-shanghai.aliyuncs.com/auth/register/device',
+    )
+  })
+
+  test("an option not given leaves the container's registration in force; one given wins over it", () => {
+    const registration: RegistrationStrategy = { name: 'mine', register: () => Promise.reject(new Error('no')) }
+    const parent = globalContainer.createChildContainer()
+    parent.register(TOKENS.AuthStrategy, { useValue: plain })
+    parent.register(TOKENS.Registration, { useValue: registration })
+    const inherits = registerBootstrap(parent.createChildContainer(), base)
+    expect(inherits.resolve(TOKENS.AuthStrategy)).toBe(plain)
+    expect(inherits.resolve(TOKENS.Registration)).toBe(registration)
+    const overrides = registerBootstrap(parent.createChildContainer(), { ...base, auth: 'plain', registration: false })
+    expect(overrides.resolve(TOKENS.AuthStrategy).name).toBe('plain')
+    expect(overrides.resolve(TOKENS.Registration)).toBe(noRegistration)
+    const defaults = registerBootstrap(globalContainer.createChildContainer(), base)
+    expect(defaults.resolve(TOKENS.AuthStrategy).name).toBe(DEFAULTS.auth)
+    expect(defaults.resolve(TOKENS.Registration).name).toBe('aliyun')
   })
 })

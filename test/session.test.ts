@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { afterEach, describe, expect, test } from 'vitest'
 import { aliyunAuth, credentialKey, MemoryCredentialStore } from '../packages/mqtt-bootstrap/src/index.js'
-import { RECONNECT_DEFAULTS, reconnectDelay } from '../packages/mqtt-bootstrap/src/session.js'
+import { RECONNECT_DEFAULTS, reconnectDelay } from '../packages/mqtt-bootstrap/src/reconnect.js'
 import { signedAs, startBroker } from './helpers/broker.js'
 import { boot, nextEvent, payloads, useTestEnv } from './helpers/env.js'
 import { FakeClock } from './helpers/fake-clock.js'

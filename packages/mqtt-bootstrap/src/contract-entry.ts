@@ -18,6 +18,6 @@ export {
   parseDeviceConfig,
   ResultCode,
 } from './contract.js'
-export { checkHeaders, checkUrl, serializeData } from './options.js'
 export { interpretAnswer, parseBody } from './point-access.js'
 export { REDACTED, redactUrl } from './redact.js'
+export { checkHeaders, checkUrl, serializeData } from './transport/options.js'

@@ -1,0 +1,38 @@
+/**
+ * The `auth` option, resolved next to its default: a name or a function becomes the strategy it stands for, at the
+ * door, so that nothing below the options sees a choice.
+ */
+import { fail, typeName } from '../option-checks.js'
+import { aliyunAuth } from './aliyun.js'
+import { plainAuth } from './plain.js'
+import { type AuthFunction, type AuthStrategy, DEFAULT_MQTTS_PORT } from './strategy.js'
+
+export type AuthOption = 'aliyun' | 'plain' | AuthStrategy | AuthFunction
+
+/** The strategy of a bootstrap that names none (and whose container registers none). */
+export const AUTH_DEFAULT = 'aliyun' satisfies AuthOption
+
+/**
+ * The `auth` option as a strategy; `undefined` when not given, so that a container's `TOKENS.AuthStrategy` can still
+ * win over the default. Throws `InvalidOptionError`.
+ */
+export function resolveAuthOption(value: unknown): AuthStrategy | undefined {
+  if (value === undefined) return undefined
+  if (value === 'aliyun' || value === 'plain' || typeof value === 'function') return authStrategy(value as AuthOption)
+  if (typeof value === 'object' && value !== null && typeof (value as AuthStrategy).sign === 'function') {
+    return value as AuthStrategy
+  }
+  fail('auth', "'aliyun', 'plain', a strategy { sign() } or a function", typeName(value))
+}
+
+/** 'aliyun' | 'plain' | strategy | function -> strategy. */
+export function authStrategy(auth: AuthOption): AuthStrategy {
+  if (auth === 'aliyun') return aliyunAuth()
+  if (auth === 'plain') return plainAuth()
+  if (typeof auth === 'function') return { name: auth.name || 'custom', defaultPort: DEFAULT_MQTTS_PORT, sign: auth }
+  return auth
+}
+
+export function defaultAuth(): AuthStrategy {
+  return authStrategy(AUTH_DEFAULT)
+}
