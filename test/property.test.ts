@@ -50,7 +50,7 @@ class MemoryTransport implements HttpTransport {
   response: HttpResponse = { status: 200, headers: {}, body: '' }
   async post(request: HttpRequest): Promise<HttpResponse> {
     if (Buffer.byteLength(this.response.body) > request.maxResponseBytes) {
-      const { tooLargeError } = await import('../packages/mqtt-bootstrap/src/transport/http-transport.js')
+      const { tooLargeError } = await import('../packages/mqtt-bootstrap/src/transport/transport-error.js')
       throw tooLargeError(request.maxResponseBytes, this.response.status)
     }
     return this.response

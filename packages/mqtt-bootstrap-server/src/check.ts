@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import type { HttpResponse } from 'mqtt-bootstrap'
-import { ProvisioningError, type TlsOptions, UndiciTransport } from 'mqtt-bootstrap'
+import { ProvisioningError, type TlsOptions, TransportError, UndiciTransport } from 'mqtt-bootstrap'
 import {
   checkHeaders,
   checkUrl,
@@ -107,9 +107,10 @@ export async function checkProvisioningServer(options: CheckOptions): Promise<Ch
 
   const known = await post(body)
   if (known.error !== undefined) {
-    const code = known.error instanceof ProvisioningError ? known.error.code : known.error.name
-    if (code === 'ERR_PROVISION_TLS') record('tls', 'fail', known.error.message)
-    else record('reachable', 'fail', known.error.message)
+    // The transport's own codes (issue 13: the seam speaks HTTP, not provisioning).
+    if (known.error instanceof TransportError && known.error.code === 'ERR_TRANSPORT_TLS') {
+      record('tls', 'fail', known.error.message)
+    } else record('reachable', 'fail', known.error.message)
     return finish(url.href, results)
   }
   record('tls', secure ? 'pass' : 'skip', secure ? `verified for ${url.hostname}` : 'not HTTPS')

@@ -1,7 +1,7 @@
 /**
  * Errors that say which server they were about (issue 12: "ERR_PROVISION_TLS" alone does not tell a device developer
  * whether the provisioning server, the registration endpoint or the broker failed). Each path adds the URL in one place,
- * where its request is made: PointAccess.request, AliyunRegistration.register, the bootstrap's connect and the session.
+ * where its request is made: requestConfig (point-access.ts), AliyunRegistration.register, the bootstrap's connect and the session.
  * The URL is redacted (redactUrl: no userinfo, query or fragment, which may carry tokens).
  */
 import { BrokerError, ProvisioningError, RegistrationError } from './errors.js'

@@ -1,6 +1,9 @@
 /**
  * Errors with stable string codes. Match on `error.code`, never on the message: messages may be reworded, codes are
  * part of the API (the convention of undici and Node itself). No message, field or `cause` carries a secret.
+ *
+ * `instanceof` works across copies of this library (the ESM and CJS builds side by side, two versions in one tree):
+ * each class checks a brand, `Symbol.for('mqtt-bootstrap.<ClassName>')`, not its prototype, as undici does.
  */
 
 /** Every code an error of this library can carry. */
@@ -12,6 +15,7 @@ export type ErrorCode =
   | BrokerErrorCode
   | CredentialStoreErrorCode
   | AuthErrorCode
+  | TransportErrorCode
   | AbortError['code']
 
 export type ProvisioningErrorCode =
@@ -48,16 +52,64 @@ export type CredentialStoreErrorCode =
 /** The auth strategy cannot sign for these credentials (e.g. aliyun: `|` or `&` in productKey or deviceName). */
 export type AuthErrorCode = 'ERR_AUTH_INVALID_IDENTITY'
 
-/** Base class of the library's runtime errors (option errors are `TypeError`s, see {@link InvalidOptionError}). */
+/**
+ * How an HTTP exchange failed, as the transport seam says it (transport/transport-error.ts: network, timeout, TLS
+ * certificate, answer too large); provisioning and registration map each to a code of their own.
+ */
+export type TransportErrorCode =
+  | 'ERR_TRANSPORT_NETWORK'
+  | 'ERR_TRANSPORT_TIMEOUT'
+  | 'ERR_TRANSPORT_TLS'
+  | 'ERR_TRANSPORT_TOO_LARGE'
+
+type Class = abstract new (...args: never[]) => object
+
+/**
+ * Make `instanceof target` true of every object carrying `target`'s brand, whichever copy of this library made it.
+ * A class extending `target` without a brand of its own inherits the hook, and gets the ordinary prototype check.
+ */
+export function brand(target: Class, name: string): void {
+  const key = Symbol.for(`mqtt-bootstrap.${name}`)
+  Object.defineProperty(target.prototype, key, { value: true })
+  Object.defineProperty(target, Symbol.hasInstance, {
+    value(this: Class, value: unknown): boolean {
+      if (this !== target) return Function.prototype[Symbol.hasInstance].call(this, value)
+      return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[key] === true
+    },
+  })
+}
+
+/** What every runtime error of this library may say beside its code and message. */
+export interface ErrorDetails {
+  /** Whether retrying may help. @default false */
+  transient?: boolean
+  /** The server's Retry-After, in milliseconds from when the answer came. */
+  retryAfterMs?: number | undefined
+  cause?: unknown
+}
+
+/**
+ * Base class of the library's runtime errors (option errors are `TypeError`s, see {@link InvalidOptionError}). It
+ * carries what a retry loop reads: `transient`, `retryAfterMs`, and sets: `attempts`.
+ */
 export class MqttBootstrapError extends Error {
   readonly code: ErrorCode
+  /** Whether retrying may help (network trouble, 5xx/408/429, a busy server, a broker that went away). */
+  readonly transient: boolean
+  /** The server's Retry-After, in milliseconds from when the answer came; it wins over the computed backoff. */
+  declare readonly retryAfterMs?: number
+  /** How many attempts were made before giving up (set by the retry loop the error ended). */
+  declare attempts?: number
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options)
+  constructor(code: ErrorCode, message: string, details: ErrorDetails = {}) {
+    super(message, details.cause === undefined ? undefined : { cause: details.cause })
     this.code = code
     this.name = new.target.name
+    this.transient = details.transient ?? false
+    if (details.retryAfterMs !== undefined) (this as { retryAfterMs?: number }).retryAfterMs = details.retryAfterMs
   }
 }
+brand(MqttBootstrapError, 'MqttBootstrapError')
 
 /** A bad option or argument, thrown before any I/O. A `TypeError`, as p-retry and Node do for bad arguments. */
 export class InvalidOptionError extends TypeError {
@@ -74,57 +126,47 @@ export class InvalidOptionError extends TypeError {
     this.options = Object.freeze([...options])
   }
 }
+brand(InvalidOptionError, 'InvalidOptionError')
 
-export interface ProvisioningErrorDetails {
+export interface ProvisioningErrorDetails extends ErrorDetails {
   /** The result code `PointAccess.request()` returned for this failure: `"77777"`, `"99999"` or the server's own. */
   resultCode: string
   /** Whether retrying may help (network trouble, 5xx/408/429, the server's `"77777"`). */
   transient: boolean
   /** The HTTP status, when an answer came. */
-  status?: number
-  /** The server's Retry-After, in milliseconds from when the answer came. */
-  retryAfterMs?: number
+  status?: number | undefined
   /** The provisioning URL, redacted (no credentials, query or fragment). */
-  url?: string
-  cause?: unknown
+  url?: string | undefined
 }
 
 /** The provisioning request failed, or its answer was not a usable configuration. */
 export class ProvisioningError extends MqttBootstrapError {
   declare readonly code: ProvisioningErrorCode
   readonly resultCode: string
-  readonly transient: boolean
   readonly status?: number
-  readonly retryAfterMs?: number
   /** The provisioning URL the error is about, redacted (no credentials, query or fragment); its message names it. */
   readonly url?: string
-  /** How many requests were made before giving up (set by the bootstrap's retry loop). */
-  attempts?: number
 
   constructor(code: ProvisioningErrorCode, message: string, details: ProvisioningErrorDetails) {
-    super(code, message, { cause: details.cause })
+    super(code, message, details)
     this.resultCode = details.resultCode
-    this.transient = details.transient
     if (details.status !== undefined) this.status = details.status
-    if (details.retryAfterMs !== undefined) this.retryAfterMs = details.retryAfterMs
     if (details.url !== undefined) this.url = details.url
   }
 }
+brand(ProvisioningError, 'ProvisioningError')
 
-export interface RegistrationErrorDetails {
+export interface RegistrationErrorDetails extends ErrorDetails {
   /** Whether retrying may help (network trouble, 5xx/408/429, the service busy). */
   transient: boolean
   /** The HTTP status, when an answer came. */
-  status?: number
-  /** The server's Retry-After, in milliseconds from when the answer came. */
-  retryAfterMs?: number
+  status?: number | undefined
   /** The registration service's own result code (Alibaba: `code` in the answer), when it gave one. */
-  serverCode?: number | string
+  serverCode?: number | string | undefined
   /** The registration service's message for that code, shortened and with any secret removed. */
-  serverMessage?: string
+  serverMessage?: string | undefined
   /** The registration endpoint, redacted (no credentials, query or fragment). */
-  url?: string
-  cause?: unknown
+  url?: string | undefined
 }
 
 /**
@@ -133,53 +175,51 @@ export interface RegistrationErrorDetails {
  */
 export class RegistrationError extends MqttBootstrapError {
   declare readonly code: RegistrationErrorCode
-  readonly transient: boolean
   readonly status?: number
-  readonly retryAfterMs?: number
   readonly serverCode?: number | string
   readonly serverMessage?: string
   /** The registration endpoint the error is about, redacted; its message names it. */
   readonly url?: string
-  /** How many registration requests were made before giving up (set by the bootstrap's retry loop). */
-  attempts?: number
 
   constructor(code: RegistrationErrorCode, message: string, details: RegistrationErrorDetails) {
-    super(code, message, { cause: details.cause })
-    this.transient = details.transient
+    super(code, message, details)
     if (details.status !== undefined) this.status = details.status
-    if (details.retryAfterMs !== undefined) this.retryAfterMs = details.retryAfterMs
     if (details.serverCode !== undefined) this.serverCode = details.serverCode
     if (details.serverMessage !== undefined) this.serverMessage = details.serverMessage
     if (details.url !== undefined) this.url = details.url
   }
 }
+brand(RegistrationError, 'RegistrationError')
 
 /** The MQTT connection could not be opened, or the broker refused the credentials. */
 export class BrokerError extends MqttBootstrapError {
   declare readonly code: BrokerErrorCode
   /** The CONNACK return code (MQTT 3.1.1) or reason code (MQTT 5), when the broker answered. */
   readonly returnCode?: number
-  readonly transient: boolean
   /** The broker URL the error is about, redacted (no credentials, query or fragment); its message names it. */
   readonly url?: string
-  attempts?: number
 
   constructor(
     code: BrokerErrorCode,
     message: string,
-    details: { transient: boolean; returnCode?: number; url?: string; cause?: unknown },
+    details: ErrorDetails & { transient: boolean; returnCode?: number | undefined; url?: string | undefined },
   ) {
-    super(code, message, { cause: details.cause })
-    this.transient = details.transient
+    super(code, message, details)
     if (details.returnCode !== undefined) this.returnCode = details.returnCode
     if (details.url !== undefined) this.url = details.url
   }
 }
+brand(BrokerError, 'BrokerError')
 
 /** The credential cache could not be read or written. Reads that fail this way count as a cache miss. */
 export class CredentialStoreError extends MqttBootstrapError {
   declare readonly code: CredentialStoreErrorCode
+
+  constructor(code: CredentialStoreErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, { cause: options?.cause })
+  }
 }
+brand(CredentialStoreError, 'CredentialStoreError')
 
 /**
  * The auth strategy refused to sign the device's credentials: they would make an ambiguous or invalid CONNECT (aliyun:
@@ -187,8 +227,13 @@ export class CredentialStoreError extends MqttBootstrapError {
  */
 export class AuthError extends MqttBootstrapError {
   declare readonly code: AuthErrorCode
-  readonly transient = false
+  declare readonly transient: false
+
+  constructor(code: AuthErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, { cause: options?.cause })
+  }
 }
+brand(AuthError, 'AuthError')
 
 /** The caller's AbortSignal fired. `name` is `'AbortError'`, as for fetch and timers. */
 export class AbortError extends MqttBootstrapError {
@@ -199,6 +244,7 @@ export class AbortError extends MqttBootstrapError {
     this.name = 'AbortError'
   }
 }
+brand(AbortError, 'AbortError')
 
 /** The whole call (provisioning and connect, with their retries) outlasted `deadlineMs`. */
 export class BootTimeoutError extends MqttBootstrapError {
@@ -209,44 +255,31 @@ export class BootTimeoutError extends MqttBootstrapError {
     super('ERR_BOOT_TIMEOUT', `boot did not complete within ${deadlineMs} ms`, { cause })
   }
 }
+brand(BootTimeoutError, 'BootTimeoutError')
 
 /** Reject with an {@link AbortError} when `signal` has fired. */
 export function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new AbortError(signal.reason)
 }
 
-/** Whether a retry loop may try again after `error`. */
+/** Whether a retry loop may try again after `error`: one of the library's errors that says so. */
 export function isTransient(error: unknown): boolean {
-  return (
-    (error instanceof ProvisioningError || error instanceof BrokerError || error instanceof RegistrationError) &&
-    error.transient
-  )
+  return error instanceof MqttBootstrapError && error.transient
 }
 
 // OpenSSL's verification failures (X509_V_ERR_*, as Node names them) and Node's host name check.
-const CERTIFICATE_ERRORS = new Set([
-  'CERT_CHAIN_TOO_LONG',
-  'CERT_HAS_EXPIRED',
-  'CERT_NOT_YET_VALID',
-  'CERT_REJECTED',
-  'CERT_REVOKED',
-  'CERT_SIGNATURE_FAILURE',
-  'CERT_UNTRUSTED',
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'ERR_TLS_CERT_ALTNAME_INVALID',
-  'HOSTNAME_MISMATCH',
-  'INVALID_CA',
-  'INVALID_PURPOSE',
-  'PATH_LENGTH_EXCEEDED',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY',
-  'UNABLE_TO_DECRYPT_CERT_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-])
+const CERTIFICATE_ERRORS = new Set(
+  `CERT_CHAIN_TOO_LONG CERT_HAS_EXPIRED CERT_NOT_YET_VALID CERT_REJECTED CERT_REVOKED CERT_SIGNATURE_FAILURE
+  CERT_UNTRUSTED DEPTH_ZERO_SELF_SIGNED_CERT ERR_TLS_CERT_ALTNAME_INVALID HOSTNAME_MISMATCH INVALID_CA INVALID_PURPOSE
+  PATH_LENGTH_EXCEEDED SELF_SIGNED_CERT_IN_CHAIN UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY UNABLE_TO_DECRYPT_CERT_SIGNATURE
+  UNABLE_TO_GET_ISSUER_CERT UNABLE_TO_GET_ISSUER_CERT_LOCALLY UNABLE_TO_VERIFY_LEAF_SIGNATURE`.split(/\s+/),
+)
 
-/** The error code of `error` or of the first error in its `cause` chain that has one. */
+/**
+ * The one way to read an error's code: the string `code` of `error` or of the first error in its `cause` chain that
+ * has one (the library's own codes, then Node's: `ECONNREFUSED`, `CERT_HAS_EXPIRED`); `undefined` when none has. Events
+ * and logs that must show something write `errorCode(error) ?? error.name`.
+ */
 export function errorCode(error: unknown): string | undefined {
   for (let e = error, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
     const code = (e as { code?: unknown }).code

@@ -4,7 +4,7 @@
  * Every `attempt` is the number of the attempt the event is about, counted from 1 in every phase.
  */
 import type { Qos } from './contract.js'
-import type { CredentialStoreError } from './errors.js'
+import type { CredentialStoreError, ProvisioningError } from './errors.js'
 
 export type CredentialSource = 'cache' | 'server'
 
@@ -15,12 +15,7 @@ export interface ProvisioningEvent {
   attempt: number
 }
 
-export interface RetryEvent {
-  /**
-   * provision, register, connect: during boot (register: dynamic registration). reconnect: the connection was lost
-   * (or a reconnect failed) after boot.
-   */
-  phase: 'provision' | 'register' | 'connect' | 'reconnect'
+interface RetryFields {
   /**
    * Counts the failures retried in this phase, from 1. provision, register, connect: the attempt that failed (the next
    * one is `attempt + 1`). reconnect: the lost connection is the first failure, so this wait comes before reconnect
@@ -29,10 +24,34 @@ export interface RetryEvent {
   attempt: number
   /** How long before the next attempt (Retry-After wins over the backoff). */
   delayMs: number
-  /** `"77777"` in the provision phase; the error code (`ERR_REGISTER_BUSY`, `ERR_BROKER_CONNECT`, …) in the others. */
+}
+
+/** The provisioning request failed for a transient reason; its error says which (`error.code`, `ERR_PROVISION_*`). */
+export interface ProvisionRetryEvent extends RetryFields {
+  phase: 'provision'
+  /** The seed's result code for every transient failure (the error's own code is `error.code`). */
+  code: '77777'
+  error: ProvisioningError
+}
+
+/**
+ * A retried failure of dynamic registration (register), of the broker connect during boot (connect), or after boot,
+ * the connection lost or a reconnect failed (reconnect).
+ */
+export interface PhaseRetryEvent<P extends 'register' | 'connect' | 'reconnect' = 'register' | 'connect' | 'reconnect'>
+  extends RetryFields {
+  phase: P
+  /** The error's code (`ERR_REGISTER_BUSY`, `ERR_BROKER_CONNECT`, …). */
   code: string
   error: Error
 }
+
+/** Before each retry; `phase` tells which (`provision`, `register`, `connect` during boot; `reconnect` after). */
+export type RetryEvent =
+  | ProvisionRetryEvent
+  | PhaseRetryEvent<'register'>
+  | PhaseRetryEvent<'connect'>
+  | PhaseRetryEvent<'reconnect'>
 
 export interface RegistrationEvent {
   /** The registration strategy's name (`aliyun` by default). */
@@ -52,15 +71,42 @@ export interface ProvisionedEvent {
   cleanSession: 0 | 1
 }
 
-export interface CacheEvent {
-  action: 'hit' | 'miss' | 'write' | 'invalidate'
+/** A cached configuration was found for this bootstrap's (url, data). */
+export interface CacheHitEvent {
+  action: 'hit'
   /** The cache key (a hash of URL and data). */
   key: string
-  /** miss: absent, corrupt, version, key, io; invalidate: auth-rejected, requested. */
-  reason?: 'absent' | 'corrupt' | 'version' | 'key' | 'io' | 'auth-rejected' | 'requested'
-  /** Why a cache read failed (miss with reason corrupt, version or io). */
+  // Absent here, declared so that code reading `event.reason` or `event.error` without narrowing still compiles.
+  reason?: undefined
+  error?: undefined
+}
+
+/** None was found, or the one found is unusable (and was treated as absent). */
+export interface CacheMissEvent {
+  action: 'miss'
+  key: string
+  reason: 'absent' | 'corrupt' | 'version' | 'key' | 'io'
+  /** Why the cache read failed (reason corrupt, version, key or io). */
   error?: CredentialStoreError
 }
+
+/** Credentials from the server were written to the cache. */
+export interface CacheWriteEvent {
+  action: 'write'
+  key: string
+  reason?: undefined
+  error?: undefined
+}
+
+/** The cached credentials were dropped: the broker rejected them, or `invalidate()` was called. */
+export interface CacheInvalidateEvent {
+  action: 'invalidate'
+  key: string
+  reason: 'auth-rejected' | 'requested'
+  error?: undefined
+}
+
+export type CacheEvent = CacheHitEvent | CacheMissEvent | CacheWriteEvent | CacheInvalidateEvent
 
 export interface ConnectingEvent {
   /** The broker URL. */

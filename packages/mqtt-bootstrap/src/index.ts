@@ -29,8 +29,10 @@ export type {
   BrokerErrorCode,
   CredentialStoreErrorCode,
   ErrorCode,
+  ErrorDetails,
   ProvisioningErrorCode,
   RegistrationErrorCode,
+  TransportErrorCode,
 } from './errors.js'
 export {
   AbortError,
@@ -38,6 +40,7 @@ export {
   BootTimeoutError,
   BrokerError,
   CredentialStoreError,
+  errorCode,
   InvalidOptionError,
   MqttBootstrapError,
   ProvisioningError,
@@ -47,12 +50,18 @@ export type {
   AuthRejectedEvent,
   BootstrapEvents,
   CacheEvent,
+  CacheHitEvent,
+  CacheInvalidateEvent,
+  CacheMissEvent,
+  CacheWriteEvent,
   ConnectedEvent,
   ConnectingEvent,
   CredentialSource,
   ErrorEvent,
+  PhaseRetryEvent,
   ProvisionedEvent,
   ProvisioningEvent,
+  ProvisionRetryEvent,
   RegistrationEvent,
   RetryEvent,
 } from './events.js'
@@ -81,5 +90,7 @@ export { FileCredentialStore } from './store/file-store.js'
 export { MemoryCredentialStore } from './store/memory-store.js'
 export { TOKENS } from './tokens.js'
 export type { HttpRequest, HttpResponse, HttpTransport } from './transport/http-transport.js'
+export type { TransportErrorDetails } from './transport/transport-error.js'
+export { TransportError } from './transport/transport-error.js'
 export type { TlsOptions } from './transport/undici-transport.js'
 export { UndiciTransport } from './transport/undici-transport.js'

@@ -4,12 +4,18 @@
  * Differences from the original, all on the side of not crashing: a non-JSON answer is `"99999"` (the original
  * threw), a timeout or network failure is `"77777"`, and the reason behind any code other than `"00000"` is kept in
  * `lastError`, a typed error with a stable `code` and the `cause`.
+ *
+ * Underneath is {@link requestConfig}, stateless (a request in, a configuration out, or the error thrown): the
+ * bootstrap provisions through it directly, with options it has checked once, at its own door.
  */
 import type { Clock } from './clock.js'
 import { systemClock } from './clock.js'
 import { type DeviceConfig, defaultDeviceConfig, parseAnswer, parseDeviceConfig, ResultCode } from './contract.js'
 import { withUrl } from './error-urls.js'
 import { AbortError, ProvisioningError, throwIfAborted } from './errors.js'
+import { redactEchoes } from './redact.js'
+import { parseRetryAfter } from './retry.js'
+import type { HttpResponse, HttpTransport } from './transport/http-transport.js'
 import {
   checkHeaders,
   checkUrl,
@@ -17,11 +23,8 @@ import {
   resolveTransportOptions,
   serializeData,
   type TransportOptions,
-} from './options.js'
-import { redactEchoes } from './redact.js'
-import { parseRetryAfter } from './retry.js'
-import type { HttpResponse, HttpTransport } from './transport/http-transport.js'
-import { networkError } from './transport/http-transport.js'
+} from './transport/options.js'
+import { asTransportError } from './transport/transport-error.js'
 import { UndiciTransport } from './transport/undici-transport.js'
 
 export type PointAccessOptions = TransportOptions
@@ -39,6 +42,102 @@ export interface PointAccessRequestOptions {
   signal?: AbortSignal
 }
 
+/** One provisioning request, its parts already checked (checkUrl, serializeData, checkHeaders: no check here). */
+export interface ConfigRequest {
+  /** The provisioning URL (https, or http when allowed). */
+  url: URL | string
+  /** The device's data, as JSON. */
+  body: string
+  /** Extra headers, lower-case names; `content-type` is set here (`application/json`), whatever they say. */
+  headers?: Readonly<Record<string, string>> | undefined
+  signal?: AbortSignal | undefined
+  /** Secrets the device holds that a refusal's message must not quote (its `resultCode` stays the server's own). */
+  secrets?: ReadonlyArray<string | null> | undefined
+}
+
+/** The seams a request goes through. */
+export interface ConfigSeams {
+  readonly transport: HttpTransport
+  readonly clock: Clock
+}
+
+/**
+ * POST the request and return the configuration the answer carries. Error in, error out: rejects with the
+ * `ProvisioningError` that says why there is none (its message and `url` name the URL, redacted), or an `AbortError`
+ * when `request.signal` fires. Keeps no state: the retries, the cache and the events are the caller's.
+ */
+export async function requestConfig(
+  request: ConfigRequest,
+  options: Pick<ResolvedTransportOptions, 'timeoutMs' | 'maxResponseBytes'>,
+  seams: ConfigSeams,
+): Promise<DeviceConfig> {
+  const { signal } = request
+  const url = typeof request.url === 'string' ? new URL(request.url) : request.url
+  let response: HttpResponse
+  try {
+    response = await seams.transport.post({
+      url,
+      headers: { ...request.headers, 'content-type': 'application/json' },
+      body: request.body,
+      timeoutMs: options.timeoutMs,
+      maxResponseBytes: options.maxResponseBytes,
+      signal,
+    })
+  } catch (error) {
+    // A custom transport's own abort error (fetch's DOMException) is an abort too, when the signal says so.
+    if (error instanceof AbortError) throw error
+    if (signal?.aborted) throw new AbortError(signal.reason)
+    throw withUrl(transportFailure(error, options), url)
+  }
+  const outcome = interpretAnswer(response, seams.clock.now(), request.secrets)
+  if (outcome instanceof ProvisioningError) throw withUrl(outcome, url)
+  return outcome
+}
+
+/** A transport's failure, in provisioning's terms (the codes and result codes of the seed's contract). */
+function transportFailure(
+  error: unknown,
+  limits: Pick<ResolvedTransportOptions, 'timeoutMs' | 'maxResponseBytes'>,
+): ProvisioningError {
+  const failure = asTransportError(error)
+  const { transient, reason } = failure
+  // What failed below HTTP, as the cause has always been (a CLI reads its code: ERR_TLS_CERT_ALTNAME_INVALID, …).
+  const cause = failure.cause ?? failure
+  switch (failure.code) {
+    case 'ERR_TRANSPORT_TLS':
+      return new ProvisioningError('ERR_PROVISION_TLS', `TLS certificate verification failed (${reason})`, {
+        resultCode: ResultCode.TRANSIENT,
+        transient,
+        cause,
+      })
+    case 'ERR_TRANSPORT_TIMEOUT': {
+      const message = `provisioning request timed out after ${failure.timeoutMs ?? limits.timeoutMs} ms`
+      return new ProvisioningError('ERR_PROVISION_TIMEOUT', message, {
+        resultCode: ResultCode.TRANSIENT,
+        transient,
+        cause,
+      })
+    }
+    case 'ERR_TRANSPORT_TOO_LARGE':
+      return new ProvisioningError(
+        'ERR_PROVISION_RESPONSE_TOO_LARGE',
+        `provisioning answer exceeds ${failure.limit ?? limits.maxResponseBytes} bytes`,
+        {
+          resultCode: ResultCode.INVALID_RESPONSE,
+          transient,
+          status: failure.status,
+          cause,
+        },
+      )
+    default:
+      return new ProvisioningError('ERR_PROVISION_NETWORK', `provisioning request failed (${reason})`, {
+        resultCode: ResultCode.TRANSIENT,
+        transient,
+        cause,
+      })
+  }
+}
+
 export class PointAccess {
   /** The last configuration received; changes only on a valid `"00000"` answer. Holds secrets (hidden from inspect). */
   deviceConfig: DeviceConfig = defaultDeviceConfig()
@@ -46,13 +145,14 @@ export class PointAccess {
   lastError: ProvisioningError | null = null
 
   readonly #options: ResolvedTransportOptions
-  readonly #transport: HttpTransport
-  readonly #clock: Clock
+  readonly #seams: ConfigSeams
 
   constructor(options: PointAccessOptions = {}, deps: PointAccessDeps = {}) {
     this.#options = resolveTransportOptions(options)
-    this.#transport = deps.transport ?? new UndiciTransport(this.#options.tls)
-    this.#clock = deps.clock ?? systemClock
+    this.#seams = {
+      transport: deps.transport ?? new UndiciTransport(this.#options.tls),
+      clock: deps.clock ?? systemClock,
+    }
   }
 
   /**
@@ -62,36 +162,23 @@ export class PointAccess {
   async request(url: string, data: unknown, options: PointAccessRequestOptions = {}): Promise<string> {
     const target = checkUrl(url, this.#options.allowInsecureHttp, 'url')
     const body = serializeData(data, 'data')
-    const headers = { ...checkHeaders(options.headers, 'headers'), 'content-type': 'application/json' }
-    throwIfAborted(options.signal)
-
-    let response: HttpResponse
-    try {
-      response = await this.#transport.post({
-        url: target,
-        headers,
-        body,
-        timeoutMs: this.#options.timeoutMs,
-        maxResponseBytes: this.#options.maxResponseBytes,
-        signal: options.signal,
-      })
-    } catch (error) {
-      if (error instanceof AbortError) throw error
-      return this.#failed(error instanceof ProvisioningError ? error : networkError(error), target)
-    }
-
+    const headers = checkHeaders(options.headers, 'headers')
+    const { signal } = options
+    throwIfAborted(signal)
     const { deviceSecret, productSecret } = this.deviceConfig.device // what a refusal could echo
-    const outcome = interpretAnswer(response, this.#clock.now(), [deviceSecret, productSecret])
-    if (outcome instanceof ProvisioningError) return this.#failed(outcome, target)
-    this.deviceConfig = outcome
+    try {
+      this.deviceConfig = await requestConfig(
+        { url: target, body, headers, signal, secrets: [deviceSecret, productSecret] },
+        this.#options,
+        this.#seams,
+      )
+    } catch (error) {
+      if (!(error instanceof ProvisioningError)) throw error
+      this.lastError = error
+      return error.resultCode
+    }
     this.lastError = null
     return ResultCode.SUCCESS
-  }
-
-  /** Every failure of a request names its URL (redacted) here, whichever stage made it. */
-  #failed(error: ProvisioningError, url: URL): string {
-    this.lastError = withUrl(error, url)
-    return error.resultCode
   }
 }
 

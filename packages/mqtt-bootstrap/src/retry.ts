@@ -7,8 +7,19 @@
  * Clock and stops at the AbortSignal.
  */
 import type { Clock } from './clock.js'
-import { BrokerError, isTransient, ProvisioningError, RegistrationError, throwIfAborted } from './errors.js'
+import { isTransient, MqttBootstrapError, throwIfAborted } from './errors.js'
 import { asyncRetry } from './lazy.js'
+import {
+  checkBoolean,
+  checkCeiling,
+  checkFactor,
+  checkInteger,
+  checkKnown,
+  fail,
+  isPlainObject,
+  MAX_DELAY_MS,
+  typeName,
+} from './option-checks.js'
 
 /** How failed attempts are retried. The names follow async-retry's options. */
 export interface RetryOptions {
@@ -41,6 +52,38 @@ export const RETRY_DEFAULTS: RetryPolicy = Object.freeze({
 
 /** No retries at all (`retry: false`). */
 export const NO_RETRY: RetryPolicy = Object.freeze({ ...RETRY_DEFAULTS, retries: 0 })
+
+const RETRY_OPTIONS: ReadonlySet<string> = new Set([...Object.keys(RETRY_DEFAULTS), 'onRetry'])
+
+/** The `retry` option as a policy: `false` is a single attempt, absent the defaults. Throws `InvalidOptionError`. */
+export function resolveRetryOptions(value: RetryOptions | false | undefined): RetryPolicy {
+  if (value === false) return NO_RETRY
+  if (value === undefined) return RETRY_DEFAULTS
+  if (!isPlainObject(value)) fail('retry', 'an object of retry options or false', typeName(value))
+  checkKnown(value, RETRY_OPTIONS, 'retry.')
+  const r: RetryOptions = value
+  const minTimeout = checkInteger(r.minTimeout ?? RETRY_DEFAULTS.minTimeout, 'retry.minTimeout', 0, MAX_DELAY_MS)
+  const maxTimeout = checkCeiling(r.maxTimeout, minTimeout, RETRY_DEFAULTS.maxTimeout, 'retry.maxTimeout')
+  const factor = checkFactor(r.factor ?? RETRY_DEFAULTS.factor, 'retry.factor')
+  const randomize = checkBoolean(r.randomize ?? RETRY_DEFAULTS.randomize, 'retry.randomize')
+  if (r.onRetry !== undefined && typeof r.onRetry !== 'function') {
+    fail('retry.onRetry', 'a function', typeName(r.onRetry))
+  }
+  return Object.freeze({
+    retries: checkInteger(r.retries ?? RETRY_DEFAULTS.retries, 'retry.retries', 0, 1000),
+    factor,
+    minTimeout,
+    maxTimeout,
+    randomize,
+    maxRetryAfter: checkInteger(
+      r.maxRetryAfter ?? RETRY_DEFAULTS.maxRetryAfter,
+      'retry.maxRetryAfter',
+      0,
+      MAX_DELAY_MS,
+    ),
+    ...(r.onRetry === undefined ? {} : { onRetry: r.onRetry }),
+  })
+}
 
 /** The wait after failed attempt number `attempt` (1-based). A Retry-After, when given, wins over the backoff. */
 export function retryDelay(policy: RetryPolicy, attempt: number, random: () => number, retryAfterMs?: number): number {
@@ -93,12 +136,11 @@ export async function withRetry<T>(attempt: (n: number) => Promise<T>, loop: Ret
   let wait = 0
   /** Settle a failed attempt `n`: true when it is retried (after `wait`), false when it ends the loop. */
   const failed = (error: Error, n: number): boolean => {
-    if (error instanceof ProvisioningError || error instanceof BrokerError || error instanceof RegistrationError) {
-      error.attempts = n
-    }
+    // Every error of the library carries these (errors.ts); others pass as they are (they may be frozen).
+    const own = error instanceof MqttBootstrapError ? error : undefined
+    if (own !== undefined && !Object.isFrozen(own)) own.attempts = n
     if (!isTransient(error) || n > policy.retries) return false
-    const retryAfterMs =
-      error instanceof ProvisioningError || error instanceof RegistrationError ? error.retryAfterMs : undefined
+    const retryAfterMs = own?.retryAfterMs
     wait = retryDelay(policy, n, () => clock.random(), retryAfterMs)
     loop.onRetry({ attempt: n, delayMs: wait, reason: retryAfterMs === undefined ? 'backoff' : 'retry-after', error })
     policy.onRetry?.(error, n)

@@ -6,33 +6,23 @@
  * `{"code":200,"data":{"productKey","deviceName","deviceSecret"},"message":"success"}`, or another `code` with a
  * `message`. Alibaba issues a deviceSecret once per activation: the bootstrap stores it before connecting.
  */
-import { type AliyunSignMethod, signAliyunRegistration } from '../auth/aliyun.js'
+import { signAliyunRegistration } from '../auth/aliyun.js'
 import { withUrl } from '../error-urls.js'
-import { AbortError, ProvisioningError, RegistrationError, type RegistrationErrorCode } from '../errors.js'
+import { AbortError, RegistrationError } from '../errors.js'
 import { nodeCrypto } from '../lazy.js'
-import { resolveRegistrationOptions } from '../options.js'
 import { redactEchoes, redactOnInspect } from '../redact.js'
 import { parseRetryAfter } from '../retry.js'
 import type { HttpResponse, HttpTransport } from '../transport/http-transport.js'
-import { type TlsOptions, UndiciTransport } from '../transport/undici-transport.js'
+import { TransportError } from '../transport/transport-error.js'
+import { UndiciTransport } from '../transport/undici-transport.js'
+import {
+  type AliyunRegistrationOptions,
+  type ResolvedAliyunRegistrationOptions,
+  resolveAliyunRegistrationOptions,
+} from './aliyun-options.js'
 import type { RegisteredDevice, RegistrationContext, RegistrationRequest, RegistrationStrategy } from './strategy.js'
 
-export interface AliyunRegistrationOptions {
-  /** The registration endpoint. @default `https://iot-auth.${region}.aliyuncs.com/auth/register/device` */
-  url?: string
-  /** The Alibaba Cloud region, e.g. `cn-shanghai`. @default read from `connect.host` (`….<region>.aliyuncs.com`) */
-  region?: string
-  /** @default 'hmacsha256' */
-  signMethod?: AliyunSignMethod
-  /** CA / client certificate for the registration endpoint. @default the system roots */
-  tls?: TlsOptions
-  /** Per-request timeout in ms. @default 10000 */
-  timeoutMs?: number
-  /** Largest answer accepted, in bytes. @default 65536 */
-  maxResponseBytes?: number
-  /** Allow an `http://` url. For tests on loopback only: the device secret would travel in clear. @default false */
-  allowInsecureHttp?: boolean
-}
+export type { AliyunRegistrationOptions } from './aliyun-options.js'
 
 /** Alibaba's system codes that mean "try again later" (too many requests, service error, service unavailable). */
 const BUSY_CODES = new Set([429, 500, 503])
@@ -57,7 +47,7 @@ export function aliyunRegistrationUrl(region: string): string {
 
 export class AliyunRegistration implements RegistrationStrategy {
   readonly name = 'aliyun'
-  readonly #options: Readonly<AliyunRegistrationOptions>
+  readonly #options: ResolvedAliyunRegistrationOptions
   /** Made on the first registration: most boots never register. */
   #transport: HttpTransport | undefined
   readonly #random: () => string
@@ -71,7 +61,7 @@ export class AliyunRegistration implements RegistrationStrategy {
     options: AliyunRegistrationOptions = {},
     seams: { transport?: HttpTransport; random?: () => string } = {},
   ) {
-    this.#options = resolveRegistrationOptions(options)
+    this.#options = resolveAliyunRegistrationOptions(options)
     this.#transport = seams.transport
     this.#random = seams.random ?? (() => nodeCrypto().randomBytes(8).toString('hex'))
   }
@@ -116,30 +106,54 @@ export class AliyunRegistration implements RegistrationStrategy {
         signal,
       })
     } catch (error) {
-      throw transportFailure(error)
+      throw transportFailure(error, signal, this.#options)
     }
   }
 }
 
-const TRANSPORT_CODES: Partial<Record<string, RegistrationErrorCode>> = {
-  ERR_PROVISION_NETWORK: 'ERR_REGISTER_NETWORK',
-  ERR_PROVISION_TIMEOUT: 'ERR_REGISTER_TIMEOUT',
-  ERR_PROVISION_TLS: 'ERR_REGISTER_TLS',
-  ERR_PROVISION_RESPONSE_TOO_LARGE: 'ERR_REGISTER_INVALID_RESPONSE',
-}
-
-/** The transport's errors (worded for provisioning) as registration errors; aborts pass through. */
-function transportFailure(error: unknown): Error {
-  if (error instanceof AbortError || error instanceof RegistrationError) return error
-  if (error instanceof ProvisioningError) {
-    const code = TRANSPORT_CODES[error.code] ?? 'ERR_REGISTER_NETWORK'
-    const what = error.message.replace(/^provisioning (request|answer)/, 'registration $1')
-    return new RegistrationError(code, what, { transient: error.transient, cause: error })
+/**
+ * A transport's failure, in registration's terms (aborts pass through). Anything but a TransportError counts as a
+ * transient network failure (the seam's contract), worded as before: without a reason.
+ */
+function transportFailure(
+  error: unknown,
+  signal: AbortSignal | undefined,
+  limits: { timeoutMs: number; maxResponseBytes: number },
+): Error {
+  if (error instanceof AbortError) return error
+  if (signal?.aborted) return new AbortError(signal.reason)
+  if (!(error instanceof TransportError)) {
+    return new RegistrationError('ERR_REGISTER_NETWORK', 'registration request failed', {
+      transient: true,
+      cause: error,
+    })
   }
-  return new RegistrationError('ERR_REGISTER_NETWORK', 'registration request failed', {
-    transient: true,
-    cause: error,
-  })
+  const { transient, reason } = error
+  const cause = error.cause ?? error // what failed below HTTP, as for provisioning
+  switch (error.code) {
+    case 'ERR_TRANSPORT_TLS':
+      return new RegistrationError('ERR_REGISTER_TLS', `TLS certificate verification failed (${reason})`, {
+        transient,
+        cause,
+      })
+    case 'ERR_TRANSPORT_TIMEOUT':
+      return new RegistrationError(
+        'ERR_REGISTER_TIMEOUT',
+        `registration request timed out after ${error.timeoutMs ?? limits.timeoutMs} ms`,
+        { transient, cause },
+      )
+    case 'ERR_TRANSPORT_TOO_LARGE':
+      return new RegistrationError(
+        'ERR_REGISTER_INVALID_RESPONSE',
+        `registration answer exceeds ${error.limit ?? limits.maxResponseBytes} bytes`,
+        { transient, status: error.status, cause },
+      )
+    default:
+      return new RegistrationError('ERR_REGISTER_NETWORK', `registration request failed (${reason})`, {
+        transient,
+        cause,
+      })
+  }
 }
 
 const isTransientStatus = (status: number) => status >= 500 || status === 408 || status === 429

@@ -33,8 +33,9 @@ export interface RegistrationStrategy {
   /** Shown in events and logs. */
   readonly name: string
   /**
-   * Exchange the product secret for the device secret. Reject with a `RegistrationError`; a `transient` one is
-   * retried with the bootstrap's retry policy (and its `retryAfterMs`), any other error ends the boot.
+   * Exchange the product secret for the device secret. Reject with a `RegistrationError`: a `transient` one (any of
+   * the library's errors with `transient: true`) is retried with the bootstrap's retry policy and its `retryAfterMs`;
+   * any other error ends the boot.
    */
   register(request: RegistrationRequest, context: RegistrationContext): Promise<RegisteredDevice>
 }

@@ -24,6 +24,11 @@ export interface CredentialStore {
   /** Remove the entry; no error when there is none. */
   delete(key: string): Promise<void>
   /**
+   * Optional: whether entries outlive the process. `false` (a MemoryCredentialStore) warns before a dynamic
+   * registration, whose secret is issued once and would be lost with the process; absent counts as persistent.
+   */
+  readonly persistent?: boolean
+  /**
    * Optional: problems that do not stop the store but deserve a warning (e.g. `ERR_STORE_PERMISSIONS`: its directory
    * is open to other users). The bootstrap calls it once, on its first cache read, and reports each as a non-fatal
    * `error` event and a log line. Should be cheap (it is on the cached boot's path) and never throw.

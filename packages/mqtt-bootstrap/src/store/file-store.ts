@@ -61,6 +61,7 @@ const { mkdir, rename } = process.getBuiltinModule('node:fs/promises')
 const { dirname } = process.getBuiltinModule('node:path')
 
 export class FileCredentialStore implements CredentialStore {
+  readonly persistent = true
   readonly path: string
   readonly #mode: number
   readonly #key: Buffer | undefined

@@ -6,6 +6,8 @@ import type { CredentialStore, StoredCredentials } from './credential-store.js'
  * Entries are checked when set and kept frozen, so a read hands out the same immutable object, already known valid.
  */
 export class MemoryCredentialStore implements CredentialStore {
+  /** Entries are lost when the process ends. */
+  readonly persistent = false
   readonly #entries = new Map<string, StoredCredentials>()
 
   async get(key: string): Promise<StoredCredentials | undefined> {

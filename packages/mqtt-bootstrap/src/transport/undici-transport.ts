@@ -17,12 +17,12 @@
 import type { Duplex } from 'node:stream'
 import type { SecureContext } from 'node:tls'
 import type { buildConnector, Dispatcher } from 'undici'
-import { AbortError, ProvisioningError } from '../errors.js'
+import { AbortError } from '../errors.js'
 import { nodeCrypto } from '../lazy.js'
 import { traceFor } from '../logger.js'
 import { redactUrl } from '../redact.js'
 import type { HttpRequest, HttpResponse, HttpTransport } from './http-transport.js'
-import { networkError, timeoutError, tooLargeError } from './http-transport.js'
+import { networkError, TransportError, timeoutError, tooLargeError } from './transport-error.js'
 
 const trace = traceFor('transport')
 
@@ -195,7 +195,7 @@ export class UndiciTransport implements HttpTransport {
       trace.debug({ error: (error as { code?: unknown })?.code ?? (error as Error)?.name }, 'failed')
       if (signal?.aborted) throw new AbortError(signal.reason)
       if (stop.signal.aborted) throw stop.signal.reason
-      if (error instanceof ProvisioningError) throw error
+      if (error instanceof TransportError) throw error
       throw networkError(error)
     } finally {
       clearTimeout(timer)
