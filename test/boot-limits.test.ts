@@ -1,10 +1,12 @@
 import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import net from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { describe, expect, test } from 'vitest'
 import { BootTimeoutError, MemoryCredentialStore } from '../packages/mqtt-bootstrap/src/index.js'
 import { boot, payloads, useTestEnv } from './helpers/env.js'
 import { FakeClock } from './helpers/fake-clock.js'
+import { until } from './helpers/until.js'
 
 const env = useTestEnv()
 
@@ -45,6 +47,21 @@ describe('start-up jitter', () => {
 })
 
 describe('one deadline for the whole boot', () => {
+  test("two concurrent calls keep their own causes: a call that starts later does not wipe an earlier one's", async () => {
+    env.server.handle((_req, res) => res.writeHead(503).end())
+    // One failed attempt, then a long backoff: no retry fails while the deadlines run out.
+    const retry = { retries: 5, minTimeout: 5000, maxTimeout: 5000, randomize: false }
+    const { boot: bootstrap } = boot(env.options({ deadlineMs: 400, retry }))
+    const first = bootstrap.provision().catch((e: unknown) => e)
+    await until(() => env.server.requests.length === 1, 2000, 'the first request')
+    await sleep(100) // its failure is retried (the backoff has begun)
+    const second = bootstrap.connectOptions().catch((e: unknown) => e) // joins the same failing flight
+    const [a, b] = await Promise.all([first, second])
+    expect(a).toMatchObject({ code: 'ERR_BOOT_TIMEOUT', cause: { code: 'ERR_PROVISION_HTTP_STATUS' } })
+    expect(b).toMatchObject({ code: 'ERR_BOOT_TIMEOUT', cause: { code: 'ERR_PROVISION_HTTP_STATUS' } })
+    expect(env.server.requests).toHaveLength(1)
+  })
+
   test('a provisioning server that keeps failing: ERR_BOOT_TIMEOUT with the last failure as cause', async () => {
     env.server.handle((_req, res) => res.writeHead(503).end())
     const { boot: bootstrap, events } = boot(

@@ -137,6 +137,18 @@ describe('the Alibaba flow against a loopback registration service', () => {
     expect(readFileSync(path, 'utf8')).not.toContain(PRODUCT.productSecret)
   })
 
+  test('into a store that does not persist (persistent: false), a warning that the issued secret will be lost', async () => {
+    const warnings: string[] = []
+    const logger = { debug() {}, info() {}, warn: (_: object, m?: string) => warnings.push(m ?? ''), error() {} }
+    const volatile = /in-memory credential store: the secret is issued once and lost/
+    answerProductSecret('meter-0003')
+    env.track(await boot(options({ cache: new MemoryCredentialStore(), logger })).boot.connect())
+    expect(warnings.filter((w) => volatile.test(w))).toHaveLength(1)
+    answerProductSecret('meter-0004')
+    env.track(await boot(options({ cache: new FileCredentialStore(newFile()), logger })).boot.connect())
+    expect(warnings.filter((w) => volatile.test(w))).toHaveLength(1) // a file store persists: no second warning
+  })
+
   test('a later boot uses the stored secret: no provisioning, no registration', async () => {
     answerProductSecret('meter-0002')
     const path = newFile()

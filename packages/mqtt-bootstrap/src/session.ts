@@ -24,38 +24,12 @@ import type { Clock } from './clock.js'
 import { AUTH_REJECTED_CODES, brokerFailure } from './connector.js'
 import type { DeviceConfig } from './contract.js'
 import { withUrl } from './error-urls.js'
-import { AbortError, BrokerError, isTransient } from './errors.js'
+import { AbortError, BrokerError, errorCode, isTransient } from './errors.js'
 import type { BootstrapEvents, CredentialSource } from './events.js'
 import type { Logger } from './logger.js'
+import { type ReconnectPolicy, reconnectDelay } from './reconnect.js'
 import { redactUrl, sealedPassword } from './redact.js'
 import { logWait } from './waits.js'
-
-/** Waits between reconnect attempts: full jitter between `minDelay` and a ceiling that grows by `factor`. */
-export interface ReconnectOptions {
-  /** Shortest wait before a reconnect, in ms. @default 1000 (or `mqtt.reconnectPeriod`) */
-  minDelay?: number
-  /** Longest wait, in ms. @default 60000 */
-  maxDelay?: number
-  /** Growth of the ceiling per failed attempt. @default 2 */
-  factor?: number
-  /** A connection that lasts this long (ms) counts as stable: the backoff starts over. @default 30000 */
-  stableAfter?: number
-}
-
-export type ReconnectPolicy = Readonly<Required<ReconnectOptions>>
-
-export const RECONNECT_DEFAULTS: ReconnectPolicy = Object.freeze({
-  minDelay: 1000,
-  maxDelay: 60_000,
-  factor: 2,
-  stableAfter: 30_000,
-})
-
-/** The wait before reconnect attempt `n` (1-based): uniform between minDelay and min(maxDelay, minDelay × factor^n). */
-export function reconnectDelay(policy: ReconnectPolicy, n: number, random: () => number): number {
-  const ceiling = Math.min(policy.maxDelay, policy.minDelay * policy.factor ** n)
-  return Math.max(1, Math.floor(policy.minDelay + random() * Math.max(0, ceiling - policy.minDelay)))
-}
 
 export interface Provisioned {
   config: DeviceConfig
@@ -126,7 +100,7 @@ export function superviseSession(
   /** Report the wait before the next reconnect attempt (its timer is mqtt.js's or reconnectLater's). */
   const waiting = (delayMs: number, error: Error) => {
     const next = attempt + 1
-    const code = codeOf(error)
+    const code = errorCode(error) ?? error.name
     hooks.emit('retry', { phase: 'reconnect', attempt: next, delayMs, code, error })
     logWait(hooks.logger, delayMs, 'reconnect', `reconnect attempt ${next}`, {
       phase: 'reconnect',
@@ -143,7 +117,7 @@ export function superviseSession(
 
   const giveUp = (error: Error) => {
     stop()
-    hooks.logger.error({ code: codeOf(error) }, 'session ended')
+    hooks.logger.error({ code: errorCode(error) ?? error.name }, 'session ended')
     hooks.emit('error', { error, fatal: true })
     client.end(true)
   }
@@ -254,11 +228,6 @@ export function superviseSession(
   client.on('close', onClose)
   client.on('error', onError)
   client.on('end', stop)
-}
-
-function codeOf(error: Error): string {
-  const code = (error as { code?: unknown }).code
-  return typeof code === 'string' ? code : error.name
 }
 
 /** Point mqtt.js at another broker: it reads these fields when it builds the next stream. */

@@ -1,0 +1,120 @@
+/**
+ * The connect phase: sign the provisioned credentials for the broker URL (afresh per attempt: the aliyun timestamp),
+ * connect with retries of transient broker failures, then hand the client to the session, which keeps it connected.
+ */
+import type { IClientOptions, MqttClient } from 'mqtt'
+import { DEFAULT_MQTTS_PORT, type MqttCredentials } from '../auth/strategy.js'
+import { brokerUrl, upgradeToTls } from '../broker-url.js'
+import { AUTH_REJECTED_CODES } from '../connector.js'
+import type { DeviceConfig } from '../contract.js'
+import { applyDefaultQos } from '../default-qos.js'
+import { withUrl } from '../error-urls.js'
+import { InvalidOptionError } from '../errors.js'
+import {
+  INSPECT_CUSTOM,
+  redactOnInspect,
+  redactOnJson,
+  SECRET_OPTION_KEYS,
+  sealedPassword,
+  withSealedKeys,
+} from '../redact.js'
+import { withRetry } from '../retry.js'
+import { type Provisioned, type SessionHooks, superviseSession } from '../session.js'
+import { persist } from './cache.js'
+import { type BootContext, recordFailure } from './context.js'
+
+/** Connect with `provisioned`, retrying transient broker failures; auth rejections and permanent errors end it. */
+export async function open(
+  context: BootContext,
+  { config, source }: Provisioned,
+  signal: AbortSignal | undefined,
+  replace: SessionHooks['replace'],
+): Promise<MqttClient> {
+  const { options, seams, report } = context
+  const client = await withRetry(
+    async (attempt) => {
+      const { url, options: signed } = clientOptions(context, config)
+      report.connecting(url, signed.clientId as string, source, attempt)
+      // mqtt.js hands these options (spread) to tls.connect, which keeps a copy on the socket: the hook travels.
+      // rejectUnauthorized spelled out here, on an object of ours, spares MqttJsConnector its copy (see connector.ts).
+      const rejectUnauthorized = signed.rejectUnauthorized ?? true
+      const forMqtt = redactOnInspect({ ...signed, rejectUnauthorized, reconnectPeriod: 0 }, SECRET_OPTION_KEYS, true)
+      redactOnJson(forMqtt, SECRET_OPTION_KEYS) // lost by mqtt.js's copy into client.options: set again below
+      return seams.connector
+        .connect(url, forMqtt, signal)
+        .catch((error: unknown) => Promise.reject(withUrl(error, url)))
+    },
+    {
+      policy: options.retry,
+      clock: seams.clock,
+      signal,
+      onRetry: (info) => {
+        recordFailure(context, info.error)
+        report.retry('connect', info)
+      },
+    },
+  )
+  // mqtt.connect() copies the hook into client.options; a custom connector may not.
+  if (!Object.hasOwn(client.options, INSPECT_CUSTOM)) redactOnInspect(client.options, SECRET_OPTION_KEYS, true)
+  redactOnJson(client.options, SECRET_OPTION_KEYS)
+  applyDefaultQos(client, config.connect.qos)
+  // Client errors become non-fatal error events (refused credentials are the session's to report).
+  client.on('error', (error: Error & { code?: unknown }) => {
+    if (typeof error.code !== 'number' || !AUTH_REJECTED_CODES.has(error.code)) report.nonFatal(error)
+  })
+  report.connected(brokerUrlOf(context, config), client.options.clientId ?? '', source)
+  // From here on mqtt.js reconnects, steered by the session; without a policy it does not reconnect at all.
+  const policy = options.reconnect
+  if (policy === false) client.options.reconnectPeriod = 0
+  else superviseSession(client, { config, source }, sessionHooks(context, replace), policy)
+  return client
+}
+
+/** The broker URL and signed mqtt.js options for `config` (not redacted: each caller hooks the object it hands on). */
+export function clientOptions(context: BootContext, config: DeviceConfig): { url: string; options: IClientOptions } {
+  const url = brokerUrlOf(context, config)
+  const { clientId, username, password } = sign(context, config, url)
+  const signed = { clientId, username, password: sealedPassword(password) }
+  const mqtt = withSealedKeys(context.options.mqtt)
+  return { url, options: { ...mqtt, ...signed, clean: config.connect.cleanSession === 1 } }
+}
+
+function sign(context: BootContext, config: DeviceConfig, url: string): MqttCredentials {
+  const { auth, clock } = context.seams
+  const credentials = auth.sign(config.device, { brokerUrl: url, now: clock.now() })
+  const { clientId, username, password } = credentials ?? {}
+  if (typeof clientId !== 'string' || typeof username !== 'string' || typeof password !== 'string') {
+    throw new InvalidOptionError(
+      'auth',
+      `Expected \`auth\` (${auth.name}) to return clientId, username and password strings`,
+    )
+  }
+  return { clientId, username, password }
+}
+
+function sessionHooks(context: BootContext, replace: SessionHooks['replace']): SessionHooks {
+  return {
+    url: (config) => brokerUrlOf(context, config),
+    sign: (config) => sign(context, config, brokerUrlOf(context, config)),
+    replace,
+    persist: (config) => persist(context, config),
+    emit: context.report.emit,
+    clock: context.seams.clock,
+    logger: context.report.log('session'),
+    servername: context.options.mqtt.servername,
+  }
+}
+
+/** The broker URL of `config`, computed once per configuration. */
+export function brokerUrlOf(context: BootContext, config: DeviceConfig): string {
+  let url = context.memory.brokerUrls.get(config)
+  if (url === undefined) {
+    const { options, seams } = context
+    url = brokerUrl(config.connect.host, options.broker, seams.auth.defaultPort ?? DEFAULT_MQTTS_PORT)
+    // mqtt.js upgrades mqtt:// and ws:// to TLS when a client certificate is given; sign for what will really happen.
+    const { cert, key } = options.mqtt
+    if (cert !== undefined && key !== undefined) url = upgradeToTls(url)
+    context.memory.brokerUrls.set(config, url)
+  }
+  return url
+}

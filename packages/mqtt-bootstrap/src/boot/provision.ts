@@ -1,0 +1,103 @@
+/**
+ * The provision phase: the cached configuration, else the server's (retried: transient failures, "77777", with
+ * backoff and Retry-After), then dynamic registration when the answer carries a productSecret and no deviceSecret.
+ */
+import type { DeviceConfig } from '../contract.js'
+import { secretsOf, withoutEchoes } from '../echoes.js'
+import { requestConfig } from '../point-access.js'
+import { redactUrl } from '../redact.js'
+import { withRetry } from '../retry.js'
+import type { Provisioned } from '../session.js'
+import { readCache, readEntry } from './cache.js'
+import { type BootContext, recordFailure } from './context.js'
+import { register } from './register.js'
+
+/** The cached configuration, else the server's. */
+export async function load(context: BootContext, signal: AbortSignal | undefined): Promise<Provisioned> {
+  const cached = await readCache(context)
+  if (cached === undefined) {
+    await startupJitter(context, signal)
+    return fetch(context, signal)
+  }
+  context.report.provisioned(cached, 'cache')
+  return { config: cached, source: 'cache' }
+}
+
+/**
+ * After `rejected` was refused by the broker: credentials a concurrent call (or process) has already put in the
+ * cache, else fresh ones from the server. The refused entry is not deleted: it is overwritten once new credentials
+ * arrive, and kept if provisioning fails.
+ */
+export async function replace(
+  context: BootContext,
+  rejected: DeviceConfig,
+  signal: AbortSignal | undefined,
+): Promise<Provisioned> {
+  const current = await readEntry(context).catch(() => undefined)
+  if (current !== undefined && !sameCredentials(current, rejected)) {
+    context.report.provisioned(current, 'cache')
+    return { config: current, source: 'cache' }
+  }
+  context.report.cache({ action: 'invalidate', key: context.options.cacheKey, reason: 'auth-rejected' })
+  await startupJitter(context, signal)
+  return fetch(context, signal, rejected)
+}
+
+/** Before this bootstrap's first provisioning request only: a fleet powered on at once spreads out. */
+async function startupJitter(context: BootContext, signal: AbortSignal | undefined): Promise<void> {
+  const { memory, options, seams } = context
+  if (memory.jittered || options.startupJitterMs === 0) return
+  memory.jittered = true
+  const delayMs = Math.floor(seams.clock.random() * options.startupJitterMs)
+  context.report.startupJitter(delayMs)
+  await seams.clock.sleep(delayMs, signal)
+}
+
+/** Provision from the server (retried); `refused` is the configuration the broker has just refused, if any. */
+async function fetch(
+  context: BootContext,
+  signal: AbortSignal | undefined,
+  refused?: DeviceConfig,
+): Promise<Provisioned> {
+  const { options, seams, report, memory } = context
+  const { url, headers } = options
+  memory.shownUrl ??= redactUrl(url)
+  const shown = memory.shownUrl
+  // Checked at the door (resolveOptions): serialised once per provisioning, never on a cached boot.
+  const body = JSON.stringify(options.data)
+  const request = { url: new URL(url), body, headers, signal, secrets: refused === undefined ? [] : secretsOf(refused) }
+  const config = await withRetry(
+    async (attempt) => {
+      report.provisioning(shown, attempt)
+      try {
+        return await requestConfig(request, options.transportOptions, seams)
+      } catch (error) {
+        // Re-provisioning after a rejection: a refusal's message and code may echo the refused secrets.
+        throw refused === undefined ? error : withoutEchoes(error, secretsOf(refused))
+      }
+    },
+    {
+      policy: options.retry,
+      clock: seams.clock,
+      signal,
+      onRetry: (info) => {
+        recordFailure(context, info.error)
+        report.retry('provision', info)
+      },
+    },
+  )
+  if (config.device.deviceSecret === '') {
+    return { config: await register(context, config, signal, refused), source: 'server' }
+  }
+  report.provisioned(config, 'server')
+  return { config, source: 'server' }
+}
+
+function sameCredentials(a: DeviceConfig, b: DeviceConfig): boolean {
+  return (
+    a.device.productKey === b.device.productKey &&
+    a.device.deviceName === b.device.deviceName &&
+    a.device.deviceSecret === b.device.deviceSecret &&
+    a.connect.host === b.connect.host
+  )
+}
