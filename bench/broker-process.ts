@@ -1,6 +1,7 @@
 /**
  * The benches' MQTT broker, in its own process: aedes on 127.0.0.1, checking the aliyun signature of every CONNECT.
- * Plain TCP, or TLS with BROKER_TLS=1 (a CA generated at start, written to CA_FILE). Prints `port <n>`.
+ * Plain TCP, or TLS with BROKER_TLS=1 (a CA generated at start, written to CA_FILE). BROKER_AUTH=plain checks
+ * `auth: 'plain'` credentials instead (bench/lib/aedes.ts). Prints `port <n>`.
  */
 import { writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
@@ -8,13 +9,17 @@ import { createServer as createTlsServer } from 'node:tls'
 import { Aedes } from 'aedes'
 import { verifyAliyunCredentials } from 'mqtt-bootstrap'
 import { generateCertificates } from '../packages/mqtt-bootstrap-server/src/cli/certificates.js'
+import { plainAccepts } from './lib/aedes.js'
 import { deviceSecret, PRODUCT_KEY } from './lib/fleet-secrets.js'
 import { serveToParent } from './lib/processes.js'
 
 const aedes = await Aedes.createBroker({
   authenticate(client, username, password, done) {
     const secretOf = (pk: string, dn: string) => (pk === PRODUCT_KEY ? deviceSecret(dn) : undefined)
-    const ok = verifyAliyunCredentials({ clientId: client.id, username, password }, secretOf) !== undefined
+    const ok =
+      process.env.BROKER_AUTH === 'plain'
+        ? plainAccepts(client.id, username, password)
+        : verifyAliyunCredentials({ clientId: client.id, username, password }, secretOf) !== undefined
     done(ok ? null : Object.assign(new Error('bad signature'), { returnCode: 4 as const }), ok)
   },
 })
