@@ -188,6 +188,20 @@ describe('provisioning and registration map a TransportError by its code', () =>
     expect(registered.message).toBe(`${registerMessage}, at ${REG_URL}`)
   })
 
+  test('a TransportError without a reason, or a TLS one said to be transient: messages name a reason, TLS is final', async () => {
+    const bare = new TransportError('ERR_TRANSPORT_NETWORK', 'x')
+    expect(bare.reason).toBe('unknown error')
+    const coded = new TransportError('ERR_TRANSPORT_NETWORK', 'x', {
+      cause: Object.assign(new Error(), { code: 'EHOSTUNREACH' }),
+    })
+    expect(coded.reason).toBe('EHOSTUNREACH')
+    const { error } = await provisionWith(() => new TransportError('ERR_TRANSPORT_TLS', 'x', { transient: true }))
+    expect(error).toMatchObject({ code: 'ERR_PROVISION_TLS', transient: false })
+    expect(error?.message).toBe(`TLS certificate verification failed (unknown error), at ${URL_}`)
+    const registered = await registerWith(() => new TransportError('ERR_TRANSPORT_TLS', 'x', { transient: true }))
+    expect(registered).toMatchObject({ code: 'ERR_REGISTER_TLS', transient: false })
+  })
+
   test('the defaults of the transient flag: network and timeout yes, TLS and too large no', () => {
     expect(new TransportError('ERR_TRANSPORT_NETWORK', 'x').transient).toBe(true)
     expect(new TransportError('ERR_TRANSPORT_TIMEOUT', 'x').transient).toBe(true)

@@ -53,6 +53,7 @@ describe('boot waits (fake clock)', () => {
           phase: 'provision',
           attempt: 1, // the attempt that failed, as in the `retry` event
           code: 'ERR_PROVISION_HTTP_STATUS',
+          resultCode: '77777', // the retry event's own code, so the line and the event agree
           waitMs: 5000,
           reason: 'retry-after',
         },

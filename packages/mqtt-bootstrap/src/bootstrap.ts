@@ -9,7 +9,7 @@
 import type { IClientOptions, MqttClient } from 'mqtt'
 import { invalidate, persist } from './boot/cache.js'
 import { clientOptions, open } from './boot/connect.js'
-import { type BootContext, startCall } from './boot/context.js'
+import { type BootContext, Call, type FailureSink, Flight } from './boot/context.js'
 import { load, replace } from './boot/provision.js'
 import { completeClock } from './clock.js'
 import type { Container } from './container.js'
@@ -51,23 +51,24 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
         shownUrl: undefined,
         jittered: false,
         audited: false,
-        lastRetried: undefined,
       },
       load: new SingleFlight(),
       fresh: new SingleFlight(),
-      calls: new Set(),
+      flights: { load: undefined, fresh: undefined },
     }
   }
 
   /** The device's configuration: the cached one, else one from the server (retried). Concurrent calls share one. */
   provision(call: CallOptions = {}): Promise<DeviceConfig> {
-    return this.#run(call, async (signal) => withRedaction((await this.#provisionedAndCached(signal)).config))
+    return this.#run(call, async (signal, state) =>
+      withRedaction((await this.#provisionedAndCached(state, signal)).config),
+    )
   }
 
   /** Signed options for apps that call `mqtt.connect()` themselves: `mqtt.connect(opts.url, opts)`. */
   connectOptions(call: CallOptions = {}): Promise<ConnectOptions> {
-    return this.#run(call, async (signal) => {
-      const { config } = await this.#provisionedAndCached(signal)
+    return this.#run(call, async (signal, state) => {
+      const { config } = await this.#provisionedAndCached(state, signal)
       const { url, options } = clientOptions(this.#context, config)
       const reconnectPeriod = this.#context.options.mqtt.reconnectPeriod ?? DEFAULTS.reconnectPeriod
       // Verification spelled out, as MqttJsConnector does: absent, tls.connect would read NODE_TLS_REJECT_UNAUTHORIZED.
@@ -83,14 +84,14 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
    * `ERR_BROKER_AUTH_REJECTED`. Once connected, the session keeps the client connected (see session.ts).
    */
   connect(call: CallOptions = {}): Promise<MqttClient> {
-    return this.#run(call, async (callSignal) => {
+    return this.#run(call, async (callSignal, state) => {
       const context = this.#context
       const signal = anySignal(context.options.signal, callSignal)
-      let provisioned = await this.#provisioned(callSignal)
+      let provisioned = await this.#provisioned(state, callSignal)
       for (let round = 1; ; round++) {
         let client: MqttClient
         try {
-          client = await open(context, provisioned, signal, (rejected, session) =>
+          client = await open(context, state, provisioned, signal, (rejected, session) =>
             this.#replaceForSession(rejected, session),
           )
         } catch (error) {
@@ -100,7 +101,7 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
           // The refused credentials stay cached until newer ones replace them (a failed re-provisioning must not
           // leave the device with nothing: the refusal may pass).
           if (!reprovision) throw error
-          provisioned = await this.#replace(provisioned.config, callSignal)
+          provisioned = await this.#replace(state, provisioned.config, callSignal)
           continue
         }
         // Accepted by the broker: now they are the last good credentials. The device is connected whatever happens
@@ -116,15 +117,41 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
     return invalidate(this.#context)
   }
 
-  #provisioned(signal: AbortSignal | undefined): Promise<Provisioned> {
-    const context = this.#context
-    return context.load.run((flight) => load(context, anySignal(flight, context.options.signal)), signal)
+  #provisioned(call: Call, signal: AbortSignal | undefined): Promise<Provisioned> {
+    const { options } = this.#context
+    return this.#shared('load', call, signal, (flight, sink) =>
+      load(this.#context, sink, anySignal(flight, options.signal)),
+    )
   }
 
   /** After `rejected` was refused at boot: concurrent callers share one fresh provisioning. */
-  #replace(rejected: DeviceConfig, signal: AbortSignal | undefined): Promise<Provisioned> {
-    const context = this.#context
-    return context.fresh.run((flight) => replace(context, rejected, anySignal(flight, context.options.signal)), signal)
+  #replace(call: Call, rejected: DeviceConfig, signal: AbortSignal | undefined): Promise<Provisioned> {
+    const { options } = this.#context
+    return this.#shared('fresh', call, signal, (flight, sink) =>
+      replace(this.#context, sink, rejected, anySignal(flight, options.signal)),
+    )
+  }
+
+  /**
+   * Wait for the shared operation `kind` (starting it unless it runs): `call` joins its Flight, so the failures it
+   * retries are the call's too, and a call that joins late starts with the last one.
+   */
+  #shared(
+    kind: 'load' | 'fresh',
+    call: Call | undefined,
+    signal: AbortSignal | undefined,
+    task: (flight: AbortSignal | undefined, sink: FailureSink) => Promise<Provisioned>,
+  ): Promise<Provisioned> {
+    const { flights } = this.#context
+    const waited = this.#context[kind].run((flightSignal) => {
+      const flight = new Flight()
+      flights[kind] = flight
+      return task(flightSignal, flight).finally(() => {
+        if (flights[kind] === flight) flights[kind] = undefined
+      })
+    }, signal)
+    const leave = call === undefined ? undefined : flights[kind]?.join(call)
+    return leave === undefined ? waited : waited.finally(leave)
   }
 
   /**
@@ -132,13 +159,14 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
    * AbortSignal.timeout() there): only the session's own signal (the client ended) stops it.
    */
   #replaceForSession(rejected: DeviceConfig, session: AbortSignal): Promise<Provisioned> {
-    const context = this.#context
-    return context.fresh.run((flight) => replace(context, rejected, anySignal(flight, session)))
+    return this.#shared('fresh', undefined, undefined, (flight, sink) =>
+      replace(this.#context, sink, rejected, anySignal(flight, session)),
+    )
   }
 
   /** #provisioned(), and credentials from the server cached at once (for callers that do not connect). */
-  async #provisionedAndCached(signal: AbortSignal | undefined): Promise<Provisioned> {
-    const provisioned = await this.#provisioned(signal)
+  async #provisionedAndCached(call: Call, signal: AbortSignal | undefined): Promise<Provisioned> {
+    const provisioned = await this.#provisioned(call, signal)
     if (provisioned.source === 'server') await persist(this.#context, provisioned.config)
     return provisioned
   }
@@ -146,15 +174,18 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
   /**
    * Run a public call under the caller's signal and the deadline. A failure is also reported as a fatal `error`
    * event; an abort caused by the deadline becomes ERR_BOOT_TIMEOUT, with the last failure retried during this call
-   * as its cause (each call keeps its own: recordFailure() in boot/context.ts writes to every running call).
+   * as its cause: each call its own (its connects', and those of the shared flights it waited on, boot/context.ts).
    */
-  async #run<T>(options: CallOptions, operation: (signal: AbortSignal | undefined) => Promise<T>): Promise<T> {
+  async #run<T>(
+    options: CallOptions,
+    operation: (signal: AbortSignal | undefined, call: Call) => Promise<T>,
+  ): Promise<T> {
     const { deadlineMs } = this.#context.options
     const deadline = deadlineMs === undefined ? undefined : AbortSignal.timeout(deadlineMs)
     const signal = anySignal(options.signal, deadline)
-    const call = startCall(this.#context, signal)
+    const call = new Call()
     try {
-      return await operation(signal)
+      return await operation(signal, call)
     } catch (caught) {
       const error =
         deadline?.aborted && caught instanceof AbortError && !options.signal?.aborted
@@ -162,8 +193,6 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
           : caught
       this.#context.report.fatal(error as Error)
       throw error
-    } finally {
-      this.#context.calls.delete(call)
     }
   }
 }

@@ -53,8 +53,8 @@ export class Reporter {
     const { attempt, delayMs, error } = info
     const code = phase === 'provision' ? '77777' : (errorCode(error) ?? error.name)
     this.#emitter.emit('retry', { phase, attempt, delayMs, code, error } as RetryEvent)
-    const area = phase === 'register' ? 'register' : phase === 'connect' ? 'connect' : 'provision'
-    logRetry(this.log(area), phase, info)
+    // The line carries the event's code too: for provisioning "77777" as `resultCode`, beside the error's own code.
+    logRetry(this.log(phase), phase, info, phase === 'provision' ? { resultCode: code } : {})
   }
 
   provisioned({ device, connect }: DeviceConfig, source: CredentialSource): void {

@@ -138,7 +138,7 @@ export async function withRetry<T>(attempt: (n: number) => Promise<T>, loop: Ret
   const failed = (error: Error, n: number): boolean => {
     // Every error of the library carries these (errors.ts); others pass as they are (they may be frozen).
     const own = error instanceof MqttBootstrapError ? error : undefined
-    if (own !== undefined && !Object.isFrozen(own)) own.attempts = n
+    if (own !== undefined && Object.isExtensible(own)) own.attempts = n // a sealed or frozen one keeps its own
     if (!isTransient(error) || n > policy.retries) return false
     const retryAfterMs = own?.retryAfterMs
     wait = retryDelay(policy, n, () => clock.random(), retryAfterMs)

@@ -3,6 +3,7 @@
  * wait longer than LONG_WAIT_MS is logged at info with its length and reason, e.g. `{ waitMs: 4200, reason:
  * 'retry-after' }` and 'waiting 4.2 s before attempt 3 (Retry-After)'; a shorter one at debug.
  */
+import { errorCode } from './errors.js'
 import type { Logger } from './logger.js'
 import type { RetryInfo } from './retry.js'
 
@@ -31,11 +32,16 @@ export function logWait(logger: Logger, waitMs: number, reason: WaitReason, befo
 
 /**
  * A retry: always at info (a failed attempt is worth a line whatever the wait), with its wait. `attempt` is the number
- * of the attempt that failed, as in the `retry` event; `code` its error code.
+ * of the attempt that failed, as in the `retry` event; `code` its error code; `fields` what the event says besides
+ * (the provision phase's `resultCode`).
  */
-export function logRetry(logger: Logger, phase: string, { attempt, delayMs, reason, error }: RetryInfo): void {
-  const code = (error as { code?: unknown }).code
-  const fields = { phase, attempt, code: typeof code === 'string' ? code : error.name, waitMs: delayMs, reason }
+export function logRetry(
+  logger: Logger,
+  phase: string,
+  { attempt, delayMs, reason, error }: RetryInfo,
+  extra: object = {},
+): void {
+  const fields = { phase, attempt, code: errorCode(error) ?? error.name, ...extra, waitMs: delayMs, reason }
   const wait = `waiting ${duration(delayMs)} before attempt ${attempt + 1} (${SHOWN[reason]})`
   logger.info(fields, `${phase} attempt ${attempt} failed (${fields.code}): ${wait}`)
 }

@@ -5,11 +5,13 @@
 import type { IClientOptions, MqttClient } from 'mqtt'
 import { DEFAULT_MQTTS_PORT, type MqttCredentials } from '../auth/strategy.js'
 import { brokerUrl, upgradeToTls } from '../broker-url.js'
+import type { Clock } from '../clock.js'
 import { AUTH_REJECTED_CODES } from '../connector.js'
 import type { DeviceConfig } from '../contract.js'
 import { applyDefaultQos } from '../default-qos.js'
 import { withUrl } from '../error-urls.js'
 import { InvalidOptionError } from '../errors.js'
+import type { Logger } from '../logger.js'
 import {
   INSPECT_CUSTOM,
   redactOnInspect,
@@ -18,14 +20,16 @@ import {
   sealedPassword,
   withSealedKeys,
 } from '../redact.js'
+import type { Reporter } from '../report.js'
 import { withRetry } from '../retry.js'
 import { type Provisioned, type SessionHooks, superviseSession } from '../session.js'
 import { persist } from './cache.js'
-import { type BootContext, recordFailure } from './context.js'
+import { type BootContext, type FailureSink, retryLoop } from './context.js'
 
 /** Connect with `provisioned`, retrying transient broker failures; auth rejections and permanent errors end it. */
 export async function open(
   context: BootContext,
+  sink: FailureSink,
   { config, source }: Provisioned,
   signal: AbortSignal | undefined,
   replace: SessionHooks['replace'],
@@ -44,30 +48,28 @@ export async function open(
         .connect(url, forMqtt, signal)
         .catch((error: unknown) => Promise.reject(withUrl(error, url)))
     },
-    {
-      policy: options.retry,
-      clock: seams.clock,
-      signal,
-      onRetry: (info) => {
-        recordFailure(context, info.error)
-        report.retry('connect', info)
-      },
-    },
+    retryLoop(context, 'connect', sink, signal),
   )
   // mqtt.connect() copies the hook into client.options; a custom connector may not.
   if (!Object.hasOwn(client.options, INSPECT_CUSTOM)) redactOnInspect(client.options, SECRET_OPTION_KEYS, true)
   redactOnJson(client.options, SECRET_OPTION_KEYS)
   applyDefaultQos(client, config.connect.qos)
-  // Client errors become non-fatal error events (refused credentials are the session's to report).
-  client.on('error', (error: Error & { code?: unknown }) => {
-    if (typeof error.code !== 'number' || !AUTH_REJECTED_CODES.has(error.code)) report.nonFatal(error)
-  })
+  reporters.set(client, report)
+  client.on('error', reportClientError)
   report.connected(brokerUrlOf(context, config), client.options.clientId ?? '', source)
   // From here on mqtt.js reconnects, steered by the session; without a policy it does not reconnect at all.
   const policy = options.reconnect
   if (policy === false) client.options.reconnectPeriod = 0
-  else superviseSession(client, { config, source }, sessionHooks(context, replace), policy)
+  else superviseSession(client, { config, source }, new ContextHooks(context, replace), policy)
   return client
+}
+
+/** One listener for every client (mqtt.js calls it with the client as `this`): no closure kept per client. */
+const reporters = new WeakMap<MqttClient, Reporter>()
+
+/** Client errors become non-fatal error events (refused credentials are the session's to report). */
+function reportClientError(this: MqttClient, error: Error & { code?: unknown }): void {
+  if (typeof error.code !== 'number' || !AUTH_REJECTED_CODES.has(error.code)) reporters.get(this)?.nonFatal(error)
 }
 
 /** The broker URL and signed mqtt.js options for `config` (not redacted: each caller hooks the object it hands on). */
@@ -92,16 +94,42 @@ function sign(context: BootContext, config: DeviceConfig, url: string): MqttCred
   return { clientId, username, password }
 }
 
-function sessionHooks(context: BootContext, replace: SessionHooks['replace']): SessionHooks {
-  return {
-    url: (config) => brokerUrlOf(context, config),
-    sign: (config) => sign(context, config, brokerUrlOf(context, config)),
-    replace,
-    persist: (config) => persist(context, config),
-    emit: context.report.emit,
-    clock: context.seams.clock,
-    logger: context.report.log('session'),
-    servername: context.options.mqtt.servername,
+/** What the session needs, from the bootstrap's context: one small object per client, its methods shared. */
+class ContextHooks implements SessionHooks {
+  readonly #context: BootContext
+  readonly replace: SessionHooks['replace']
+
+  constructor(context: BootContext, replace: SessionHooks['replace']) {
+    this.#context = context
+    this.replace = replace
+  }
+
+  url(config: DeviceConfig): string {
+    return brokerUrlOf(this.#context, config)
+  }
+
+  sign(config: DeviceConfig): MqttCredentials {
+    return sign(this.#context, config, brokerUrlOf(this.#context, config))
+  }
+
+  persist(config: DeviceConfig): Promise<void> {
+    return persist(this.#context, config)
+  }
+
+  get emit(): SessionHooks['emit'] {
+    return this.#context.report.emit
+  }
+
+  get clock(): Clock {
+    return this.#context.seams.clock
+  }
+
+  get logger(): Logger {
+    return this.#context.report.log('session')
+  }
+
+  get servername(): string | undefined {
+    return this.#context.options.mqtt.servername
   }
 }
 

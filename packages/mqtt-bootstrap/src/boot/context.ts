@@ -5,15 +5,45 @@
 import type { DeviceConfig } from '../contract.js'
 import type { ResolvedOptions } from '../options.js'
 import type { Reporter } from '../report.js'
+import type { RetryLoop } from '../retry.js'
 import type { Seams } from '../seams.js'
 import type { Provisioned } from '../session.js'
 import type { SingleFlight } from '../single-flight.js'
 
-/** One public call (`provision()`, `connectOptions()`, `connect()`): its signal and what went wrong during it. */
-export interface Call {
-  readonly signal: AbortSignal | undefined
-  /** The last transient failure retried while this call waited: the cause of its ERR_BOOT_TIMEOUT. */
-  lastFailure?: Error
+/** What a phase tells about the failures it retries: the call it works for, or the shared flight it runs in. */
+export interface FailureSink {
+  failed(error: Error): void
+}
+
+/** One public call (`provision()`, `connectOptions()`, `connect()`) and what went wrong while it waited. */
+export class Call implements FailureSink {
+  /** The last transient failure retried for this call: the cause of its ERR_BOOT_TIMEOUT. */
+  lastFailure: Error | undefined
+
+  failed(error: Error): void {
+    this.lastFailure = error
+  }
+}
+
+/**
+ * One run of a shared operation (the cache read or provisioning; the fresh provisioning after a refusal), which
+ * several calls may wait on: its failures are theirs, and a call that joins late starts with the last one.
+ */
+export class Flight implements FailureSink {
+  #lastFailure: Error | undefined
+  readonly #calls = new Set<Call>()
+
+  failed(error: Error): void {
+    this.#lastFailure = error
+    for (const call of this.#calls) call.failed(error)
+  }
+
+  /** `call` waits on this flight until the returned function is called. */
+  join(call: Call): () => void {
+    this.#calls.add(call)
+    if (this.#lastFailure !== undefined) call.failed(this.#lastFailure)
+    return () => this.#calls.delete(call)
+  }
 }
 
 /** What a bootstrap remembers between calls. */
@@ -28,8 +58,6 @@ export interface BootMemory {
   jittered: boolean
   /** The store's audit runs once, with the first cache read. */
   audited: boolean
-  /** The last failure retried by any call: what a call that joins a failing flight starts with as its cause. */
-  lastRetried: Error | undefined
 }
 
 export interface BootContext {
@@ -40,22 +68,24 @@ export interface BootContext {
   /** Concurrent calls share one cache read or provisioning, and one fresh provisioning after a refusal. */
   readonly load: SingleFlight<Provisioned>
   readonly fresh: SingleFlight<Provisioned>
-  /** The calls running now: a retried failure is recorded in each (shared flights serve several at once). */
-  readonly calls: Set<Call>
+  /** The flights running now, if any (set when one starts, cleared when it ends), for a call that joins it. */
+  readonly flights: { load: Flight | undefined; fresh: Flight | undefined }
 }
 
-/** A retried failure, recorded in every running call (each keeps its own: a new call does not wipe another's). */
-export function recordFailure(context: BootContext, error: Error): void {
-  context.memory.lastRetried = error
-  for (const call of context.calls) call.lastFailure = error
-}
-
-/**
- * A new call: it may join a flight that is failing already (another call's provisioning, retried), whose last
- * failure is then its cause too, until a newer one; with no call running, nothing is in flight to join.
- */
-export function startCall(context: BootContext, signal: AbortSignal | undefined): Call {
-  const call: Call = { signal, lastFailure: context.calls.size > 0 ? context.memory.lastRetried : undefined }
-  context.calls.add(call)
-  return call
+/** The retry loop options of a phase: its policy and clock, and whom its retried failures are told to. */
+export function retryLoop(
+  context: BootContext,
+  phase: 'provision' | 'register' | 'connect',
+  sink: FailureSink,
+  signal: AbortSignal | undefined,
+): RetryLoop {
+  return {
+    policy: context.options.retry,
+    clock: context.seams.clock,
+    signal,
+    onRetry: (info) => {
+      sink.failed(info.error)
+      context.report.retry(phase, info)
+    },
+  }
 }

@@ -9,15 +9,19 @@ import { redactUrl } from '../redact.js'
 import { withRetry } from '../retry.js'
 import type { Provisioned } from '../session.js'
 import { readCache, readEntry } from './cache.js'
-import { type BootContext, recordFailure } from './context.js'
+import { type BootContext, type FailureSink, retryLoop } from './context.js'
 import { register } from './register.js'
 
 /** The cached configuration, else the server's. */
-export async function load(context: BootContext, signal: AbortSignal | undefined): Promise<Provisioned> {
+export async function load(
+  context: BootContext,
+  sink: FailureSink,
+  signal: AbortSignal | undefined,
+): Promise<Provisioned> {
   const cached = await readCache(context)
   if (cached === undefined) {
     await startupJitter(context, signal)
-    return fetch(context, signal)
+    return fetch(context, sink, signal)
   }
   context.report.provisioned(cached, 'cache')
   return { config: cached, source: 'cache' }
@@ -30,6 +34,7 @@ export async function load(context: BootContext, signal: AbortSignal | undefined
  */
 export async function replace(
   context: BootContext,
+  sink: FailureSink,
   rejected: DeviceConfig,
   signal: AbortSignal | undefined,
 ): Promise<Provisioned> {
@@ -40,7 +45,7 @@ export async function replace(
   }
   context.report.cache({ action: 'invalidate', key: context.options.cacheKey, reason: 'auth-rejected' })
   await startupJitter(context, signal)
-  return fetch(context, signal, rejected)
+  return fetch(context, sink, signal, rejected)
 }
 
 /** Before this bootstrap's first provisioning request only: a fleet powered on at once spreads out. */
@@ -56,6 +61,7 @@ async function startupJitter(context: BootContext, signal: AbortSignal | undefin
 /** Provision from the server (retried); `refused` is the configuration the broker has just refused, if any. */
 async function fetch(
   context: BootContext,
+  sink: FailureSink,
   signal: AbortSignal | undefined,
   refused?: DeviceConfig,
 ): Promise<Provisioned> {
@@ -76,18 +82,10 @@ async function fetch(
         throw refused === undefined ? error : withoutEchoes(error, secretsOf(refused))
       }
     },
-    {
-      policy: options.retry,
-      clock: seams.clock,
-      signal,
-      onRetry: (info) => {
-        recordFailure(context, info.error)
-        report.retry('provision', info)
-      },
-    },
+    retryLoop(context, 'provision', sink, signal),
   )
   if (config.device.deviceSecret === '') {
-    return { config: await register(context, config, signal, refused), source: 'server' }
+    return { config: await register(context, sink, config, signal, refused), source: 'server' }
   }
   report.provisioned(config, 'server')
   return { config, source: 'server' }

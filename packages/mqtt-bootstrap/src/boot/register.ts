@@ -16,10 +16,11 @@ import { noDeviceSecretError, noRegistration } from '../registration/strategy.js
 import { withRetry } from '../retry.js'
 import { keyOf } from '../store/credential-store.js'
 import { storeError } from './cache.js'
-import { type BootContext, recordFailure } from './context.js'
+import { type BootContext, type FailureSink, retryLoop } from './context.js'
 
 export async function register(
   context: BootContext,
+  sink: FailureSink,
   provisioned: DeviceConfig,
   signal: AbortSignal | undefined,
   refused: DeviceConfig | undefined,
@@ -70,15 +71,7 @@ export async function register(
         issued = true
         return frozenValidated(parsed.value)
       },
-      {
-        policy: options.retry,
-        clock,
-        signal,
-        onRetry: (info) => {
-          recordFailure(context, info.error)
-          report.retry('register', info)
-        },
-      },
+      retryLoop(context, 'register', sink, signal),
     )
   }
   if (issued) {

@@ -133,7 +133,7 @@ function transportFailure(
   switch (error.code) {
     case 'ERR_TRANSPORT_TLS':
       return new RegistrationError('ERR_REGISTER_TLS', `TLS certificate verification failed (${reason})`, {
-        transient,
+        transient: false, // never retried, even from a transport that says otherwise
         cause,
       })
     case 'ERR_TRANSPORT_TIMEOUT':

@@ -37,14 +37,17 @@ const TRANSIENT_BY_DEFAULT: ReadonlySet<TransportErrorCode> = new Set([
  */
 export class TransportError extends MqttBootstrapError {
   declare readonly code: TransportErrorCode
-  readonly reason?: string
+  readonly reason: string
   readonly timeoutMs?: number
   readonly limit?: number
   readonly status?: number
 
   constructor(code: TransportErrorCode, message: string, details: TransportErrorDetails = {}) {
-    super(code, message, { ...details, transient: details.transient ?? TRANSIENT_BY_DEFAULT.has(code) })
-    if (details.reason !== undefined) this.reason = details.reason
+    // A certificate at fault is never worth retrying, whatever a custom transport says.
+    const transient = code === 'ERR_TRANSPORT_TLS' ? false : (details.transient ?? TRANSIENT_BY_DEFAULT.has(code))
+    super(code, message, { ...details, transient })
+    // Never absent where the mapped messages quote it ("provisioning request failed (<reason>)").
+    this.reason = details.reason ?? errorCode(details.cause) ?? 'unknown error'
     if (details.timeoutMs !== undefined) this.timeoutMs = details.timeoutMs
     if (details.limit !== undefined) this.limit = details.limit
     if (details.status !== undefined) this.status = details.status
