@@ -83,6 +83,7 @@ export type {
 } from './registration/strategy.js'
 export type { RetryOptions, RetryPolicy } from './retry.js'
 export { RETRY_DEFAULTS } from './retry.js'
+export type { Seams } from './seams.js'
 export type { CredentialStore, StoredCredentials } from './store/credential-store.js'
 export { credentialKey } from './store/credential-store.js'
 export type { FileCredentialStoreOptions } from './store/file-store.js'
