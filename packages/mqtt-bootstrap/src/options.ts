@@ -23,8 +23,8 @@ import type { RegistrationStrategy } from './registration/strategy.js'
 import { RETRY_DEFAULTS, type RetryOptions, type RetryPolicy, resolveRetryOptions } from './retry.js'
 import { type CredentialStore, keyOf } from './store/credential-store.js'
 import {
+  checkedHref,
   checkHeaders,
-  checkUrl,
   type ResolvedTransportOptions,
   resolveTransportOptions,
   TRANSPORT_DEFAULTS,
@@ -136,8 +136,8 @@ const KNOWN_OPTIONS: ReadonlySet<string> = new Set([
 export function resolveOptions(options: BootstrapOptions): ResolvedOptions {
   if (!isPlainObject(options)) fail('options', 'an object', typeName(options))
   checkKnown(options, KNOWN_OPTIONS, '')
-  const transport = resolveTransportOptions(pick(options, TRANSPORT_OPTIONS))
-  const url = checkUrl(options.url, transport.allowInsecureHttp, 'url').href
+  const transport = resolveTransportOptions(hasTransportOptions(options) ? pick(options, TRANSPORT_OPTIONS) : NONE)
+  const url = checkedHref(options.url, transport.allowInsecureHttp, 'url')
   // The cache key is the first use of `data`, and proves it is JSON (one serialisation, not two, on the boot path).
   let cacheKey: string
   try {
@@ -155,17 +155,20 @@ export function resolveOptions(options: BootstrapOptions): ResolvedOptions {
     fail('container', 'a tsyringe DependencyContainer', typeName(container))
   }
   return Object.freeze({
-    ...transport,
+    tls: transport.tls,
+    timeoutMs: transport.timeoutMs,
+    maxResponseBytes: transport.maxResponseBytes,
+    allowInsecureHttp: transport.allowInsecureHttp,
     url,
     data: options.data,
     cacheKey,
     transportOptions: transport,
-    headers: Object.freeze(checkHeaders(options.headers, 'headers')),
+    headers: options.headers === undefined ? NONE : Object.freeze(checkHeaders(options.headers, 'headers')),
     retry: resolveRetryOptions(options.retry),
     cache: checkCache(options.cache),
     auth: resolveAuthOption(options.auth),
     broker: Object.freeze(checkBroker(options.broker)),
-    mqtt: Object.freeze(checkMqtt(options.mqtt)),
+    mqtt: options.mqtt === undefined ? NONE : Object.freeze(checkMqtt(options.mqtt)),
     signal,
     logger: checkLogger(options.logger),
     reconnect: resolveReconnectOptions(options.reconnect, options.mqtt?.reconnectPeriod),
@@ -174,6 +177,16 @@ export function resolveOptions(options: BootstrapOptions): ResolvedOptions {
       options.deadlineMs === undefined ? undefined : checkInteger(options.deadlineMs, 'deadlineMs', 1, MAX_DELAY_MS),
     registration: resolveRegistrationOption(options.registration, transport),
   })
+}
+
+/** The headers, mqtt options or transport options of a bootstrap that gives none: one frozen object for all. */
+const NONE: Readonly<Record<string, never>> = Object.freeze({})
+
+function hasTransportOptions(options: BootstrapOptions): boolean {
+  const { tls, timeoutMs, maxResponseBytes, allowInsecureHttp } = options
+  return (
+    tls !== undefined || timeoutMs !== undefined || maxResponseBytes !== undefined || allowInsecureHttp !== undefined
+  )
 }
 
 function checkCache(value: unknown): CredentialStore | undefined {

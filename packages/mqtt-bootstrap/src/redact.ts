@@ -33,8 +33,12 @@ export function redactOnInspect<T extends object>(target: T, keys: readonly stri
 
 const hooks = new WeakMap<readonly string[], (this: Record<string | symbol, unknown>) => object>()
 
-/** One hook function per key list (a cached boot attaches hooks to a few objects: no new closure each time). */
-function hookFor(keys: readonly string[]) {
+/**
+ * One hook function per key list (a cached boot attaches hooks to a few objects: no new closure each time). Exported
+ * for an object literal that carries it as an own enumerable `[INSPECT_CUSTOM]` key: redactOnInspect(…, true) in one
+ * step, without a defineProperty.
+ */
+export function hookFor(keys: readonly string[]) {
   let hook = hooks.get(keys)
   if (hook === undefined) {
     hook = function (this: Record<string | symbol, unknown>) {
@@ -71,13 +75,18 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
  * show there, this shows `[redacted]`. mqtt-packet writes the bytes as they are.
  */
 export function sealedPassword(password: string | Buffer): Buffer {
-  const bytes = Buffer.from(password)
-  // Buffer's own toJSON gives `{type:'Buffer',data:[…]}`, the secret's bytes: pino and JSON.stringify call this one.
-  Object.defineProperties(bytes, { [INSPECT_CUSTOM]: { value: sealed }, toJSON: { value: sealed } })
-  return bytes
+  // One shared prototype, not two properties defined on each Buffer: those gave every password a hidden class of its
+  // own (a map and a descriptor array per client). Still a Buffer to `Buffer.isBuffer`, which mqtt-packet asks.
+  return Object.setPrototypeOf(Buffer.from(password), SEALED_BUFFER) as Buffer
 }
 
 const sealed = () => REDACTED
+
+/** Buffer's own toJSON gives `{type:'Buffer',data:[…]}`, the secret's bytes: pino and JSON.stringify call this one. */
+const SEALED_BUFFER: object = Object.create(Buffer.prototype, {
+  [INSPECT_CUSTOM]: { value: sealed },
+  toJSON: { value: sealed },
+})
 
 /**
  * Make `JSON.stringify(target)` (and pino, which honours `toJSON` below the top level) show `[redacted]` for the given

@@ -83,13 +83,16 @@ export function defaultSeams(resolved: ResolvedOptions): Seams {
   }
 }
 
+/** Stateless: one for every bootstrap (a fleet process keeps one bootstrap per client alive). */
+const MQTT_CONNECTOR: MqttConnector = new MqttJsConnector()
+
 function seamFactories(resolved: ResolvedOptions) {
   return {
     store: (): CredentialStore => new MemoryCredentialStore(),
     auth: (): AuthStrategy => defaultAuth(),
     logger: (): Logger => silentLogger,
     transport: (): HttpTransport => new UndiciTransport(resolved.tls),
-    connector: (): MqttConnector => new MqttJsConnector(),
+    connector: (): MqttConnector => MQTT_CONNECTOR,
     clock: (): Clock => systemClock,
     /** Alibaba's flow with the top-level timeout and size limit; its transport (undici) is made on a first use. */
     registration: (): RegistrationStrategy => defaultRegistration(resolved),

@@ -66,10 +66,26 @@ export function keyOf(href: string, data: unknown): string {
 const recentKeys = new Map<string, string>()
 
 function canonicalJson(value: unknown): string {
+  if (isFlatAndOrdered(value)) return JSON.stringify(value) // the same text, without a replacer call per value
   return JSON.stringify(value, (_key, v: unknown) => {
     if (v === null || typeof v !== 'object' || Array.isArray(v)) return v
     const keys = Object.keys(v)
     if (keys.every((key, i) => i === 0 || (keys[i - 1] as string) < key)) return v // already in order (the usual case)
     return Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
   })
+}
+
+/** A primitive, or a plain object of primitives whose keys are in order (the usual `{ imei }`). */
+function isFlatAndOrdered(value: unknown): boolean {
+  if (value === null || typeof value !== 'object') return typeof value !== 'bigint'
+  const prototype = Object.getPrototypeOf(value)
+  if (prototype !== Object.prototype && prototype !== null) return false
+  let previous: string | undefined
+  for (const key in value) {
+    const v = (value as Record<string, unknown>)[key]
+    if (v !== null && typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') return false
+    if (previous !== undefined && !(previous < key)) return false
+    previous = key
+  }
+  return true
 }

@@ -30,9 +30,12 @@ import {
   FILE_VERSION,
   type FileContent,
   isObject,
+  parseFile,
   plain,
+  provenEntry,
   type ReadResult,
-  unusable,
+  readText,
+  rememberEntry,
 } from './file-format.js'
 import { lockFile } from './file-lock.js'
 
@@ -56,7 +59,6 @@ export interface FileCredentialStoreOptions {
 }
 
 // Builtins come through process.getBuiltinModule rather than `import` (why: lazy.ts).
-const { readFileSync } = process.getBuiltinModule('node:fs')
 const { mkdir, rename } = process.getBuiltinModule('node:fs/promises')
 const { dirname } = process.getBuiltinModule('node:path')
 
@@ -105,7 +107,14 @@ export class FileCredentialStore implements CredentialStore {
 
   get(key: string): Promise<StoredCredentials | undefined> {
     return this.#serial(async () => {
-      const file = await this.#read()
+      const text = readText(this.path)
+      if (typeof text !== 'string') {
+        if (text.state === 'absent') return undefined
+        throw (text as Extract<ReadResult, { state: 'unusable' }>).error
+      }
+      const known = this.#key === undefined ? provenEntry(this.path, text, key) : undefined
+      if (known !== undefined) return { config: known.config, savedAt: known.savedAt }
+      const file = parseFile(text, this.#key, this.path)
       if (file.state === 'absent') return undefined
       if (file.state === 'unusable') throw file.error
       if (!Object.hasOwn(file.entries, key)) return undefined
@@ -116,7 +125,9 @@ export class FileCredentialStore implements CredentialStore {
         throw new CredentialStoreError('ERR_STORE_CORRUPT', `credential file entry is invalid: ${this.path}`)
       }
       // Checked here once: frozen and known valid, the bootstrap does not check it again.
-      return { config: frozenValidated(parsed.value), savedAt }
+      const stored = { config: frozenValidated(parsed.value), savedAt }
+      if (this.#key === undefined) rememberEntry(this.path, text, key, stored)
+      return { config: stored.config, savedAt }
     })
   }
 
@@ -162,84 +173,8 @@ export class FileCredentialStore implements CredentialStore {
   }
 
   async #read(): Promise<ReadResult> {
-    let text: string
-    try {
-      // Synchronous on purpose: the file is a few kilobytes, read once at boot; an async read costs four round trips
-      // through libuv's thread pool (open, stat, read, close), more than the read itself (docs/performance.md).
-      text = readFileSync(this.path, 'utf8')
-    } catch (cause) {
-      if ((cause as NodeJS.ErrnoException).code === 'ENOENT') return { state: 'absent' }
-      return unusable('ERR_STORE_IO', `cannot read credential file: ${this.path}`, cause)
-    }
-    let content: Partial<FileContent> | null
-    try {
-      content = JSON.parse(text) as Partial<FileContent> | null
-    } catch {
-      // No `cause`: V8's SyntaxError quotes the file's text, which holds secrets.
-      return unusable('ERR_STORE_CORRUPT', `credential file is not JSON: ${this.path}`)
-    }
-    // Any JSON value but an object (null, a number, a string, an array) has no `format`.
-    if (content?.format !== FILE_FORMAT) {
-      return unusable('ERR_STORE_CORRUPT', `not an mqtt-bootstrap credential file: ${this.path}`)
-    }
-    const version = content.version as number // whatever JSON holds: isInteger() checks it (false for non-numbers)
-    if (!Number.isInteger(version) || version < 1) {
-      return unusable('ERR_STORE_CORRUPT', `credential file has no valid version: ${this.path}`)
-    }
-    if (version > FILE_VERSION) {
-      const message = `credential file has format version ${version}, newer than ${FILE_VERSION}: ${this.path}`
-      return unusable('ERR_STORE_VERSION', message)
-    }
-    if (content.sealed !== undefined) {
-      const { sealed } = content
-      // Malformed is corrupt (moved aside at the next write), not a wrong key (kept): no key can open it.
-      if (!isObject(sealed) || [sealed.iv, sealed.tag, sealed.data].some((part) => typeof part !== 'string')) {
-        return unusable('ERR_STORE_CORRUPT', `credential file has a malformed sealed part: ${this.path}`)
-      }
-      return this.#unseal(sealed as NonNullable<FileContent['sealed']>)
-    }
-    if (this.#key !== undefined) {
-      // Anyone who can write the file can forge a checksum, not a GCM tag: with a key, only sealed files count. A
-      // plain file is set aside at the next write (to <path>.corrupt), like any file that cannot be trusted.
-      return unusable('ERR_STORE_CORRUPT', `credential file is not sealed, but an encryptionKey is set: ${this.path}`)
-    }
-    const { entries, checksum } = content
-    if (!isObject(entries)) {
-      return unusable('ERR_STORE_CORRUPT', `credential file has no entries: ${this.path}`)
-    }
-    if (checksum !== digest(entries)) {
-      return unusable('ERR_STORE_CORRUPT', `credential file fails its integrity check: ${this.path}`)
-    }
-    return { state: 'ok', entries }
-  }
-
-  #unseal(sealed: NonNullable<FileContent['sealed']>): ReadResult {
-    if (this.#key === undefined) {
-      return unusable('ERR_STORE_KEY', `credential file is encrypted and no encryptionKey was given: ${this.path}`)
-    }
-    let plaintext: string
-    try {
-      const decipher = nodeCrypto().createDecipheriv('aes-256-gcm', this.#key, Buffer.from(sealed.iv, 'base64'))
-      decipher.setAAD(Buffer.from(`${FILE_FORMAT}/${FILE_VERSION}`))
-      decipher.setAuthTag(Buffer.from(sealed.tag, 'base64'))
-      plaintext = Buffer.concat([decipher.update(Buffer.from(sealed.data, 'base64')), decipher.final()]).toString(
-        'utf8',
-      )
-    } catch {
-      // GCM cannot tell a wrong key from altered data: both fail the tag.
-      return unusable('ERR_STORE_KEY', `cannot decrypt the credential file (wrong key, or altered): ${this.path}`)
-    }
-    let entries: unknown
-    try {
-      entries = JSON.parse(plaintext)
-    } catch {
-      // The tag held, so this key sealed it: broken content, not another key's data (moved aside, not kept).
-      return unusable('ERR_STORE_CORRUPT', `credential file has sealed entries that are not JSON: ${this.path}`)
-    }
-    if (!isObject(entries)) {
-      return unusable('ERR_STORE_CORRUPT', `credential file has no entries: ${this.path}`)
-    }
-    return { state: 'ok', entries: entries as Entries }
+    const text = readText(this.path)
+    return typeof text === 'string' ? parseFile(text, this.#key, this.path) : text
   }
 
   /** The entries to change: the file's, or none after moving an unusable file aside. */

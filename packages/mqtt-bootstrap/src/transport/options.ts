@@ -63,15 +63,15 @@ export function resolveTransportOptions(
   if (resolved.has(options)) return options as ResolvedTransportOptions
   if (!isPlainObject(options)) fail(prefix === '' ? 'options' : prefix.slice(0, -1), 'an object', typeName(options))
   checkKnown(options, TRANSPORT_OPTIONS, prefix)
-  const allowInsecureHttp = checkBoolean(
-    options.allowInsecureHttp ?? defaults.allowInsecureHttp,
-    `${prefix}allowInsecureHttp`,
-  )
+  const { tls, timeoutMs, maxResponseBytes, allowInsecureHttp: insecure } = options
+  const none = tls === undefined && timeoutMs === undefined && maxResponseBytes === undefined && insecure === undefined
+  if (none && defaults === TRANSPORT_DEFAULTS) return RESOLVED_DEFAULTS // most bootstraps share one frozen object
+  const allowInsecureHttp = checkBoolean(insecure ?? defaults.allowInsecureHttp, `${prefix}allowInsecureHttp`)
   const result = Object.freeze({
-    tls: Object.freeze(checkTls(options.tls, `${prefix}tls`)),
-    timeoutMs: checkInteger(options.timeoutMs ?? defaults.timeoutMs, `${prefix}timeoutMs`, 1, MAX_DELAY_MS),
+    tls: checkTls(tls, `${prefix}tls`),
+    timeoutMs: checkInteger(timeoutMs ?? defaults.timeoutMs, `${prefix}timeoutMs`, 1, MAX_DELAY_MS),
     maxResponseBytes: checkInteger(
-      options.maxResponseBytes ?? defaults.maxResponseBytes,
+      maxResponseBytes ?? defaults.maxResponseBytes,
       `${prefix}maxResponseBytes`,
       1,
       2 ** 30,
@@ -82,8 +82,13 @@ export function resolveTransportOptions(
   return result
 }
 
-function checkTls(value: unknown, option: string): TlsOptions {
-  if (value === undefined) return {}
+const NO_TLS: Readonly<TlsOptions> = Object.freeze({})
+
+const RESOLVED_DEFAULTS: ResolvedTransportOptions = Object.freeze({ ...TRANSPORT_DEFAULTS, tls: NO_TLS })
+resolved.add(RESOLVED_DEFAULTS)
+
+function checkTls(value: unknown, option: string): Readonly<TlsOptions> {
+  if (value === undefined) return NO_TLS
   if (!isPlainObject(value)) fail(option, 'an object with ca, cert, key', typeName(value))
   checkKnown(value, TLS_OPTIONS, `${option}.`)
   for (const field of ['ca', 'cert', 'key'] as const) {
@@ -96,7 +101,7 @@ function checkTls(value: unknown, option: string): TlsOptions {
   for (const field of ['passphrase', 'servername'] as const) {
     if (value[field] !== undefined && typeof value[field] !== 'string') fail(`${option}.${field}`, 'a string')
   }
-  return { ...value } as TlsOptions
+  return Object.freeze({ ...value }) as TlsOptions
 }
 
 /** An https URL (http only when allowed). */
@@ -112,6 +117,20 @@ export function checkUrl(value: unknown, allowInsecureHttp: boolean, option: str
   const hint = url.protocol === 'http:' ? ' (http:// needs `allowInsecureHttp: true`, for tests only)' : ''
   fail(option, `an https:// URL${hint}`, `a ${url.protocol.slice(0, -1)}: URL`)
 }
+
+/**
+ * checkUrl(...).href, memoised per process (a pure function of its arguments, as `keyOf` is): `new URL()` is one of
+ * the larger costs of a cached boot, and a process that makes bootstraps again parses the same URL each time.
+ */
+export function checkedHref(value: unknown, allowInsecureHttp: boolean, option: string): string {
+  const known = typeof value === 'string' ? checkedUrls.get(value) : undefined
+  if (known !== undefined && (known.secure || allowInsecureHttp)) return known.href
+  const url = checkUrl(value, allowInsecureHttp, option)
+  if (checkedUrls.size >= 64) checkedUrls.clear()
+  checkedUrls.set(value as string, { href: url.href, secure: url.protocol === 'https:' })
+  return url.href
+}
+const checkedUrls = new Map<string, { href: string; secure: boolean }>()
 
 /** The request body: `data` as JSON. */
 export function serializeData(value: unknown, option: string): string {

@@ -48,7 +48,7 @@ const PROXY_VARIABLES = ['https_proxy', 'HTTPS_PROXY', 'http_proxy', 'HTTP_PROXY
 interface Dispatchers {
   request: typeof import('undici').request
   direct: Dispatcher
-  /** Only when the environment names a proxy (read once, when the transport is made). */
+  /** Only when the environment names a proxy (read once, on the transport's first request). */
   proxied: Dispatcher | undefined
 }
 
@@ -120,12 +120,11 @@ let watching = false
 
 export class UndiciTransport implements HttpTransport {
   readonly #tls: TlsOptions
-  readonly #proxy: boolean
   #dispatchers: Promise<Dispatchers> | undefined
 
   constructor(tls: TlsOptions = {}) {
-    this.#tls = { ...tls }
-    this.#proxy = PROXY_VARIABLES.some((name) => (process.env[name] ?? '') !== '')
+    // A frozen one (resolved options) cannot change under us: no copy per bootstrap.
+    this.#tls = Object.isFrozen(tls) ? tls : { ...tls }
   }
 
   #ready(): Promise<Dispatchers> {
@@ -142,10 +141,13 @@ export class UndiciTransport implements HttpTransport {
         ...(secureContext ? { secureContext } : {}),
       }
       const connect = tracked(buildConnector(serverTls))
+      // Read with the agents, on the first request (EnvHttpProxyAgent reads the same variables then): a cached boot,
+      // which makes none, does not read the environment at all.
+      const proxy = PROXY_VARIABLES.some((name) => (process.env[name] ?? '') !== '')
       return {
         request,
         direct: new Agent({ connect, keepAliveTimeout: 4_000 }),
-        proxied: this.#proxy
+        proxied: proxy
           ? new EnvHttpProxyAgent({
               connect, // for the hosts NO_PROXY sends direct
               requestTls: serverTls,
