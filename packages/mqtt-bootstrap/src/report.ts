@@ -1,7 +1,7 @@
 /**
  * One call per fact: each method emits the typed event and writes its log line together, from the same values, so
- * the two cannot disagree (the URL redacted in both, the same attempt, the same code). Nothing below the bootstrap
- * emits or logs a boot fact any other way. The session after the first CONNACK reports through its own hooks.
+ * the two cannot disagree (the same URL, attempt and code). Nothing below the bootstrap emits or logs a fact any other
+ * way: the boot phases call these, and so does the session after the first CONNACK (its facts, at the end).
  */
 import type { DeviceConfig } from './contract.js'
 import { errorCode } from './errors.js'
@@ -22,11 +22,6 @@ export class Reporter {
   constructor(emitter: Emitter, logger: Logger) {
     this.#emitter = emitter
     this.#logger = logger
-  }
-
-  /** The emitter's `emit`, for the session after the first CONNACK (session.ts reports through its hooks). */
-  get emit(): Emitter['emit'] {
-    return this.#emitter.emit.bind(this.#emitter) as Emitter['emit']
   }
 
   /** The area logger (each also feeds the `debug` namespace `mqtt-bootstrap:<area>`), e.g. for the session. */
@@ -119,6 +114,40 @@ export class Reporter {
 
   /** A public call failed: the fatal `error` event (its promise rejects with the same error). */
   fatal(error: Error): void {
+    this.#emitter.emit('error', { error, fatal: true })
+  }
+
+  // The session's facts (session.ts), after the first CONNACK.
+
+  /** The wait before reconnect attempt `attempt` (the connection was lost, or a reconnect failed). */
+  reconnectWait(delayMs: number, attempt: number, error: Error): void {
+    const code = errorCode(error) ?? error.name
+    this.#emitter.emit('retry', { phase: 'reconnect', attempt, delayMs, code, error })
+    logWait(this.log('session'), delayMs, 'reconnect', `reconnect attempt ${attempt}`, {
+      phase: 'reconnect',
+      attempt,
+      code,
+    })
+  }
+
+  reconnecting(url: string, clientId: string, source: CredentialSource, attempt: number): void {
+    this.#emitter.emit('connecting', { url, clientId, source, attempt })
+    this.log('session').debug({ url, clientId, attempt }, 'reconnecting')
+  }
+
+  reconnected(url: string, clientId: string, source: CredentialSource, attempt: number): void {
+    this.#emitter.emit('connected', { url, clientId, source })
+    this.log('session').info({ url, attempt }, 'reconnected')
+  }
+
+  reconnectRejected(returnCode: number, source: CredentialSource, reprovision: boolean): void {
+    this.#emitter.emit('auth-rejected', { returnCode, source, reprovision })
+    this.log('session').warn({ returnCode, source, reprovision }, 'credentials rejected on reconnect')
+  }
+
+  /** The session gives up: the client is ended, with a fatal `error` event. */
+  sessionEnded(error: Error): void {
+    this.log('session').error({ code: errorCode(error) ?? error.name }, 'session ended')
     this.#emitter.emit('error', { error, fatal: true })
   }
 }

@@ -16,7 +16,6 @@
  * - 3/136/137/151/159 (unavailable, busy, quota, rate): reconnect after the next jittered wait.
  * - any other code: a fatal `error` event, the client is ended. Never a loop.
  */
-import type { EventEmitter } from 'eventemitter3'
 import type { IClientOptions, MqttClient, MqttProtocol } from 'mqtt'
 import type { MqttCredentials } from './auth/strategy.js'
 import { parseBrokerHost, STANDARD_PORTS } from './broker-url.js'
@@ -24,12 +23,11 @@ import type { Clock } from './clock.js'
 import { AUTH_REJECTED_CODES, brokerFailure } from './connector.js'
 import type { DeviceConfig } from './contract.js'
 import { withUrl } from './error-urls.js'
-import { AbortError, BrokerError, errorCode, isTransient } from './errors.js'
-import type { BootstrapEvents, CredentialSource } from './events.js'
-import type { Logger } from './logger.js'
+import { AbortError, BrokerError, isTransient } from './errors.js'
+import type { CredentialSource } from './events.js'
 import { type ReconnectPolicy, reconnectDelay } from './reconnect.js'
-import { redactUrl, sealedPassword } from './redact.js'
-import { logWait } from './waits.js'
+import { sealedPassword } from './redact.js'
+import type { Reporter } from './report.js'
 
 export interface Provisioned {
   config: DeviceConfig
@@ -46,9 +44,12 @@ export interface SessionHooks {
   replace(rejected: DeviceConfig, signal: AbortSignal): Promise<Provisioned>
   /** Cache credentials that have just been accepted by the broker. Never rejects. */
   persist(config: DeviceConfig): Promise<void>
-  emit: EventEmitter<BootstrapEvents>['emit']
+  /** Every event and its log line (report.ts). */
+  report: Pick<
+    Reporter,
+    'reconnectWait' | 'reconnecting' | 'reconnected' | 'reconnectRejected' | 'sessionEnded' | 'nonFatal'
+  >
   clock: Clock
-  logger: Logger
   /** The caller's mqtt.js servername, kept when the host changes. */
   servername: string | undefined
 }
@@ -56,178 +57,224 @@ export interface SessionHooks {
 /** What a refused CONNACK asks for, decided on 'error' and done on 'close' (when the refused socket is gone). */
 type Refusal = { kind: 'retry' } | { kind: 'revoked'; returnCode: number } | { kind: 'fatal'; error: BrokerError }
 
-/** Watch `client` from its first CONNACK until it is ended. */
+const sessions = new WeakMap<MqttClient, Session>() // mqtt.js calls the listeners below with the client as `this`
+
+/**
+ * Watch `client` from its first CONNACK until it is ended. One object per client, listeners shared by all clients (no
+ * closures per client), and a connection's stability is a timestamp checked when it closes (no timer per connect).
+ */
 export function superviseSession(
   client: MqttClient,
   first: Provisioned,
   hooks: SessionHooks,
   policy: ReconnectPolicy,
 ): void {
-  let current = first
+  const session = new Session(client, first, hooks, policy)
+  sessions.set(client, session)
+  client.options.reconnectPeriod = session.delay(1)
+  // mqtt.js emits 'offline' on the close of a connected client, just before it arms the reconnect with reconnectPeriod.
+  client.on('offline', onOffline)
+  client.on('reconnect', onReconnect)
+  client.on('connect', onConnect)
+  client.on('close', onClose)
+  client.on('error', onError)
+  client.on('end', onEnd)
+}
+
+function onOffline(this: MqttClient): void {
+  sessions.get(this)?.settle()
+}
+function onReconnect(this: MqttClient): void {
+  sessions.get(this)?.reconnecting()
+}
+function onConnect(this: MqttClient): void {
+  sessions.get(this)?.connected()
+}
+function onClose(this: MqttClient): void {
+  sessions.get(this)?.closed()
+}
+function onError(this: MqttClient, error: Error & { code?: unknown }): void {
+  sessions.get(this)?.failed(error)
+}
+function onEnd(this: MqttClient): void {
+  sessions.get(this)?.stop()
+}
+
+class Session {
+  readonly #client: MqttClient
+  readonly #hooks: SessionHooks
+  readonly #policy: ReconnectPolicy
+  #current: Provisioned
   // Reconnect attempts since the last stable connection. A wait comes before attempt `attempt + 1`, and its retry
   // event carries that number: the first after a lost connection is 1, as in every phase (issue 12; it was 0).
-  let attempt = 0
-  let fresh = false // credentials provisioned after a refusal, not yet accepted by the broker
-  let refusal: Refusal | undefined
-  let stopped = false
-  let stableTimer: NodeJS.Timeout | undefined
-  let retryTimer: NodeJS.Timeout | undefined
-  // Ends re-provisioning when the app ends the client. (The bootstrap's `signal` is the boot's: an app may well pass
-  // AbortSignal.timeout() there, and the session must outlive it.)
-  const controller = new AbortController()
-  const delay = (n: number) => reconnectDelay(policy, n, () => hooks.clock.random())
+  #attempt = 0
+  #fresh = false // credentials provisioned after a refusal, not yet accepted by the broker
+  #refusal: Refusal | undefined
+  #stopped = false
+  /** When the current connection was accepted (monotonic ms); stable once it has lasted `policy.stableAfter`. */
+  #connectedAt: number | undefined = performance.now()
+  #retryTimer: NodeJS.Timeout | undefined
+  // Ends re-provisioning when the app ends the client (the bootstrap's `signal` is the boot's: an app may pass
+  // AbortSignal.timeout() there). Made when one starts: an abort builds a DOMException, stack and all.
+  #controller: AbortController | undefined
   // The caller's own stores (mqtt.js options), restored after a reconnect that had to pin the current ones.
-  const callerStores: Pick<IClientOptions, 'incomingStore' | 'outgoingStore'> = {
-    incomingStore: client.options.incomingStore,
-    outgoingStore: client.options.outgoingStore,
+  readonly #incomingStore: IClientOptions['incomingStore']
+  readonly #outgoingStore: IClientOptions['outgoingStore']
+
+  constructor(client: MqttClient, first: Provisioned, hooks: SessionHooks, policy: ReconnectPolicy) {
+    this.#client = client
+    this.#current = first
+    this.#hooks = hooks
+    this.#policy = policy
+    this.#incomingStore = client.options.incomingStore
+    this.#outgoingStore = client.options.outgoingStore
   }
 
-  const markStableLater = () => {
-    clearTimeout(stableTimer)
-    stableTimer = setTimeout(() => {
-      attempt = 0
-      client.options.reconnectPeriod = delay(1)
-    }, policy.stableAfter)
-    stableTimer.unref()
+  delay(n: number): number {
+    return reconnectDelay(this.#policy, n, () => this.#hooks.clock.random())
   }
 
-  /** Reconnect now, keeping the message stores (mqtt.js's reconnect() makes new, empty ones otherwise). */
-  const reconnectNow = () => {
-    if (stopped) return
-    client.reconnect({ incomingStore: client.incomingStore, outgoingStore: client.outgoingStore })
+  /** A connection has closed: if it was stable, the backoff starts over (on 'offline', else on 'close'). */
+  settle(): void {
+    const connectedAt = this.#connectedAt
+    this.#connectedAt = undefined
+    if (connectedAt === undefined || performance.now() - connectedAt < this.#policy.stableAfter) return
+    this.#attempt = 0
+    this.#client.options.reconnectPeriod = this.delay(1)
   }
 
-  /** Report the wait before the next reconnect attempt (its timer is mqtt.js's or reconnectLater's). */
-  const waiting = (delayMs: number, error: Error) => {
-    const next = attempt + 1
-    const code = errorCode(error) ?? error.name
-    hooks.emit('retry', { phase: 'reconnect', attempt: next, delayMs, code, error })
-    logWait(hooks.logger, delayMs, 'reconnect', `reconnect attempt ${next}`, {
-      phase: 'reconnect',
-      attempt: next,
-      code,
-    })
-  }
-
-  const reconnectLater = (delayMs: number, error: Error) => {
-    waiting(delayMs, error)
-    clearTimeout(retryTimer)
-    retryTimer = setTimeout(reconnectNow, delayMs)
-  }
-
-  const giveUp = (error: Error) => {
-    stop()
-    hooks.logger.error({ code: errorCode(error) ?? error.name }, 'session ended')
-    hooks.emit('error', { error, fatal: true })
-    client.end(true)
-  }
-
-  const onReconnect = () => {
-    attempt++
-    client.options.reconnectPeriod = delay(attempt + 1)
-    const url = hooks.url(current.config)
+  reconnecting(): void {
+    const { config, source } = this.#current
+    const [client, hooks, attempt] = [this.#client, this.#hooks, ++this.#attempt]
+    client.options.reconnectPeriod = this.delay(attempt + 1)
+    const url = hooks.url(config)
     try {
-      const credentials = hooks.sign(current.config)
+      const credentials = hooks.sign(config)
       client.options.clientId = credentials.clientId
       client.options.username = credentials.username
       client.options.password = sealedPassword(credentials.password)
     } catch (error) {
       // mqtt.js connects right after this event: it goes with the previous fields, and we say why.
-      hooks.emit('error', { error: error as Error, fatal: false })
+      hooks.report.nonFatal(error)
     }
-    const clientId = client.options.clientId ?? ''
-    hooks.emit('connecting', { url: redactUrl(url), clientId, source: current.source, attempt })
+    hooks.report.reconnecting(url, client.options.clientId ?? '', source, attempt)
   }
 
-  const onConnect = () => {
-    Object.assign(client.options, callerStores)
-    if (fresh) void hooks.persist(current.config) // new credentials have proven themselves: now they are kept
-    fresh = false
-    markStableLater()
-    const url = redactUrl(hooks.url(current.config))
-    hooks.emit('connected', { url, clientId: client.options.clientId ?? '', source: current.source })
-    hooks.logger.info({ url, attempt }, 'reconnected')
+  connected(): void {
+    const hooks = this.#hooks
+    this.#restoreStores()
+    if (this.#fresh) void hooks.persist(this.#current.config) // new credentials have proven themselves: now kept
+    this.#fresh = false
+    this.#connectedAt = performance.now()
+    const { config, source } = this.#current
+    hooks.report.reconnected(hooks.url(config), this.#client.options.clientId ?? '', source, this.#attempt)
   }
 
-  const onError = (error: Error & { code?: unknown }) => {
-    if (stopped || typeof error.code !== 'number') return
-    const failure = withUrl(brokerFailure(error), hooks.url(current.config))
-    if (AUTH_REJECTED_CODES.has(error.code)) refusal = { kind: 'revoked', returnCode: error.code }
-    else refusal = failure.transient ? { kind: 'retry' } : { kind: 'fatal', error: failure }
+  failed(error: Error & { code?: unknown }): void {
+    if (this.#stopped || typeof error.code !== 'number') return
+    const failure = withUrl(brokerFailure(error), this.#hooks.url(this.#current.config))
+    if (AUTH_REJECTED_CODES.has(error.code)) this.#refusal = { kind: 'revoked', returnCode: error.code }
+    else this.#refusal = failure.transient ? { kind: 'retry' } : { kind: 'fatal', error: failure }
   }
 
-  const onClose = () => {
-    clearTimeout(stableTimer)
-    const decided = refusal
-    refusal = undefined
-    if (stopped || client.disconnecting) return
+  closed(): void {
+    this.settle()
+    const client = this.#client
+    const decided = this.#refusal
+    this.#refusal = undefined
+    if (this.#stopped || client.disconnecting) return
     const lost = withUrl(
       new BrokerError('ERR_BROKER_CONNECT', 'connection to the broker lost', { transient: true }),
-      hooks.url(current.config),
+      this.#hooks.url(this.#current.config),
     )
     if (decided === undefined) {
-      waiting(client.options.reconnectPeriod ?? 0, lost) // mqtt.js has armed its own timer with reconnectPeriod
+      this.#waiting(client.options.reconnectPeriod ?? 0, lost) // mqtt.js has armed its own timer with reconnectPeriod
     } else if (decided.kind === 'retry') {
-      reconnectLater(client.options.reconnectPeriod ?? delay(attempt + 1), lost)
+      this.#reconnectLater(client.options.reconnectPeriod ?? this.delay(this.#attempt + 1), lost)
     } else if (decided.kind === 'fatal') {
-      giveUp(decided.error)
+      this.#giveUp(decided.error)
     } else {
-      revoked(decided.returnCode)
+      this.#revoked(decided.returnCode)
     }
   }
 
-  const revoked = (returnCode: number) => {
-    hooks.emit('auth-rejected', { returnCode, source: current.source, reprovision: !fresh })
-    hooks.logger.warn({ returnCode, source: current.source, reprovision: !fresh }, 'credentials rejected on reconnect')
-    if (fresh) {
-      const message = `broker rejected fresh credentials (CONNACK ${returnCode})`
-      const rejected = new BrokerError('ERR_BROKER_AUTH_REJECTED', message, { transient: false, returnCode })
-      giveUp(withUrl(rejected, hooks.url(current.config)))
-      return
-    }
-    hooks.replace(current.config, controller.signal).then(
-      (next) => {
-        if (stopped) return
-        current = next
-        fresh = true
-        retarget(client, hooks.url(next.config), hooks.servername)
-        reconnectNow()
-      },
-      (failure: unknown) => {
-        if (stopped) return
-        const error = failure instanceof Error ? failure : new Error(String(failure))
-        // A refusal, an answer we cannot use, or an abort will not change by trying again.
-        if (error instanceof AbortError || !isTransient(error)) {
-          giveUp(error)
-          return
-        }
-        // The server is unreachable for now: keep what we have (the refusal may pass) and try it again later.
-        hooks.emit('error', { error, fatal: false })
-        reconnectLater(delay(attempt + 1), error)
-      },
-    )
-  }
-
-  const stop = () => {
-    stopped = true
-    clearTimeout(stableTimer)
-    clearTimeout(retryTimer)
-    controller.abort()
-    Object.assign(client.options, callerStores)
+  stop(): void {
+    const client = this.#client
+    this.#stopped = true
+    clearTimeout(this.#retryTimer)
+    this.#controller?.abort()
+    this.#restoreStores()
+    sessions.delete(client)
+    client.off('offline', onOffline)
     client.off('reconnect', onReconnect)
     client.off('connect', onConnect)
     client.off('close', onClose)
     client.off('error', onError)
-    client.off('end', stop)
+    client.off('end', onEnd)
   }
 
-  client.options.reconnectPeriod = delay(1)
-  markStableLater()
-  client.on('reconnect', onReconnect)
-  client.on('connect', onConnect)
-  client.on('close', onClose)
-  client.on('error', onError)
-  client.on('end', stop)
+  #restoreStores(): void {
+    Object.assign(this.#client.options, { incomingStore: this.#incomingStore, outgoingStore: this.#outgoingStore })
+  }
+
+  /** Reconnect now, keeping the message stores (mqtt.js's reconnect() makes new, empty ones otherwise). */
+  #reconnectNow(): void {
+    if (this.#stopped) return
+    const client = this.#client
+    client.reconnect({ incomingStore: client.incomingStore, outgoingStore: client.outgoingStore })
+  }
+
+  /** Report the wait before the next reconnect attempt (its timer is mqtt.js's or #reconnectLater's). */
+  #waiting(delayMs: number, error: Error): void {
+    this.#hooks.report.reconnectWait(delayMs, this.#attempt + 1, error)
+  }
+
+  #reconnectLater(delayMs: number, error: Error): void {
+    this.#waiting(delayMs, error)
+    clearTimeout(this.#retryTimer)
+    this.#retryTimer = setTimeout(() => this.#reconnectNow(), delayMs)
+  }
+
+  #giveUp(error: Error): void {
+    this.stop()
+    this.#hooks.report.sessionEnded(error)
+    this.#client.end(true)
+  }
+
+  #revoked(returnCode: number): void {
+    const hooks = this.#hooks
+    const { config, source } = this.#current
+    const fresh = this.#fresh
+    hooks.report.reconnectRejected(returnCode, source, !fresh)
+    if (fresh) {
+      const message = `broker rejected fresh credentials (CONNACK ${returnCode})`
+      const rejected = new BrokerError('ERR_BROKER_AUTH_REJECTED', message, { transient: false, returnCode })
+      this.#giveUp(withUrl(rejected, hooks.url(config)))
+      return
+    }
+    this.#controller ??= new AbortController()
+    hooks.replace(config, this.#controller.signal).then(
+      (next) => {
+        if (this.#stopped) return
+        this.#current = next
+        this.#fresh = true
+        retarget(this.#client, hooks.url(next.config), hooks.servername)
+        this.#reconnectNow()
+      },
+      (failure: unknown) => {
+        if (this.#stopped) return
+        const error = failure instanceof Error ? failure : new Error(String(failure))
+        // A refusal, an answer we cannot use, or an abort will not change by trying again.
+        if (error instanceof AbortError || !isTransient(error)) {
+          this.#giveUp(error)
+          return
+        }
+        // The server is unreachable for now: keep what we have (the refusal may pass) and try it again later.
+        hooks.report.nonFatal(error)
+        this.#reconnectLater(this.delay(this.#attempt + 1), error)
+      },
+    )
+  }
 }
 
 /** Point mqtt.js at another broker: it reads these fields when it builds the next stream. */

@@ -11,8 +11,8 @@ import type { DeviceConfig } from '../contract.js'
 import { applyDefaultQos } from '../default-qos.js'
 import { withUrl } from '../error-urls.js'
 import { InvalidOptionError } from '../errors.js'
-import type { Logger } from '../logger.js'
 import {
+  hookFor,
   INSPECT_CUSTOM,
   redactOnInspect,
   redactOnJson,
@@ -37,12 +37,23 @@ export async function open(
   const { options, seams, report } = context
   const client = await withRetry(
     async (attempt) => {
-      const { url, options: signed } = clientOptions(context, config)
-      report.connecting(url, signed.clientId as string, source, attempt)
-      // mqtt.js hands these options (spread) to tls.connect, which keeps a copy on the socket: the hook travels.
-      // rejectUnauthorized spelled out here, on an object of ours, spares MqttJsConnector its copy (see connector.ts).
-      const rejectUnauthorized = signed.rejectUnauthorized ?? true
-      const forMqtt = redactOnInspect({ ...signed, rejectUnauthorized, reconnectPeriod: 0 }, SECRET_OPTION_KEYS, true)
+      const url = brokerUrlOf(context, config)
+      const { clientId, username, password } = sign(context, config, url)
+      report.connecting(url, clientId, source, attempt)
+      const mqtt = withSealedKeys(options.mqtt)
+      // clientOptions() and redactOnInspect(…, true) in one object literal. mqtt.js hands these options (spread) to
+      // tls.connect, which keeps a copy on the socket: the hook, an own enumerable key, travels. rejectUnauthorized
+      // spelled out here, on an object of ours, spares MqttJsConnector its copy (see connector.ts).
+      const forMqtt = {
+        [INSPECT_CUSTOM]: INSPECT_HOOK,
+        ...mqtt,
+        clientId,
+        username,
+        password: sealedPassword(password),
+        clean: config.connect.cleanSession === 1,
+        rejectUnauthorized: mqtt.rejectUnauthorized ?? true,
+        reconnectPeriod: 0,
+      }
       redactOnJson(forMqtt, SECRET_OPTION_KEYS) // lost by mqtt.js's copy into client.options: set again below
       return seams.connector
         .connect(url, forMqtt, signal)
@@ -71,6 +82,8 @@ const reporters = new WeakMap<MqttClient, Reporter>()
 function reportClientError(this: MqttClient, error: Error & { code?: unknown }): void {
   if (typeof error.code !== 'number' || !AUTH_REJECTED_CODES.has(error.code)) reporters.get(this)?.nonFatal(error)
 }
+
+const INSPECT_HOOK = hookFor(SECRET_OPTION_KEYS)
 
 /** The broker URL and signed mqtt.js options for `config` (not redacted: each caller hooks the object it hands on). */
 export function clientOptions(context: BootContext, config: DeviceConfig): { url: string; options: IClientOptions } {
@@ -116,16 +129,12 @@ class ContextHooks implements SessionHooks {
     return persist(this.#context, config)
   }
 
-  get emit(): SessionHooks['emit'] {
-    return this.#context.report.emit
+  get report(): SessionHooks['report'] {
+    return this.#context.report
   }
 
   get clock(): Clock {
     return this.#context.seams.clock
-  }
-
-  get logger(): Logger {
-    return this.#context.report.log('session')
   }
 
   get servername(): string | undefined {
