@@ -1,39 +1,23 @@
-/**
- * Per-call state (issue 13): each call's ERR_BOOT_TIMEOUT names a failure retried while that call waited (its own
- * connects, or the shared provisioning it joined), never another call's, and never one of a call that has ended.
- * Real HTTPS server and loopback TCP; real time (the deadline is real).
- */
-import { once } from 'node:events'
-import net from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { afterEach, expect, test } from 'vitest'
 import { boot, useTestEnv } from './helpers/env.js'
 import { configAnswer, json } from './helpers/https-server.js'
 import { freePort } from './helpers/ports.js'
+import { type SilentServer, startSilentServer } from './helpers/silent-server.js'
 import { until } from './helpers/until.js'
 
 const env = useTestEnv()
 const retry = { retries: 100, minTimeout: 40, maxTimeout: 40, randomize: false }
 
-/** TCP servers that accept and never say a word (brokers that never send CONNACK), closed after each test. */
-const silent: Array<{ server: net.Server; sockets: Set<net.Socket> }> = []
+const silent: SilentServer[] = []
 afterEach(async () => {
-  for (const { server, sockets } of silent.splice(0)) {
-    for (const socket of sockets) socket.destroy()
-    server.close()
-    await once(server, 'close')
-  }
+  await Promise.all(silent.splice(0).map((server) => server.close()))
 })
+/** A broker that never sends CONNACK. */
 async function silentBroker(): Promise<string> {
-  const sockets = new Set<net.Socket>()
-  const server = net.createServer((socket) => {
-    sockets.add(socket)
-    socket.on('close', () => sockets.delete(socket))
-  })
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  silent.push({ server, sockets })
-  return `mqtt://127.0.0.1:${(server.address() as net.AddressInfo).port}`
+  const server = await startSilentServer()
+  silent.push(server)
+  return `mqtt://127.0.0.1:${server.port}`
 }
 
 test("a connect retrying the broker keeps its own cause while a concurrent provision() retries the server's 503s", async () => {

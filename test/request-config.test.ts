@@ -1,8 +1,3 @@
-// requestConfig() (point-access.ts), what the boot provisions through (issue 13): a checked request in, a
-// DeviceConfig out, or the ProvisioningError thrown (error in, error out). It keeps no state, checks nothing again, and
-// PointAccess is a thin layer on it (the seed's code, deviceConfig and lastError).
-import { once } from 'node:events'
-import net from 'node:net'
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest'
 import {
   AbortError,
@@ -16,13 +11,13 @@ import {
 import { requestConfig } from '../packages/mqtt-bootstrap/src/point-access.js'
 import { FakeClock } from './helpers/fake-clock.js'
 import { configAnswer, DEVICE, json, startHttpsServer, type TestServer } from './helpers/https-server.js'
+import { type SilentServer, startSilentServer } from './helpers/silent-server.js'
 import { type TlsFixture, tlsFixture } from './helpers/tls.js'
 
 let tls: TlsFixture
 let server: TestServer
 let undici: UndiciTransport
-let silent: net.Server
-const sockets = new Set<net.Socket>()
+let silent: SilentServer
 
 /** Answers each device by its data: `{ imei }` -> a configuration whose deviceName is `device-<imei>`. */
 const byImei = (body: string) => {
@@ -34,17 +29,10 @@ beforeAll(async () => {
   tls = await tlsFixture()
   server = await startHttpsServer(tls, (req, res) => json(res, 200, byImei(req.body)))
   undici = new UndiciTransport({ ca: tls.ca })
-  silent = net.createServer((socket) => {
-    sockets.add(socket)
-    socket.on('close', () => sockets.delete(socket))
-  })
-  silent.listen(0, '127.0.0.1')
-  await once(silent, 'listening')
+  silent = await startSilentServer()
 })
 afterAll(async () => {
-  for (const socket of sockets) socket.destroy()
-  silent.close()
-  await Promise.all([server.close(), undici.close(), once(silent, 'close')])
+  await Promise.all([server.close(), undici.close(), silent.close()])
 })
 beforeEach(() => {
   server.requests.length = 0
@@ -134,7 +122,7 @@ describe('requestConfig', () => {
   })
 
   test('the signal stops it with an AbortError, whatever stage the exchange is at', async () => {
-    const { port } = silent.address() as net.AddressInfo
+    const { port } = silent
     const controller = new AbortController()
     const pending = requestConfig(
       { url: `https://127.0.0.1:${port}/provision`, body: '{}', signal: controller.signal },

@@ -1,8 +1,3 @@
-// The HTTP seam speaks HTTP (issue 13): UndiciTransport fails with TransportErrors (network, timeout, TLS, too large)
-// that carry no provisioning result code, and provisioning and registration map them by code to the errors callers
-// have always seen. A custom transport's plain error is a transient network failure, whatever its message says.
-import { once } from 'node:events'
-import net from 'node:net'
 import { afterAll, beforeAll, describe, expect, expectTypeOf, test } from 'vitest'
 import {
   AbortError,
@@ -27,28 +22,21 @@ import {
 } from '../packages/mqtt-bootstrap/src/index.js'
 import { configAnswer, json, startHttpsServer, type TestServer } from './helpers/https-server.js'
 import { freePort } from './helpers/ports.js'
+import { type SilentServer, startSilentServer } from './helpers/silent-server.js'
 import { type TlsFixture, tlsFixture } from './helpers/tls.js'
 
 let tls: TlsFixture
 let server: TestServer
 /** Accepts TCP connections and never says a word: no TLS, no HTTP. */
-let silent: net.Server
-const sockets = new Set<net.Socket>()
+let silent: SilentServer
 
 beforeAll(async () => {
   tls = await tlsFixture()
   server = await startHttpsServer(tls, (_req, res) => json(res, 200, configAnswer({ host: 'broker.example:1883' })))
-  silent = net.createServer((socket) => {
-    sockets.add(socket)
-    socket.on('close', () => sockets.delete(socket))
-  })
-  silent.listen(0, '127.0.0.1')
-  await once(silent, 'listening')
+  silent = await startSilentServer()
 })
 afterAll(async () => {
-  for (const socket of sockets) socket.destroy()
-  silent.close()
-  await Promise.all([server.close(), once(silent, 'close')])
+  await Promise.all([server.close(), silent.close()])
 })
 
 const post = (transport: HttpTransport, url: string, overrides: Partial<HttpRequest> = {}) =>
@@ -88,7 +76,7 @@ describe('UndiciTransport fails with TransportErrors, never with provisioning er
   })
 
   test('a server that never answers: ERR_TRANSPORT_TIMEOUT after timeoutMs, transient', async () => {
-    const { port } = silent.address() as net.AddressInfo
+    const { port } = silent
     const started = performance.now()
     const error = await post(undici(), `https://127.0.0.1:${port}/provision`, { timeoutMs: 150 })
     expect(performance.now() - started).toBeLessThan(2000)
