@@ -147,6 +147,17 @@ describe('the Alibaba flow against a loopback registration service', () => {
     answerProductSecret('meter-0004')
     env.track(await boot(options({ cache: new FileCredentialStore(newFile()), logger })).boot.connect())
     expect(warnings.filter((w) => volatile.test(w))).toHaveLength(1) // a file store persists: no second warning
+    // Any store that says so, not only the library's own memory store.
+    const memory = new MemoryCredentialStore()
+    const ownVolatile = {
+      persistent: false,
+      get: (key: string) => memory.get(key),
+      set: (key: string, value: Parameters<MemoryCredentialStore['set']>[1]) => memory.set(key, value),
+      delete: (key: string) => memory.delete(key),
+    }
+    answerProductSecret('meter-0005')
+    env.track(await boot(options({ cache: ownVolatile, logger })).boot.connect())
+    expect(warnings.filter((w) => volatile.test(w))).toHaveLength(2)
   })
 
   test('a later boot uses the stored secret: no provisioning, no registration', async () => {
