@@ -15,7 +15,7 @@ import { withUrl } from './error-urls.js'
 import { AbortError, ProvisioningError, throwIfAborted } from './errors.js'
 import { redactEchoes } from './redact.js'
 import { parseRetryAfter } from './retry.js'
-import type { HttpResponse, HttpTransport } from './transport/http-transport.js'
+import { type HttpResponse, type HttpTransport, isTransientStatus } from './transport/http-transport.js'
 import {
   checkHeaders,
   checkUrl,
@@ -181,8 +181,6 @@ export class PointAccess {
     return ResultCode.SUCCESS
   }
 }
-
-const isTransientStatus = (status: number) => status >= 500 || status === 408 || status === 429
 
 /** An answer's body as JSON (a leading byte-order mark is tolerated). Throws a SyntaxError quoting the body. */
 export function parseBody(body: string): unknown {

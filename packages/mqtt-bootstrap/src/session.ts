@@ -72,13 +72,7 @@ export function superviseSession(
   const session = new Session(client, first, hooks, policy)
   sessions.set(client, session)
   client.options.reconnectPeriod = session.delay(1)
-  // mqtt.js emits 'offline' on the close of a connected client, just before it arms the reconnect with reconnectPeriod.
-  client.on('offline', onOffline)
-  client.on('reconnect', onReconnect)
-  client.on('connect', onConnect)
-  client.on('close', onClose)
-  client.on('error', onError)
-  client.on('end', onEnd)
+  for (const [event, listener] of LISTENERS) client.on(event, listener)
 }
 
 function onOffline(this: MqttClient): void {
@@ -99,6 +93,19 @@ function onError(this: MqttClient, error: Error & { code?: unknown }): void {
 function onEnd(this: MqttClient): void {
   sessions.get(this)?.stop()
 }
+
+/**
+ * What the session listens to, added by superviseSession() and removed by stop() from the one list. mqtt.js emits
+ * 'offline' on the close of a connected client, just before it arms the reconnect with reconnectPeriod.
+ */
+const LISTENERS = [
+  ['offline', onOffline],
+  ['reconnect', onReconnect],
+  ['connect', onConnect],
+  ['close', onClose],
+  ['error', onError],
+  ['end', onEnd],
+] as const
 
 class Session {
   readonly #client: MqttClient
@@ -205,12 +212,7 @@ class Session {
     this.#controller?.abort()
     this.#restoreStores()
     sessions.delete(client)
-    client.off('offline', onOffline)
-    client.off('reconnect', onReconnect)
-    client.off('connect', onConnect)
-    client.off('close', onClose)
-    client.off('error', onError)
-    client.off('end', onEnd)
+    for (const [event, listener] of LISTENERS) client.off(event, listener)
   }
 
   #restoreStores(): void {

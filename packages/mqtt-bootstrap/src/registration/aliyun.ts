@@ -12,7 +12,7 @@ import { AbortError, RegistrationError } from '../errors.js'
 import { nodeCrypto } from '../lazy.js'
 import { redactEchoes, redactOnInspect } from '../redact.js'
 import { parseRetryAfter } from '../retry.js'
-import type { HttpResponse, HttpTransport } from '../transport/http-transport.js'
+import { type HttpResponse, type HttpTransport, isTransientStatus } from '../transport/http-transport.js'
 import { TransportError } from '../transport/transport-error.js'
 import { UndiciTransport } from '../transport/undici-transport.js'
 import {
@@ -155,8 +155,6 @@ function transportFailure(
       })
   }
 }
-
-const isTransientStatus = (status: number) => status >= 500 || status === 408 || status === 429
 
 function readAnswer(response: HttpResponse, request: RegistrationRequest, now: number): RegisteredDevice {
   const { status } = response

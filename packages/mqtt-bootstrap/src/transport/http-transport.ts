@@ -26,3 +26,8 @@ export interface HttpResponse {
 export interface HttpTransport {
   post(request: HttpRequest): Promise<HttpResponse>
 }
+
+/** The HTTP statuses worth trying again (a server error, a timeout, too many requests): provisioning's and registration's. */
+export function isTransientStatus(status: number): boolean {
+  return status >= 500 || status === 408 || status === 429
+}
