@@ -1,39 +1,21 @@
 import { once } from 'node:events'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
-import net from 'node:net'
 import { afterAll, afterEach, beforeAll, expect, test } from 'vitest'
+import { type ConnectProxy, startConnectProxy } from './helpers/connect-proxy.js'
 import { boot, useTestEnv } from './helpers/env.js'
 import { configAnswer, json, startHttpsServer } from './helpers/https-server.js'
 
 const env = useTestEnv()
-let proxy: http.Server
+let proxy: ConnectProxy
 let proxyUrl: string
-const tunnels: string[] = []
+let tunnels: string[]
 
+// A real CONNECT proxy on loopback. It is the only one who knows where provision.test is.
 beforeAll(async () => {
-  // A real CONNECT proxy on loopback. It is the only one who knows where provision.test is.
-  proxy = http.createServer((_req, res) => res.writeHead(405).end())
-  proxy.on('connect', (req: http.IncomingMessage, client: net.Socket, head: Buffer) => {
-    tunnels.push(req.url ?? '')
-    const [host, port] = (req.url ?? '').split(':')
-    const target = host === 'provision.test' ? '127.0.0.1' : (host ?? '')
-    if (!target.startsWith('127.0.0.')) {
-      client.end('HTTP/1.1 403 Forbidden\r\n\r\n')
-      return
-    }
-    const upstream = net.connect(Number(port), target, () => {
-      client.write('HTTP/1.1 200 Connection Established\r\n\r\n')
-      upstream.write(head)
-      upstream.pipe(client)
-      client.pipe(upstream)
-    })
-    upstream.on('error', () => client.destroy())
-    client.on('error', () => upstream.destroy())
-  })
-  proxy.listen(0, '127.0.0.1')
-  await once(proxy, 'listening')
-  proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`
+  proxy = await startConnectProxy()
+  proxyUrl = proxy.url
+  tunnels = proxy.tunnels
 })
 afterEach(() => {
   tunnels.length = 0
@@ -41,10 +23,7 @@ afterEach(() => {
     delete process.env[name]
   }
 })
-afterAll(async () => {
-  proxy.closeAllConnections()
-  proxy.close()
-})
+afterAll(() => proxy.close())
 
 const viaName = () => env.server.url.replace('127.0.0.1', 'provision.test')
 

@@ -1,7 +1,7 @@
 /**
- * A real HTTP CONNECT proxy on 127.0.0.1, port 0, that tunnels to loopback ports only (whatever host the CONNECT
- * names: `provision.test` is a name only it resolves). `silent` makes it read CONNECTs and never answer them. With
- * `tls`, an https:// proxy with that certificate.
+ * A real HTTP CONNECT proxy on 127.0.0.1, port 0, that tunnels to loopback only: a 127.0.0.x address as named, and
+ * `provision.test`, a name only it resolves (to 127.0.0.1); any other host is refused with 403. `silent` makes it read
+ * CONNECTs and never answer them. With `tls`, an https:// proxy with that certificate.
  */
 import { once } from 'node:events'
 import http from 'node:http'
@@ -53,7 +53,13 @@ export async function startConnectProxy(tls?: TlsFixture): Promise<ConnectProxy>
       client.resume()
       return
     }
-    const upstream = net.connect(Number((req.url ?? '').split(':')[1]), '127.0.0.1', () => {
+    const [host = '', port] = (req.url ?? '').split(':')
+    const target = host === 'provision.test' ? '127.0.0.1' : host
+    if (!/^127\.0\.0\.\d{1,3}$/.test(target)) {
+      client.end('HTTP/1.1 403 Forbidden\r\n\r\n')
+      return
+    }
+    const upstream = net.connect(Number(port), target, () => {
       client.write('HTTP/1.1 200 Connection Established\r\n\r\n')
       upstream.write(head)
       upstream.pipe(client)
