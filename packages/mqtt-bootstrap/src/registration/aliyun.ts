@@ -82,7 +82,7 @@ export class AliyunRegistration implements RegistrationStrategy {
 
   async register(request: RegistrationRequest, context: RegistrationContext): Promise<RegisteredDevice> {
     const { productKey, deviceName, productSecret } = request
-    const signMethod = this.#options.signMethod ?? 'hmacsha256'
+    const { signMethod } = this.#options
     const random = this.#random()
     const sign = signAliyunRegistration({ productKey, deviceName, productSecret, random, signMethod })
     const body = new URLSearchParams({ productKey, deviceName, random, sign, signMethod }).toString()
@@ -96,13 +96,13 @@ export class AliyunRegistration implements RegistrationStrategy {
 
   async #post(url: URL, body: string, signal: AbortSignal | undefined): Promise<HttpResponse> {
     try {
-      this.#transport ??= new UndiciTransport(this.#options.tls ?? {})
+      this.#transport ??= new UndiciTransport(this.#options.tls)
       return await this.#transport.post({
         url,
         headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
         body,
-        timeoutMs: this.#options.timeoutMs ?? 10_000,
-        maxResponseBytes: this.#options.maxResponseBytes ?? 64 * 1024,
+        timeoutMs: this.#options.timeoutMs,
+        maxResponseBytes: this.#options.maxResponseBytes,
         signal,
       })
     } catch (error) {
