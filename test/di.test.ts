@@ -1,7 +1,7 @@
 // tsyringe needs the Reflect polyfill before it loads; mqtt-bootstrap imports it, but tsyringe is imported first here.
 import 'reflect-metadata'
 import { execFileSync } from 'node:child_process'
-import type { IClientOptions } from 'mqtt'
+import type { IClientOptions, MqttClient } from 'mqtt'
 import { container as globalContainer } from 'tsyringe'
 import { expect, expectTypeOf, test } from 'vitest'
 import {
@@ -19,6 +19,7 @@ import {
   UndiciTransport,
 } from '../packages/mqtt-bootstrap/src/index.js'
 import { useTestEnv } from './helpers/env.js'
+import { until } from './helpers/until.js'
 
 const env = useTestEnv()
 
@@ -102,4 +103,38 @@ test('an app that never loads tsyringe: the bootstrap works, and tsyringe stays 
   })
   // The provisioning server is unreachable (port 1): the point is that the bootstrap ran its course without DI.
   expect(JSON.parse(output)).toEqual({ outcome: 'ERR_PROVISION_NETWORK', tsyringeLoaded: false })
+})
+
+test("a connector's client with publish and subscribe of its own keeps them, under the provisioned qos", async () => {
+  env.answerValid({ qos: 1 })
+  const calls: string[] = []
+  const connector = new MqttJsConnector()
+  const own: MqttConnector = {
+    async connect(url, options, signal) {
+      const client = await connector.connect(url, options, signal)
+      const { publish, subscribe } = client
+      client.publish = function (this: MqttClient, ...args: Parameters<typeof publish>) {
+        calls.push('publish')
+        return publish.apply(this, args)
+      } as typeof publish
+      client.subscribe = function (this: MqttClient, ...args: Parameters<typeof subscribe>) {
+        calls.push('subscribe')
+        return subscribe.apply(this, args)
+      } as typeof subscribe
+      return client
+    },
+  }
+  const container = globalContainer.createChildContainer()
+  container.register(TOKENS.MqttConnector, { useValue: own })
+  const client = env.track(await connectProvisioned(env.options({ container })))
+  await client.subscribeAsync('cmd/a')
+  await client.publishAsync('telemetry/a', 'x')
+  await client.publishAsync('telemetry/b', 'y', { qos: 0 })
+  expect(calls).toEqual(['subscribe', 'publish', 'publish'])
+  await until(() => env.broker.published.length === 2, 2000, 'the broker to see the qos 0 publish')
+  expect(env.broker.subscribed).toEqual([{ topic: 'cmd/a', qos: 1 }])
+  expect(env.broker.published.map(({ topic, qos }) => [topic, qos])).toEqual([
+    ['telemetry/a', 1],
+    ['telemetry/b', 0],
+  ])
 })

@@ -9,8 +9,8 @@
 import type { IClientOptions, MqttClient } from 'mqtt'
 import { invalidate, persist } from './boot/cache.js'
 import { clientOptions, open } from './boot/connect.js'
-import { type BootContext, Call, type FailureSink, Flight } from './boot/context.js'
-import { load, replace } from './boot/provision.js'
+import { type BootContext, Call } from './boot/context.js'
+import { provisioned, replaced } from './boot/flights.js'
 import { completeClock } from './clock.js'
 import type { Container } from './container.js'
 import { type DeviceConfig, withRedaction } from './contract.js'
@@ -23,7 +23,6 @@ import { Reporter } from './report.js'
 import type { Seams } from './seams.js'
 import type { Provisioned } from './session.js'
 import { anySignal, untilSettledOrAborted } from './signals.js'
-import { SingleFlight } from './single-flight.js'
 import { defaultSeams, registerSeams, resolveSeams, TOKENS } from './tokens.js'
 
 /** `mqtt.connect(url, options)`-ready options, signed with the provisioned credentials. */
@@ -46,14 +45,13 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
       seams: { ...seams, clock: completeClock(seams.clock) },
       report: new Reporter(this, seams.logger),
       memory: {
-        stored: new WeakSet(),
-        brokerUrls: new WeakMap(),
+        stored: undefined,
+        urlConfig: undefined,
+        brokerUrl: '',
         shownUrl: undefined,
         jittered: false,
         audited: false,
       },
-      load: new SingleFlight(),
-      fresh: new SingleFlight(),
       flights: { load: undefined, fresh: undefined },
     }
   }
@@ -87,26 +85,24 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
     return this.#run(call, async (callSignal, state) => {
       const context = this.#context
       const signal = anySignal(context.options.signal, callSignal)
-      let provisioned = await this.#provisioned(state, callSignal)
+      let current = await provisioned(context, state, callSignal)
       for (let round = 1; ; round++) {
         let client: MqttClient
         try {
-          client = await open(context, state, provisioned, signal, (rejected, session) =>
-            this.#replaceForSession(rejected, session),
-          )
+          client = await open(context, state, current, signal)
         } catch (error) {
           if (!(error instanceof BrokerError && error.code === 'ERR_BROKER_AUTH_REJECTED')) throw error
-          const reprovision = provisioned.source === 'cache' && round === 1
-          context.report.authRejected(error.returnCode ?? 0, provisioned.source, reprovision)
+          const reprovision = current.source === 'cache' && round === 1
+          context.report.authRejected(error.returnCode ?? 0, current.source, reprovision)
           // The refused credentials stay cached until newer ones replace them (a failed re-provisioning must not
           // leave the device with nothing: the refusal may pass).
           if (!reprovision) throw error
-          provisioned = await this.#replace(state, provisioned.config, callSignal)
+          current = await replaced(context, state, current.config, callSignal)
           continue
         }
         // Accepted by the broker: now they are the last good credentials. The device is connected whatever happens
         // to this write, so an abort or the deadline stops the wait for it, not the write.
-        if (provisioned.source === 'server') await untilSettledOrAborted(persist(context, provisioned.config), signal)
+        if (current.source === 'server') await untilSettledOrAborted(persist(context, current.config), signal)
         return client
       }
     })
@@ -117,58 +113,11 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
     return invalidate(this.#context)
   }
 
-  #provisioned(call: Call, signal: AbortSignal | undefined): Promise<Provisioned> {
-    const { options } = this.#context
-    return this.#shared('load', call, signal, (flight, sink) =>
-      load(this.#context, sink, anySignal(flight, options.signal)),
-    )
-  }
-
-  /** After `rejected` was refused at boot: concurrent callers share one fresh provisioning. */
-  #replace(call: Call, rejected: DeviceConfig, signal: AbortSignal | undefined): Promise<Provisioned> {
-    const { options } = this.#context
-    return this.#shared('fresh', call, signal, (flight, sink) =>
-      replace(this.#context, sink, rejected, anySignal(flight, options.signal)),
-    )
-  }
-
-  /**
-   * Wait for the shared operation `kind` (starting it unless it runs): `call` joins its Flight, so the failures it
-   * retries are the call's too, and a call that joins late starts with the last one.
-   */
-  #shared(
-    kind: 'load' | 'fresh',
-    call: Call | undefined,
-    signal: AbortSignal | undefined,
-    task: (flight: AbortSignal | undefined, sink: FailureSink) => Promise<Provisioned>,
-  ): Promise<Provisioned> {
-    const { flights } = this.#context
-    const waited = this.#context[kind].run((flightSignal) => {
-      const flight = new Flight()
-      flights[kind] = flight
-      return task(flightSignal, flight).finally(() => {
-        if (flights[kind] === flight) flights[kind] = undefined
-      })
-    }, signal)
-    const leave = call === undefined ? undefined : flights[kind]?.join(call)
-    return leave === undefined ? waited : waited.finally(leave)
-  }
-
-  /**
-   * The same for the session after boot, which outlives the bootstrap's `signal` (an app may well pass
-   * AbortSignal.timeout() there): only the session's own signal (the client ended) stops it.
-   */
-  #replaceForSession(rejected: DeviceConfig, session: AbortSignal): Promise<Provisioned> {
-    return this.#shared('fresh', undefined, undefined, (flight, sink) =>
-      replace(this.#context, sink, rejected, anySignal(flight, session)),
-    )
-  }
-
-  /** #provisioned(), and credentials from the server cached at once (for callers that do not connect). */
+  /** The configuration (boot/flights.ts), and credentials from the server cached at once (for callers that do not connect). */
   async #provisionedAndCached(call: Call, signal: AbortSignal | undefined): Promise<Provisioned> {
-    const provisioned = await this.#provisioned(call, signal)
-    if (provisioned.source === 'server') await persist(this.#context, provisioned.config)
-    return provisioned
+    const result = await provisioned(this.#context, call, signal)
+    if (result.source === 'server') await persist(this.#context, result.config)
+    return result
   }
 
   /**

@@ -35,6 +35,7 @@ export const systemClock: Clock = Object.freeze({
 
 /** A clock registered by a caller may implement only part of the interface; the rest comes from the system. */
 export function completeClock(clock: Partial<Clock>): Clock {
+  if (clock === systemClock) return systemClock // complete already: no object per bootstrap
   return {
     now: typeof clock.now === 'function' ? () => (clock.now as () => number).call(clock) : systemClock.now,
     sleep:

@@ -7,7 +7,7 @@
  */
 import { AUTH_DEFAULT, type AuthOption, resolveAuthOption } from './auth/resolve.js'
 import type { AuthStrategy } from './auth/strategy.js'
-import { BROKER_PROTOCOLS, type BrokerOptions } from './broker-url.js'
+import { BROKER_PROTOCOLS, type BrokerOptions, type BrokerProtocol } from './broker-url.js'
 import type { Container } from './container.js'
 import type { Logger } from './logger.js'
 import { type MqttOptions, PROVISIONED_MQTT_KEYS, refuseOwnedMqttKeys } from './mqtt-options.js'
@@ -215,8 +215,14 @@ function checkBroker(value: unknown): BrokerOptions {
     fail('broker.protocol', `one of ${BROKER_PROTOCOLS.join(', ')}`, typeName(protocol))
   }
   if (port !== undefined) checkInteger(port, 'broker.port', 1, 65535)
+  // The usual `{ protocol }` alone: one frozen object per protocol (the resolved options live as long as the client).
+  if (port === undefined && Object.keys(value).length === 1) return BROKER_BY_PROTOCOL[protocol ?? 'mqtts']
   return { ...DEFAULTS.broker, ...(value as BrokerOptions) }
 }
+
+const BROKER_BY_PROTOCOL = Object.fromEntries(
+  BROKER_PROTOCOLS.map((protocol) => [protocol, Object.freeze({ protocol })]),
+) as Record<BrokerProtocol, Readonly<BrokerOptions>>
 
 function checkLogger(value: unknown): Logger | undefined {
   if (value === undefined) return undefined

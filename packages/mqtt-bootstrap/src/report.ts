@@ -16,8 +16,6 @@ type Emitter = Pick<InstanceType<typeof EventEmitter<BootstrapEvents>>, 'emit'>
 export class Reporter {
   readonly #emitter: Emitter
   readonly #logger: Logger
-  /** Made on first use: a cached boot writes to two areas of six. */
-  readonly #areas = new Map<LogArea, Logger>()
 
   constructor(emitter: Emitter, logger: Logger) {
     this.#emitter = emitter
@@ -26,12 +24,7 @@ export class Reporter {
 
   /** The area logger (each also feeds the `debug` namespace `mqtt-bootstrap:<area>`), e.g. for the session. */
   log(area: LogArea): Logger {
-    let logger = this.#areas.get(area)
-    if (logger === undefined) {
-      logger = logFor(this.#logger, area)
-      this.#areas.set(area, logger)
-    }
-    return logger
+    return logFor(this.#logger, area) // memoised per logger there: nothing kept per bootstrap
   }
 
   startupJitter(delayMs: number): void {

@@ -25,10 +25,14 @@ export function resolveAuthOption(value: unknown): AuthStrategy | undefined {
   fail('auth', "'aliyun', 'plain', a strategy { sign() } or a function", typeName(value))
 }
 
+/** The named strategies are stateless: one of each for every bootstrap (a fleet process keeps one per client). */
+const ALIYUN: AuthStrategy = Object.freeze(aliyunAuth())
+const PLAIN: AuthStrategy = Object.freeze(plainAuth())
+
 /** 'aliyun' | 'plain' | strategy | function -> strategy. */
 export function authStrategy(auth: AuthOption): AuthStrategy {
-  if (auth === 'aliyun') return aliyunAuth()
-  if (auth === 'plain') return plainAuth()
+  if (auth === 'aliyun') return ALIYUN
+  if (auth === 'plain') return PLAIN
   if (typeof auth === 'function') return { name: auth.name || 'custom', defaultPort: DEFAULT_MQTTS_PORT, sign: auth }
   return auth
 }

@@ -65,7 +65,7 @@ export async function readEntry(context: BootContext): Promise<DeviceConfig | un
  * cannot be written is a non-fatal error event, the device works on without it.
  */
 export async function persist(context: BootContext, config: DeviceConfig): Promise<void> {
-  if (context.memory.stored.has(config)) return // a registered secret, stored before the connect
+  if (context.memory.stored === config) return // a registered secret, stored before the connect
   const key = context.options.cacheKey
   try {
     await context.seams.store.set(key, { config: withoutProductSecret(config), savedAt: context.seams.clock.now() })

@@ -25,6 +25,7 @@ import { withRetry } from '../retry.js'
 import { type Provisioned, type SessionHooks, superviseSession } from '../session.js'
 import { persist } from './cache.js'
 import { type BootContext, type FailureSink, retryLoop } from './context.js'
+import { replacedForSession } from './flights.js'
 
 /** Connect with `provisioned`, retrying transient broker failures; auth rejections and permanent errors end it. */
 export async function open(
@@ -32,7 +33,6 @@ export async function open(
   sink: FailureSink,
   { config, source }: Provisioned,
   signal: AbortSignal | undefined,
-  replace: SessionHooks['replace'],
 ): Promise<MqttClient> {
   const { options, seams, report } = context
   const client = await withRetry(
@@ -71,7 +71,7 @@ export async function open(
   // From here on mqtt.js reconnects, steered by the session; without a policy it does not reconnect at all.
   const policy = options.reconnect
   if (policy === false) client.options.reconnectPeriod = 0
-  else superviseSession(client, { config, source }, new ContextHooks(context, replace), policy)
+  else superviseSession(client, { config, source }, new ContextHooks(context), policy)
   return client
 }
 
@@ -110,11 +110,13 @@ function sign(context: BootContext, config: DeviceConfig, url: string): MqttCred
 /** What the session needs, from the bootstrap's context: one small object per client, its methods shared. */
 class ContextHooks implements SessionHooks {
   readonly #context: BootContext
-  readonly replace: SessionHooks['replace']
 
-  constructor(context: BootContext, replace: SessionHooks['replace']) {
+  constructor(context: BootContext) {
     this.#context = context
-    this.replace = replace
+  }
+
+  replace(rejected: DeviceConfig, signal: AbortSignal): Promise<Provisioned> {
+    return replacedForSession(this.#context, rejected, signal)
   }
 
   url(config: DeviceConfig): string {
@@ -142,16 +144,16 @@ class ContextHooks implements SessionHooks {
   }
 }
 
-/** The broker URL of `config`, computed once per configuration. */
+/** The broker URL of `config`, computed once per configuration in a row. */
 export function brokerUrlOf(context: BootContext, config: DeviceConfig): string {
-  let url = context.memory.brokerUrls.get(config)
-  if (url === undefined) {
-    const { options, seams } = context
-    url = brokerUrl(config.connect.host, options.broker, seams.auth.defaultPort ?? DEFAULT_MQTTS_PORT)
-    // mqtt.js upgrades mqtt:// and ws:// to TLS when a client certificate is given; sign for what will really happen.
-    const { cert, key } = options.mqtt
-    if (cert !== undefined && key !== undefined) url = upgradeToTls(url)
-    context.memory.brokerUrls.set(config, url)
-  }
+  const { memory } = context
+  if (memory.urlConfig === config) return memory.brokerUrl
+  const { options, seams } = context
+  let url = brokerUrl(config.connect.host, options.broker, seams.auth.defaultPort ?? DEFAULT_MQTTS_PORT)
+  // mqtt.js upgrades mqtt:// and ws:// to TLS when a client certificate is given; sign for what will really happen.
+  const { cert, key } = options.mqtt
+  if (cert !== undefined && key !== undefined) url = upgradeToTls(url)
+  memory.urlConfig = config
+  memory.brokerUrl = url
   return url
 }

@@ -8,7 +8,7 @@ import type { Reporter } from '../report.js'
 import type { RetryLoop } from '../retry.js'
 import type { Seams } from '../seams.js'
 import type { Provisioned } from '../session.js'
-import type { SingleFlight } from '../single-flight.js'
+import { SharedRun } from '../single-flight.js'
 
 /** What a phase tells about the failures it retries: the call it works for, or the shared flight it runs in. */
 export interface FailureSink {
@@ -27,31 +27,42 @@ export class Call implements FailureSink {
 
 /**
  * One run of a shared operation (the cache read or provisioning; the fresh provisioning after a refusal), which
- * several calls may wait on: its failures are theirs, and a call that joins late starts with the last one.
+ * several calls may wait on (single-flight.ts): its failures are theirs, and a call that joins late starts with the
+ * last one.
  */
-export class Flight implements FailureSink {
+export class Flight extends SharedRun<Provisioned> implements FailureSink {
   #lastFailure: Error | undefined
-  readonly #calls = new Set<Call>()
+  /** Made when a second call joins: most flights have one. */
+  #calls: Call | Set<Call> | undefined
 
   failed(error: Error): void {
     this.#lastFailure = error
-    for (const call of this.#calls) call.failed(error)
+    if (this.#calls instanceof Set) for (const call of this.#calls) call.failed(error)
+    else this.#calls?.failed(error)
   }
 
   /** `call` waits on this flight until the returned function is called. */
   join(call: Call): () => void {
-    this.#calls.add(call)
+    if (this.#calls === undefined) this.#calls = call
+    else if (this.#calls instanceof Set) this.#calls.add(call)
+    else this.#calls = new Set([this.#calls, call])
     if (this.#lastFailure !== undefined) call.failed(this.#lastFailure)
-    return () => this.#calls.delete(call)
+    return () => this.#leave(call)
+  }
+
+  #leave(call: Call): void {
+    if (this.#calls === call) this.#calls = undefined
+    else if (this.#calls instanceof Set) this.#calls.delete(call)
   }
 }
 
 /** What a bootstrap remembers between calls. */
 export interface BootMemory {
-  /** Configurations already in the store (a registered secret is stored before the connect, not again after it). */
-  readonly stored: WeakSet<DeviceConfig>
-  /** The broker URL of each configuration, computed once. */
-  readonly brokerUrls: WeakMap<DeviceConfig, string>
+  /** The configuration already in the store (a registered secret is stored before the connect, not again after it). */
+  stored: DeviceConfig | undefined
+  /** The broker URL of `urlConfig`, the configuration last asked for (one configuration at a time, mostly). */
+  urlConfig: DeviceConfig | undefined
+  brokerUrl: string
   /** The provisioning URL as events and logs show it (made when first needed: a cached boot never shows it). */
   shownUrl: string | undefined
   /** Start-up jitter runs before the first provisioning request only. */
@@ -65,10 +76,10 @@ export interface BootContext {
   readonly seams: Seams
   readonly report: Reporter
   readonly memory: BootMemory
-  /** Concurrent calls share one cache read or provisioning, and one fresh provisioning after a refusal. */
-  readonly load: SingleFlight<Provisioned>
-  readonly fresh: SingleFlight<Provisioned>
-  /** The flights running now, if any (set when one starts, cleared when it ends), for a call that joins it. */
+  /**
+   * The flights running now, if any (single-flight.ts): concurrent calls share one cache read or provisioning, and
+   * one fresh provisioning after a refusal.
+   */
   readonly flights: { load: Flight | undefined; fresh: Flight | undefined }
 }
 

@@ -89,7 +89,7 @@ export async function register(
   try {
     await store.set(options.cacheKey, { config, savedAt: clock.now() })
     report.cache({ action: 'write', key: options.cacheKey })
-    memory.stored.add(config)
+    memory.stored = config
   } catch (cause) {
     // The identity entry holds it: the next boot finds it there.
     report.nonFatal(storeError(cause, 'cannot write the credential cache'))

@@ -40,25 +40,34 @@ export function resolveRegistrationOption(
     { ...value, allowInsecureHttp: transport.allowInsecureHttp },
     transport,
   )
-  return aliyunOnFirstUse(() => options)
+  return Object.freeze(new AliyunOnFirstUse(asResolved, options))
 }
 
 /** Alibaba's flow with the top-level timeout and size limit (see defaultAliyunRegistrationOptions). */
 export function defaultRegistration(transport: Omit<ResolvedTransportOptions, 'tls'>): RegistrationStrategy {
-  return aliyunOnFirstUse(() => defaultAliyunRegistrationOptions(transport))
+  return Object.freeze(new AliyunOnFirstUse(defaultAliyunRegistrationOptions, transport))
 }
 
+const asResolved = (options: ResolvedAliyunRegistrationOptions) => options
+
 /**
- * Alibaba's flow, made when a device first registers (most boots never do, and a cached boot should not pay). The
- * options come resolved: `AliyunRegistration` does not check them again.
+ * Alibaba's flow, made when a device first registers (most boots never do, and a cached boot should not pay), from
+ * options resolved at the door (`AliyunRegistration` does not check them again). One object per bootstrap (a fleet
+ * process keeps one per client): no closures.
  */
-function aliyunOnFirstUse(options: () => ResolvedAliyunRegistrationOptions): RegistrationStrategy {
-  let made: AliyunRegistration | undefined
-  return Object.freeze({
-    name: 'aliyun',
-    register: (request, context) => {
-      made ??= new AliyunRegistration(options())
-      return made.register(request, context)
-    },
-  } satisfies RegistrationStrategy)
+class AliyunOnFirstUse<I> implements RegistrationStrategy {
+  readonly name = 'aliyun'
+  readonly #resolve: (input: I) => ResolvedAliyunRegistrationOptions
+  readonly #input: I
+  #made: AliyunRegistration | undefined
+
+  constructor(resolve: (input: I) => ResolvedAliyunRegistrationOptions, input: I) {
+    this.#resolve = resolve
+    this.#input = input
+  }
+
+  register(...args: Parameters<RegistrationStrategy['register']>): ReturnType<RegistrationStrategy['register']> {
+    this.#made ??= new AliyunRegistration(this.#resolve(this.#input))
+    return this.#made.register(...args)
+  }
 }
