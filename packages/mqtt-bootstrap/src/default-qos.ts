@@ -2,8 +2,9 @@
  * The provisioned QoS as the default of `publish` and `subscribe` (and so of their Async forms, which call them).
  * An explicit qos still wins; the object form of subscribe already names a qos per topic and is left alone.
  *
- * A client whose methods are its class's (mqtt.connect()'s) gets two functions shared by every client, its QoS in a
- * WeakMap: no closures kept per client (a fleet process keeps thousands). Any other gets wrappers of its own methods.
+ * A client whose methods are its class's (mqtt.connect()'s) gets the two functions shared by every client of its QoS
+ * (there are three QoS): nothing kept per client (a fleet process keeps thousands). Any other client gets wrappers
+ * of its own methods.
  */
 import type { IClientPublishOptions, IClientSubscribeOptions, MqttClient } from 'mqtt'
 import type { Qos } from './contract.js'
@@ -11,14 +12,11 @@ import type { Qos } from './contract.js'
 type Publish = MqttClient['publish']
 type Subscribe = MqttClient['subscribe']
 
-const qosOf = new WeakMap<MqttClient, Qos>()
-
 export function applyDefaultQos(client: MqttClient, qos: Qos): void {
-  const own = Object.getPrototypeOf(client) as Partial<MqttClient> | null
-  if (client.publish === own?.publish && client.subscribe === own?.subscribe) {
-    qosOf.set(client, qos)
-    client.publish = sharedPublish as Publish
-    client.subscribe = sharedSubscribe as Subscribe
+  const inherited = Object.getPrototypeOf(client) as Partial<MqttClient> | null
+  if (client.publish === inherited?.publish && client.subscribe === inherited?.subscribe) {
+    client.publish = SHARED[qos].publish
+    client.subscribe = SHARED[qos].subscribe
     return
   }
   const { publish, subscribe } = client
@@ -30,26 +28,31 @@ export function applyDefaultQos(client: MqttClient, qos: Qos): void {
   } as Subscribe
 }
 
-function sharedPublish(this: MqttClient, topic: string, message: string | Buffer, opts?: unknown, cb?: unknown) {
-  const publish = (Object.getPrototypeOf(this) as MqttClient).publish
-  return publishWith(this, publish, qosOf.get(this), topic, message, opts, cb)
+/** The methods of the client's class, under a default QoS: one pair per QoS, for every client. */
+function sharedFor(qos: Qos): { publish: Publish; subscribe: Subscribe } {
+  return {
+    publish: function (this: MqttClient, topic: string, message: string | Buffer, opts?: unknown, cb?: unknown) {
+      const { publish } = Object.getPrototypeOf(this) as MqttClient
+      return publishWith(this, publish, qos, topic, message, opts, cb)
+    } as Publish,
+    subscribe: function (this: MqttClient, topics: unknown, opts?: unknown, cb?: unknown) {
+      const { subscribe } = Object.getPrototypeOf(this) as MqttClient
+      return subscribeWith(this, subscribe, qos, topics, opts, cb)
+    } as Subscribe,
+  }
 }
 
-function sharedSubscribe(this: MqttClient, topics: unknown, opts?: unknown, cb?: unknown) {
-  const subscribe = (Object.getPrototypeOf(this) as MqttClient).subscribe
-  return subscribeWith(this, subscribe, qosOf.get(this), topics, opts, cb)
-}
+const SHARED = [sharedFor(0), sharedFor(1), sharedFor(2)] as const
 
 function publishWith(
   client: MqttClient,
   publish: Publish,
-  qos: Qos | undefined,
+  qos: Qos,
   topic: string,
   message: string | Buffer,
   opts: unknown,
   callback: unknown,
 ) {
-  if (qos === undefined) return publish.call(client, topic, message, opts as never, callback as never)
   if (typeof opts === 'function') return publish.call(client, topic, message, { qos }, opts as never)
   const given = (opts ?? {}) as IClientPublishOptions
   return publish.call(client, topic, message, { ...given, qos: given.qos ?? qos }, callback as never)
@@ -58,12 +61,11 @@ function publishWith(
 function subscribeWith(
   client: MqttClient,
   subscribe: Subscribe,
-  qos: Qos | undefined,
+  qos: Qos,
   topics: unknown,
   opts: unknown,
   callback: unknown,
 ) {
-  if (qos === undefined) return subscribe.call(client, topics as never, opts as never, callback as never)
   if (typeof opts === 'function') {
     return subscribe.call(client, topics as never, withQos(topics, undefined, qos), opts as never)
   }
