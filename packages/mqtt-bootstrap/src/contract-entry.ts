@@ -7,6 +7,16 @@
  * Every export is named here. The two packages are released together at the same version (mqtt-bootstrap-server
  * depends on exactly its own version of this package), so the shapes here follow the main entry's semver.
  */
+export { deriveDeviceKey } from './attestation/derive.js'
+export type { ClaimHeaders, ClaimKey, ClaimRequest } from './attestation/sign.js'
+export {
+  CLAIM_ALG,
+  CLAIM_COMPONENTS,
+  CLAIM_HEADERS,
+  CLAIM_LABEL,
+  contentDigest,
+  signClaim,
+} from './attestation/sign.js'
 export type { Checked, ConnectInfo, DeviceConfig, DeviceCredentials, KnownResultCode, Qos } from './contract.js'
 export {
   codePointLimit,

@@ -4,6 +4,9 @@
  * Every export is named here (no `export *`). Left out on purpose: the server side (the `mqtt-bootstrap-server`
  * package), which a device never needs, and the contract's schemas and parsers (`mqtt-bootstrap/contract`).
  */
+
+export { deriveDeviceKey } from './attestation/derive.js'
+export type { AttestationOptions } from './attestation/options.js'
 export type {
   AliyunAuthOptions,
   AliyunRegistrationSignInput,

@@ -8,6 +8,7 @@
  * Underneath is {@link requestConfig}, stateless (a request in, a configuration out, or the error thrown): the
  * bootstrap provisions through it directly, with options it has checked once, at its own door.
  */
+import { type AttestationOptions, type ResolvedAttestation, splitAttestation } from './attestation/options.js'
 import type { Clock } from './clock.js'
 import { systemClock } from './clock.js'
 import { type DeviceConfig, defaultDeviceConfig, parseAnswer, parseDeviceConfig, ResultCode } from './contract.js'
@@ -27,7 +28,10 @@ import {
 import { asTransportError } from './transport/transport-error.js'
 import { UndiciTransport } from './transport/undici-transport.js'
 
-export type PointAccessOptions = TransportOptions
+export interface PointAccessOptions extends TransportOptions {
+  /** Sign every request (RFC 9421 HTTP Message Signature, hmac-sha256) with the device's key. @default unsigned */
+  attestation?: AttestationOptions
+}
 
 /** Seams the bootstrap's container fills in; a direct user normally passes none. */
 export interface PointAccessDeps {
@@ -53,6 +57,8 @@ export interface ConfigRequest {
   signal?: AbortSignal | undefined
   /** Secrets the device holds that a refusal's message must not quote (its `resultCode` stays the server's own). */
   secrets?: ReadonlyArray<string | null> | undefined
+  /** Signs the request: each call (each retry) anew, `created` from the clock. Its headers win over `headers`. */
+  attestation?: ResolvedAttestation | undefined
 }
 
 /** The seams a request goes through. */
@@ -73,12 +79,15 @@ export async function requestConfig(
 ): Promise<DeviceConfig> {
   const { signal } = request
   const url = typeof request.url === 'string' ? new URL(request.url) : request.url
+  const { attestation, body } = request
+  // Spread last: a caller's `signature` (names are lower-case here) cannot stand in for the device's own.
+  const signed = attestation && (await attestation.sign({ method: 'POST', url, body }, seams.clock.now()))
   let response: HttpResponse
   try {
     response = await seams.transport.post({
       url,
-      headers: { ...request.headers, 'content-type': 'application/json' },
-      body: request.body,
+      headers: { ...request.headers, ...signed, 'content-type': 'application/json' },
+      body,
       timeoutMs: options.timeoutMs,
       maxResponseBytes: options.maxResponseBytes,
       signal,
@@ -145,10 +154,13 @@ export class PointAccess {
   lastError: ProvisioningError | null = null
 
   readonly #options: ResolvedTransportOptions
+  readonly #attestation: ResolvedAttestation | undefined
   readonly #seams: ConfigSeams
 
   constructor(options: PointAccessOptions = {}, deps: PointAccessDeps = {}) {
-    this.#options = resolveTransportOptions(options)
+    const [attestation, transport] = splitAttestation(options)
+    this.#attestation = attestation
+    this.#options = resolveTransportOptions(transport)
     this.#seams = {
       transport: deps.transport ?? new UndiciTransport(this.#options.tls),
       clock: deps.clock ?? systemClock,
@@ -168,7 +180,7 @@ export class PointAccess {
     const { deviceSecret, productSecret } = this.deviceConfig.device // what a refusal could echo
     try {
       this.deviceConfig = await requestConfig(
-        { url: target, body, headers, signal, secrets: [deviceSecret, productSecret] },
+        { url: target, body, headers, signal, secrets: [deviceSecret, productSecret], attestation: this.#attestation },
         this.#options,
         this.#seams,
       )

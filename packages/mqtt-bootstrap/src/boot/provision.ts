@@ -76,7 +76,7 @@ async function fetch(
     async (attempt) => {
       report.provisioning(shown, attempt)
       try {
-        return await requestConfig(request, options.transportOptions, seams)
+        return await requestConfig({ ...request, attestation: options.attestation }, options.transportOptions, seams)
       } catch (error) {
         // Re-provisioning after a rejection: a refusal's message and code may echo the refused secrets.
         throw refused === undefined ? error : withoutEchoes(error, secretsOf(refused))
