@@ -52,7 +52,16 @@ test('no import circle in the sources of either package', { timeout: 60_000 }, a
   expect(files).toContain('packages/mqtt-bootstrap/src/bootstrap.ts')
   expect(files).toContain('packages/mqtt-bootstrap-server/src/index.ts')
   expect(graph.obj()['packages/mqtt-bootstrap/src/index.ts']).toContain('packages/mqtt-bootstrap/src/options.ts')
-  expect(graph.warnings().skipped, 'imports madge could not resolve').toEqual([])
+  // madge's resolver cannot read some packages' `exports` (structured-headers has no `main`): a package is no part
+  // of a circle among our files, but it must exist, and nothing of ours may go unresolved.
+  const skipped = graph.warnings().skipped
+  expect(
+    skipped.filter((name) => name.startsWith('.') || name.startsWith('/')),
+    'our own imports unresolved',
+  ).toEqual([])
+  for (const name of skipped) {
+    expect(() => import.meta.resolve(name), `the package ${name} resolves`).not.toThrow()
+  }
   expect(describeCircles(graph.circular())).toEqual([])
 })
 

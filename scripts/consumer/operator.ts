@@ -67,6 +67,7 @@ export async function checkNpx(work: string, tarballs: Tarballs): Promise<void> 
     registry,
     JSON.stringify({
       version: 1,
+      attestation: 'none', // unsigned claims: serve refuses a registry that does not say
       defaults: { connect: { host: 'mqtts://broker.example.com:8883', qos: 1, cleanSession: 1 } },
       devices: [{ match: { imei: '860000000000042' }, device: OPERATOR_DEVICE }],
     }),

@@ -10,12 +10,16 @@ import type { TlsFixture } from './tls.js'
 export const KNOWN = { imei: '860000000000001' }
 export const BLOCKED = { imei: '860000000000666' }
 
-/** A registry file with one known device (pointing at `host`) and one blocked device. */
-export function writeRegistry(path: string, host: string): void {
+/**
+ * A registry file with one known device (pointing at `host`) and one blocked device. It declares `"attestation":
+ * "none"` (unsigned claims, knowingly: `serve` refuses a registry that says nothing) unless told otherwise.
+ */
+export function writeRegistry(path: string, host: string, attestation: unknown = 'none'): void {
   writeFileSync(
     path,
     JSON.stringify({
       version: 1,
+      attestation,
       defaults: { connect: { host, qos: 1, cleanSession: 1 } },
       devices: [
         { match: KNOWN, device: DEVICE },

@@ -1,11 +1,13 @@
 /**
  * A reference provisioning request handler for node:http / node:https (and Express or Fastify, see the third
  * argument). It answers the wire contract of PointAccess: `{ code, result? }`, with `"00000"` and a configuration
- * checked by the same validation the device uses, or a refusal code checked against the contract too.
+ * checked by the same validation the device uses, or a refusal code checked against the contract too. With `verify`,
+ * a claim is judged (its signature, DESIGN.md "Authenticated claims") between reading the body and `resolve`.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { contractSchemas, type DeviceConfig, parseDeviceConfig, ResultCode } from 'mqtt-bootstrap/contract'
 import * as v from 'valibot'
+import { CLAIM_CODES, type ClaimVerifier, recordVerifiedClaim } from './claims/verify.js'
 
 /** What `resolve` answers: the device's configuration, a refusal code, or `undefined` for an unknown device. */
 export type Resolution = { device: Record<string, unknown>; connect: Record<string, unknown> } | { code: string }
@@ -13,6 +15,14 @@ export type Resolution = { device: Record<string, unknown>; connect: Record<stri
 export interface ProvisioningHandlerOptions {
   /** Map the request's data (the parsed JSON body) to a configuration or a refusal. */
   resolve(data: unknown, request: IncomingMessage): Resolution | undefined | Promise<Resolution | undefined>
+  /**
+   * Judges each claim before `resolve` sees it, e.g. `signedClaims({ keyFor, identity })`; a refusal is answered with
+   * its code only (HTTP 401 for `"10004"`/`"10005"`). Without it, anyone who knows a device's identity gets its
+   * configuration (the seed's contract). It needs the body's bytes as received: when the body was read in front of the
+   * handler, pass them (a Buffer or string third argument, or `request.rawBody`), or the request fails (`"77777"`,
+   * HTTP 500, told to `onError`).
+   */
+  verify?: ClaimVerifier
   /** Largest request body accepted, in bytes. @default 16384 */
   maxBodyBytes?: number
   /** A body that has not arrived whole by then is answered 408 (slow clients hold no resources). @default 10000 */
@@ -49,6 +59,10 @@ export const SERVER_CODES = Object.freeze({
   UNKNOWN_DEVICE: '10001',
   /** The request is not a POST of a JSON body within the size limit. */
   BAD_REQUEST: '10002',
+  /** Signed claims: no signature or an invalid one, a keyid that is not the claimed identity, a tampered body. */
+  INVALID_SIGNATURE: CLAIM_CODES.INVALID_SIGNATURE,
+  /** Signed claims: a replayed nonce, or a `created` outside the window. */
+  STALE_CLAIM: CLAIM_CODES.STALE_CLAIM,
 })
 
 const RESERVED_CODES: ReadonlySet<string> = new Set(Object.values(ResultCode))
@@ -68,18 +82,40 @@ export function createProvisioningHandler(options: ProvisioningHandlerOptions) {
   const maxBodyBytes = options.maxBodyBytes ?? 16 * 1024
   const bodyTimeoutMs = options.bodyTimeoutMs ?? 10_000
 
-  const respond = (request: IncomingMessage, response: ServerResponse, data: unknown) => {
+  const { verify } = options
+  if (verify !== undefined && typeof verify !== 'function') throw new TypeError('Expected `verify` to be a function')
+  const failed = (response: ServerResponse, error: unknown) => {
+    options.onError?.(error)
+    answer(response, 500, { code: ResultCode.TRANSIENT, message: 'try again later' })
+  }
+
+  /** `raw`: the body's bytes, `undefined` when whoever read it kept none (refused when a verifier needs them). */
+  const respond = (request: IncomingMessage, response: ServerResponse, data: unknown, raw: Buffer | undefined) => {
     const exchange = exchanges.get(response)
     if (exchange !== undefined) exchange.data = data
     Promise.resolve()
-      .then(() => options.resolve(data, request))
-      .then(toAnswer)
+      .then(async (): Promise<Reply> => {
+        if (verify !== undefined) {
+          if (raw === undefined) throw new TypeError(RAW_BODY_NEEDED)
+          const verdict = await verify({ request, body: raw, data })
+          if (!verdict.ok) {
+            // Nothing but the code: no configuration, no hint whether the identity exists.
+            const { code, status, retryAfterSeconds: after } = verdict
+            // 200 with any code is the contract too (the seed's servers refuse with 200).
+            if (!(status === 200 || (Number.isInteger(status) && status >= 400 && status <= 599))) {
+              throw new TypeError(`verify() refused with HTTP status ${String(status)}, not 200, 4xx or 5xx`)
+            }
+            const problem = code === ResultCode.TRANSIENT ? undefined : refusalCodeProblem(code)
+            if (problem !== undefined) throw new TypeError(`verify() refused with a code that ${problem}`)
+            return [status, { code }, after === undefined ? {} : { 'retry-after': String(after) }]
+          }
+          if (verdict.keyId !== undefined) recordVerifiedClaim(request, verdict.keyId)
+        }
+        return [200, toAnswer(await options.resolve(data, request)), {}]
+      })
       .then(
-        (body) => answer(response, 200, body),
-        (error: unknown) => {
-          options.onError?.(error)
-          answer(response, 500, { code: ResultCode.TRANSIENT, message: 'try again later' })
-        },
+        ([status, body, headers]) => answer(response, status, body, headers),
+        (error: unknown) => failed(response, error),
       )
   }
 
@@ -108,11 +144,15 @@ export function createProvisioningHandler(options: ProvisioningHandlerOptions) {
       request.resume()
       return
     }
-    const parsed = body ?? (request as IncomingMessage & { body?: unknown }).body
+    const read = request as IncomingMessage & { body?: unknown; rawBody?: unknown }
+    const parsed = body ?? read.body
     if (parsed !== undefined) {
-      const data = typeof parsed === 'string' || Buffer.isBuffer(parsed) ? parseJson(parsed) : parsed
+      const text = typeof parsed === 'string' || Buffer.isBuffer(parsed)
+      const raw = text ? Buffer.from(parsed) : rawBytes(read.rawBody)
+      // With a verifier the signed bytes are what counts: parsed here, not taken from whoever parsed them first.
+      const data = text ? parseJson(parsed) : raw !== undefined && verify !== undefined ? parseJson(raw) : parsed
       if (data === NOT_JSON) answer(response, 400, { code: SERVER_CODES.BAD_REQUEST, message: 'body is not JSON' })
-      else respond(request, response, data)
+      else respond(request, response, data, raw)
       return
     }
     if (request.readableEnded) {
@@ -147,14 +187,27 @@ export function createProvisioningHandler(options: ProvisioningHandlerOptions) {
     request.on('end', () => {
       clearTimeout(timer)
       if (response.headersSent) return
-      const data = parseJson(Buffer.concat(chunks))
+      const raw = Buffer.concat(chunks)
+      const data = parseJson(raw)
       if (data === NOT_JSON) answer(response, 400, { code: SERVER_CODES.BAD_REQUEST, message: 'body is not JSON' })
-      else respond(request, response, data)
+      else respond(request, response, data, raw)
     })
   }
 }
 
 const NOT_JSON = Symbol('not JSON')
+
+/** An answer: status, body, extra headers. */
+type Reply = [number, object, Record<string, string>]
+
+const RAW_BODY_NEEDED =
+  'verify needs the body as received, to check its Content-Digest: the body was read before the handler; pass it ' +
+  'as a Buffer or string third argument, or keep it as request.rawBody (Buffer or string)'
+
+function rawBytes(value: unknown): Buffer | undefined {
+  if (Buffer.isBuffer(value)) return value
+  return typeof value === 'string' ? Buffer.from(value) : undefined
+}
 
 function parseJson(text: string | Buffer): unknown {
   try {

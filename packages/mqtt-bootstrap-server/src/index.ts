@@ -3,7 +3,7 @@
  * `mqtt-bootstrap` command. A device installs only `mqtt-bootstrap`, which never imports this package.
  */
 export { type AliyunVerifyOptions, verifyAliyunCredentials } from 'mqtt-bootstrap'
-export { type DeviceConfig, ResultCode } from 'mqtt-bootstrap/contract'
+export { type DeviceConfig, deriveDeviceKey, ResultCode } from 'mqtt-bootstrap/contract'
 export {
   CHECKS,
   type CheckOptions,
@@ -13,11 +13,29 @@ export {
   checkProvisioningServer,
 } from './check.js'
 export {
+  MEMORY_NONCE_STORE_DEFAULTS,
+  MemoryNonceStore,
+  type MemoryNonceStoreOptions,
+  type NonceStore,
+  NonceStoreFullError,
+} from './claims/nonces.js'
+export {
+  CLAIM_CODES,
+  type Claim,
+  type ClaimVerdict,
+  type ClaimVerifier,
+  type DeviceKey,
+  SIGNED_CLAIMS_DEFAULTS,
+  type SignedClaimsOptions,
+  signedClaims,
+  verifiedKeyId,
+} from './claims/verify.js'
+export {
   createProvisioningHandler,
   type ProvisioningHandlerOptions,
   type RequestOutcome,
   type Resolution,
   SERVER_CODES,
 } from './handler.js'
-export { DeviceRegistry } from './registry.js'
+export { DeviceRegistry, type RegistryVerifierOptions } from './registry.js'
 export { provisioningSchema, RESULT_CODES } from './schema.js'

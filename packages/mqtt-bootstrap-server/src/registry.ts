@@ -3,6 +3,7 @@
  *
  * ```json
  * { "version": 1,
+ *   "attestation": { "groupKeyFile": "group.key", "identity": "imei" },
  *   "defaults": { "connect": { "host": "mqtts://broker.example.com:8883", "qos": 1, "cleanSession": 1 } },
  *   "devices": [
  *     { "match": { "imei": "860000000000001" },
@@ -11,11 +12,18 @@
  * ```
  * A request matches an entry when every field of `match` equals the same field of the request's data; the first
  * match wins. `refuse` answers that code instead. The file is checked when loaded and reloaded when it changes.
+ * `attestation` (claims/declaration.ts) says how claims are authenticated: `serve` refuses a registry without it.
  */
 import { readFileSync, statSync } from 'node:fs'
+import type { IncomingMessage } from 'node:http'
 import { parseDeviceConfig } from 'mqtt-bootstrap/contract'
 import * as v from 'valibot'
-import { type Resolution, refusalCodeProblem } from './handler.js'
+import { type Attestation, AttestationField, loadAttestation, matchProblem } from './claims/declaration.js'
+import { type ClaimVerifier, type SignedClaimsOptions, signedClaims, verifiedKeyId } from './claims/verify.js'
+import { type Resolution, refusalCodeProblem, SERVER_CODES } from './handler.js'
+import { lineAndColumn, syntaxErrorOffset } from './json-syntax.js'
+
+export { lineAndColumn, syntaxErrorOffset }
 
 const Scalar = v.union([v.string(), v.number(), v.boolean()])
 const Connect = v.object({
@@ -34,6 +42,7 @@ const Entry = v.object({
 })
 const RegistryFile = v.object({
   version: v.literal(1),
+  attestation: AttestationField,
   defaults: v.optional(v.object({ connect: v.optional(Connect) })),
   devices: v.array(Entry),
 })
@@ -51,18 +60,60 @@ interface Group {
 interface Loaded {
   content: RegistryContent
   groups: readonly Group[]
+  attestation: Attestation | undefined
 }
+
+/** The options of {@link DeviceRegistry.verifier}: the registry gives the keys and the identity. */
+export type RegistryVerifierOptions = Omit<SignedClaimsOptions, 'keyFor' | 'identity'>
 
 export class DeviceRegistry {
   readonly path: string
   #loaded: Loaded
-  #mtimeMs: number
+  /** What the files' modification times were when last loaded. */
+  #stamp = ''
 
   /** Reads and checks the file now: a bad registry is an error at start-up, not at the first request. */
   constructor(path: string) {
     this.path = path
-    this.#mtimeMs = statSync(path).mtimeMs
+    const own = statSync(path).mtimeMs
     this.#loaded = load(path)
+    this.#stamp = this.#stampOf(own)
+  }
+
+  /**
+   * How the file says claims are authenticated: `'group-key'` (signed with keys derived from its group key),
+   * `'none'` (unsigned claims accepted knowingly), or `undefined` when it says nothing (`serve` refuses to run).
+   */
+  get attestation(): 'group-key' | 'none' | undefined {
+    return this.#loaded.attestation?.kind
+  }
+
+  /**
+   * The claim verifier for `createProvisioningHandler({ resolve: registry.resolve, verify })`, following the file as
+   * it is reloaded: with a group key, `signedClaims` with the keys derived from it and the declared identity; with
+   * `"none"`, every claim passes. A TypeError for a registry that declares no attestation.
+   */
+  verifier(options: RegistryVerifierOptions = {}): ClaimVerifier {
+    if (this.#loaded.attestation === undefined)
+      throw new TypeError(`device registry ${this.path} declares no attestation`)
+    const current = () => this.#loaded.attestation
+    const signed = signedClaims({
+      ...options,
+      keyFor: (id) => {
+        const declared = current()
+        return declared?.kind === 'group-key' ? declared.keyFor(id) : undefined
+      },
+      identity: (data) => {
+        const declared = current()
+        return declared?.kind === 'group-key' ? ownField(data, declared.identity) : undefined
+      },
+    })
+    return async (claim) => {
+      this.#reloadIfChanged()
+      const declared = current()
+      if (declared === undefined) throw new TypeError(`device registry ${this.path} no longer declares attestation`)
+      return declared.kind === 'none' ? { ok: true } : signed(claim)
+    }
   }
 
   /** The number of device entries. */
@@ -75,23 +126,46 @@ export class DeviceRegistry {
     return [...new Set(this.#loaded.groups.flatMap((group) => group.fields))]
   }
 
-  /** The configuration (or refusal) for a request's data; `undefined` for an unknown device. */
-  resolve = (data: unknown): Resolution | undefined => {
+  /**
+   * The configuration (or refusal) for a request's data; `undefined` for an unknown device. With a group key declared,
+   * a request whose claim the handler did not verify for the data's identity is refused (`"10004"`): a handler made
+   * without `verify` does not hand out configurations.
+   */
+  resolve = (data: unknown, request?: IncomingMessage): Resolution | undefined => {
     this.#reloadIfChanged()
     if (typeof data !== 'object' || data === null || Array.isArray(data)) return undefined
-    const { content, groups } = this.#loaded
+    const { content, groups, attestation } = this.#loaded
+    if (attestation?.kind === 'group-key') {
+      const claimed = ownField(data, attestation.identity)
+      if (claimed === undefined || verifiedKeyId(request) !== claimed) return { code: SERVER_CODES.INVALID_SIGNATURE }
+    }
     const entry = firstMatch(content.devices, groups, data as Record<string, unknown>)
     if (entry === undefined) return undefined
     if (entry.refuse !== undefined) return { code: entry.refuse }
     return { device: entry.device ?? {}, connect: { ...content.defaults?.connect, ...entry.connect } }
   }
 
-  #reloadIfChanged(): void {
-    const mtimeMs = statSync(this.path).mtimeMs
-    if (mtimeMs === this.#mtimeMs) return
-    this.#loaded = load(this.path) // throws on a bad edit: the handler answers "77777" and keeps running
-    this.#mtimeMs = mtimeMs
+  /** The registry's modification time `own`, and its key file's (now). */
+  #stampOf(own: number): string {
+    const declared = this.#loaded.attestation
+    const keyFile = declared?.kind === 'group-key' ? declared.keyFile : undefined
+    return keyFile === undefined ? String(own) : `${own} ${statSync(keyFile, { throwIfNoEntry: false })?.mtimeMs}`
   }
+
+  #reloadIfChanged(): void {
+    // Read before loading: a change made while loading is seen by the next request. A key file that moved makes
+    // one more reload, harmless.
+    const stamp = this.#stampOf(statSync(this.path).mtimeMs)
+    if (stamp === this.#stamp) return
+    this.#loaded = load(this.path) // throws on a bad edit: the handler answers "77777" and keeps running
+    this.#stamp = stamp
+  }
+}
+
+function ownField(data: unknown, name: string): unknown {
+  return typeof data === 'object' && data !== null && Object.hasOwn(data, name)
+    ? (data as Record<string, unknown>)[name]
+    : undefined
 }
 
 /**
@@ -171,8 +245,11 @@ function load(path: string): Loaded {
       `device registry ${path}: ${v.getDotPath(issue) ?? '(root)'} is invalid (${issue.expected ?? issue.type})`,
     )
   }
+  const attestation = loadAttestation(path, parsed.output.attestation)
   // Each entry that answers must make a valid configuration, with the defaults: found now, not by a device.
   parsed.output.devices.forEach((entry, index) => {
+    const unbound = matchProblem(attestation, entry.match)
+    if (unbound !== undefined) throw new TypeError(`device registry ${path}: devices.${index}.match ${unbound}`)
     const raw = (json as { devices: Array<{ match: object }> }).devices[index]
     // valibot's record drops keys such as __proto__: a match that lost a field would match more devices than written.
     if (Object.keys(raw?.match ?? {}).length !== Object.keys(entry.match).length) {
@@ -191,103 +268,5 @@ function load(path: string): Loaded {
     })
     if (!config.ok) throw new TypeError(`device registry ${path}: devices.${index} ${config.problem}`)
   })
-  return { content: parsed.output, groups: indexOf(parsed.output.devices) }
-}
-
-/** 1-based line and column (in UTF-16 units) of `offset` in `text`. */
-export function lineAndColumn(text: string, offset: number): { line: number; column: number } {
-  let line = 1
-  let start = 0
-  for (let i = text.indexOf('\n'); i !== -1 && i < offset; i = text.indexOf('\n', i + 1)) {
-    line++
-    start = i + 1
-  }
-  return { line, column: offset - start + 1 }
-}
-
-const NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y
-const ESCAPE = /\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})/y
-
-/**
- * Where the first syntax error of `text` is (its length when the text ends too early), by a scan of the JSON grammar
- * without recursion (a deeply nested file cannot overflow the stack). V8's messages give no position for most errors
- * (`Unexpected token`), and quote the text: the position is found here instead.
- */
-export function syntaxErrorOffset(text: string): number {
-  const open: string[] = [] // the closing bracket of each container the scan is in
-  let i = 0
-  const skipSpace = () => {
-    while (i < text.length && (text[i] === ' ' || text[i] === '\t' || text[i] === '\n' || text[i] === '\r')) i++
-  }
-  /** Past a string at i; false at an error (i is then where it is). */
-  const string = (): boolean => {
-    if (text[i] !== '"') return false
-    i++
-    while (i < text.length) {
-      const c = text.charCodeAt(i)
-      if (c === 0x22) {
-        i++
-        return true
-      }
-      if (c < 0x20) return false
-      if (c === 0x5c) {
-        ESCAPE.lastIndex = i
-        if (!ESCAPE.test(text)) return false
-        i = ESCAPE.lastIndex
-      } else i++
-    }
-    return false
-  }
-  /** Past a string, number or literal at i; false at an error. */
-  const scalar = (): boolean => {
-    if (text[i] === '"') return string()
-    for (const literal of ['true', 'false', 'null']) {
-      if (text.startsWith(literal, i)) {
-        i += literal.length
-        return true
-      }
-    }
-    NUMBER.lastIndex = i
-    if (!NUMBER.test(text)) return false
-    i = NUMBER.lastIndex
-    return true
-  }
-  let next: 'value' | 'member' | 'after' = 'value'
-  for (;;) {
-    if (next === 'after') {
-      skipSpace()
-      const close = open.at(-1)
-      if (close === undefined) return i // a complete value, then more text (or the end: nothing was wrong)
-      if (text[i] === close) {
-        open.pop()
-        i++
-      } else if (text[i] === ',') {
-        i++
-        next = close === '}' ? 'member' : 'value'
-      } else return i
-      continue
-    }
-    skipSpace()
-    if (next === 'member') {
-      if (!string()) return i
-      skipSpace()
-      if (text[i] !== ':') return i
-      i++
-      skipSpace()
-    }
-    const c = text[i]
-    if (c === '{' || c === '[') {
-      const close = c === '{' ? '}' : ']'
-      i++
-      skipSpace()
-      if (text[i] === close) {
-        i++
-        next = 'after'
-      } else {
-        open.push(close)
-        next = close === '}' ? 'member' : 'value'
-      }
-    } else if (scalar()) next = 'after'
-    else return i
-  }
+  return { content: parsed.output, groups: indexOf(parsed.output.devices), attestation }
 }

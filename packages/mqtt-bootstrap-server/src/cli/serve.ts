@@ -12,6 +12,7 @@ import type { AddressInfo, Socket } from 'node:net'
 import { hostname, networkInterfaces } from 'node:os'
 import type { Duplex } from 'node:stream'
 import type { TLSSocket } from 'node:tls'
+import { MemoryNonceStore } from '../claims/nonces.js'
 import { createProvisioningHandler } from '../handler.js'
 import { DeviceRegistry } from '../registry.js'
 import { identityOf, rejectedLine, requestLine, tlsFailureLine } from './access-log.js'
@@ -32,6 +33,8 @@ export interface ServeFlags {
   caKey?: string
   /** More names or addresses for a generated certificate. */
   san?: string[]
+  /** The public origin signed claims name (`@target-uri`), behind a proxy. @default from the Host header */
+  origin?: string
 }
 
 /** The names a generated certificate must carry: the host, or for a wildcard address every local one. */
@@ -49,6 +52,20 @@ function certificateNames(host: string, extra: string[]): string[] {
   return [...new Set([...local, 'localhost', '127.0.0.1', '::1', ...extra])]
 }
 
+const NO_ATTESTATION = (path: string) =>
+  `--registry: ${path} does not say how claims are authenticated, and serve does not hand out secrets to whoever ` +
+  'asks for them. Add at its top level either\n' +
+  '  "attestation": { "groupKeyFile": "group.key", "identity": "imei" }\n' +
+  '(claims signed with keys derived from the group key: `mqtt-bootstrap keys group --out group.key` makes one, ' +
+  '`mqtt-bootstrap keys derive` the device keys), or\n' +
+  '  "attestation": "none"\n' +
+  "(unsigned claims: anyone who knows or guesses a device's identity gets its secret)."
+
+const UNSIGNED_WARNING = (path: string) =>
+  `warning: ${path} declares "attestation": "none": claims are not authenticated, and anyone who knows or guesses ` +
+  "a device's identity (an IMEI is printed on its box, and sequential) gets that device's secret. Declare a group " +
+  'key instead ("attestation": { "groupKeyFile": …, "identity": "imei" }) before devices are in the field.'
+
 /** The status Node's HTTP server answers for a parser error (its own choice when nobody listens for 'clientError'). */
 const CLIENT_ERROR_STATUS: Readonly<Record<string, number>> = {
   HPE_HEADER_OVERFLOW: 431,
@@ -61,6 +78,15 @@ export async function serveCommand(flags: ServeFlags): Promise<number> {
     registry = new DeviceRegistry(flags.registry)
   } catch (error) {
     throw new UsageError(`--registry: ${(error as Error).message}`)
+  }
+  // Secure by default (issue 14): a registry must say how claims are authenticated, or nothing is served.
+  if (registry.attestation === undefined) throw new UsageError(NO_ATTESTATION(flags.registry))
+  if (registry.attestation === 'none') console.error(UNSIGNED_WARNING(flags.registry))
+  let verify: ReturnType<DeviceRegistry['verifier']>
+  try {
+    verify = registry.verifier({ nonces: new MemoryNonceStore(), ...(flags.origin ? { origin: flags.origin } : {}) })
+  } catch (error) {
+    throw new UsageError(`--origin: ${(error as Error).message}`)
   }
   const port = parsePortOption(flags.port, '--port')
   const own = readKeyPair(flags)
@@ -86,6 +112,8 @@ export async function serveCommand(flags: ServeFlags): Promise<number> {
   const peerOf = new WeakMap<IncomingMessage, string | undefined>()
   const handler = createProvisioningHandler({
     resolve: registry.resolve,
+    // Follows the file: a group key added later is enforced from the next request on.
+    verify,
     onError: (error) => console.error(`${new Date().toISOString()} error: ${(error as Error).message}`),
     onRequest: ({ request, status, code, data }) =>
       log(
@@ -181,6 +209,11 @@ export async function serveCommand(flags: ServeFlags): Promise<number> {
   const { port: bound } = server.address() as AddressInfo
   console.log(`provisioning server listening on https://${shown}:${bound}${flags.path}`)
   console.log(`registry ${flags.registry} (${registry.size} entries); certificate: ${caNote}`)
+  console.log(
+    registry.attestation === 'group-key'
+      ? 'claims: signed (RFC 9421, keys derived from the group key); nonces kept in memory'
+      : 'claims: NOT authenticated ("attestation": "none")',
+  )
   console.log('access log: time peer method path status code identity; stop with Ctrl-C')
 
   const signal = await stopped
