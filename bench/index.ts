@@ -4,7 +4,7 @@
  *
  *   BENCH_ITERATIONS (300)  A/B iterations per comparison
  *   BENCH_FLEET (1000,2000,5000,10000)  fleet sizes
- *   BENCH_ONLY (all)  a comma-separated subset of cached, boot, dps, footprint, fleet, registry: the other parts are kept
+ *   BENCH_ONLY (all)  a comma-separated subset of cached, boot, dps, footprint, fleet, registry, claims: the others are kept
  *                     from the last results (bench/results/latest.json), so the table stays whole
  *   BENCH_PAIRS (400)  rounds of the cached section (issue 13's figures: bench/cached.ts)
  *   BENCH_PROFILE (1)  0 leaves the cached boot's CPU profile out
@@ -13,6 +13,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { cpus } from 'node:os'
 import { benchBoot } from './boot.js'
 import { benchCached, cachedRows, profileReport } from './cached.js'
+import { benchClaims, claimsRows } from './claims.js'
 import { benchDps } from './dps.js'
 import { benchFleet, jitterFor } from './fleet.js'
 import { footprint } from './footprint.js'
@@ -33,7 +34,7 @@ const summary = (ab: AB) => ({
   iterations: ab.a.length,
 })
 
-const only = new Set((process.env.BENCH_ONLY ?? 'cached,boot,dps,footprint,fleet,registry').split(','))
+const only = new Set((process.env.BENCH_ONLY ?? 'cached,boot,dps,footprint,fleet,registry,claims').split(','))
 const previous = await readFile('bench/results/latest.json', 'utf8').then(JSON.parse, () => ({}))
 
 async function part<T>(name: string, title: string, run: () => Promise<T>): Promise<T> {
@@ -80,6 +81,10 @@ const registry = await part('registry', 'device registry: 100,000 entries, index
   benchRegistry(),
 )
 
+const claims = await part('claims', 'signed claims: CPU per request, device and server; the enumeration attack', () =>
+  benchClaims(),
+)
+
 const results = {
   date: new Date().toISOString(),
   machine: { node: process.version, cpus: cpus().length, model: cpus()[0]?.model },
@@ -89,6 +94,7 @@ const results = {
   footprint: size,
   fleet,
   registry,
+  claims,
 }
 await mkdir('bench/results', { recursive: true })
 await writeFile('bench/results/latest.json', `${JSON.stringify(results, null, 2)}\n`)
@@ -172,6 +178,7 @@ if (registry !== undefined) {
   ])
   rows.push([`registry reload, ${entries} entries`, `${reloadMedianMs} ms`, '', '', ''])
 }
+if (claims !== undefined) rows.push(...claimsRows(claims))
 const widths = rows[0]?.map((_, i) => Math.max(...rows.map((row) => (row[i] ?? '').length))) ?? []
 console.log(`\n${rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ')).join('\n')}`)
 if (cached?.profile !== undefined && only.has('cached')) console.log(`\n${profileReport(cached.profile)}`)

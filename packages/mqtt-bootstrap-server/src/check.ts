@@ -1,7 +1,8 @@
 /**
  * The conformance checker: calls a real provisioning server and reports, check by check, whether it keeps the
  * contract. It judges with the library's own schemas (contract.ts) and transport, so a server that passes is one the
- * library works with. Details name fields and codes, never a secret.
+ * library works with. Details name fields and codes, never a secret. With a device's key (`attestation`) it signs that
+ * device's claim and checks that claims without it are refused (check-claims.ts).
  */
 import { randomBytes } from 'node:crypto'
 import type { HttpResponse } from 'mqtt-bootstrap'
@@ -19,7 +20,18 @@ import {
   serializeData,
 } from 'mqtt-bootstrap/contract'
 import * as v from 'valibot'
+import {
+  type CheckAttestation,
+  type CheckStatus,
+  CLAIM_CHECKS,
+  checkClaims,
+  claimHint,
+  claimKeys,
+  signed,
+} from './check-claims.js'
 import { refusalCodeProblem } from './handler.js'
+
+export type { CheckAttestation, CheckKey, CheckStatus } from './check-claims.js'
 
 export interface CheckOptions {
   /** The provisioning server's URL. */
@@ -35,9 +47,12 @@ export interface CheckOptions {
   timeoutMs?: number
   /** The known device's request (TLS handshake included) must answer within this. @default 2000 */
   maxLatencyMs?: number
+  /**
+   * The known device's key: its claim is signed (as the device's own `attestation` option signs it), and the claim
+   * checks run (CLAIM_CHECKS). @default none: unsigned claims, as the seed's contract has them
+   */
+  attestation?: CheckAttestation
 }
-
-export type CheckStatus = 'pass' | 'fail' | 'warn' | 'skip'
 
 export interface CheckResult {
   id: string
@@ -70,6 +85,7 @@ export const CHECKS = Object.freeze({
   noStore: 'Cache-Control: no-store (the answer holds secrets)',
   unknownDevice: 'refuses an unknown device with its own code',
   latency: 'latency',
+  ...CLAIM_CHECKS,
 } as const)
 
 type CheckId = keyof typeof CHECKS
@@ -88,15 +104,17 @@ export async function checkProvisioningServer(options: CheckOptions): Promise<Ch
   const headers = { ...checkHeaders(options.headers, 'headers'), 'content-type': 'application/json' }
   const timeoutMs = options.timeoutMs ?? 10_000
   const maxLatencyMs = options.maxLatencyMs ?? 2000
+  const keys = options.attestation === undefined ? undefined : claimKeys(options.attestation)
   const secure = url.protocol === 'https:'
   record('https', secure ? 'pass' : 'fail', secure ? 'https://' : 'plain http: credentials would travel in clear')
 
-  const post = async (payload: string) => {
+  const post = async (payload: string, claim: Record<string, string> = {}) => {
     // A new transport each time: a fresh TLS connection, as a booting device has.
     const transport = new UndiciTransport(options.tls)
     const started = performance.now()
     try {
-      const response = await transport.post({ url, headers, body: payload, timeoutMs, maxResponseBytes: 64 * 1024 })
+      const request = { url, headers: { ...headers, ...claim }, body: payload, timeoutMs, maxResponseBytes: 64 * 1024 }
+      const response = await transport.post(request)
       return { response, ms: performance.now() - started }
     } catch (error) {
       return { error: error as Error, ms: performance.now() - started }
@@ -105,33 +123,44 @@ export async function checkProvisioningServer(options: CheckOptions): Promise<Ch
     }
   }
 
-  const known = await post(body)
+  const sent = keys === undefined ? undefined : await signed(keys.key, url, body)
+  const known = await post(body, { ...sent })
   if (known.error !== undefined) {
     // The transport's own codes (issue 13: the seam speaks HTTP, not provisioning).
     if (known.error instanceof TransportError && known.error.code === 'ERR_TRANSPORT_TLS') {
       record('tls', 'fail', known.error.message)
     } else record('reachable', 'fail', known.error.message)
-    return finish(url.href, results)
+    return finish(url.href, results, keys !== undefined)
   }
   record('tls', secure ? 'pass' : 'skip', secure ? `verified for ${url.hostname}` : 'not HTTPS')
   record('reachable', 'pass', `HTTP ${known.response.status}`)
-  judgeAnswer(known.response, record)
+  judgeAnswer(known.response, record, sent !== undefined)
   record(
     'latency',
     known.ms <= maxLatencyMs ? 'pass' : 'fail',
     `${Math.round(known.ms)} ms (at most ${maxLatencyMs} ms), TLS handshake included`,
   )
 
-  const unknown = await post(unknownBody)
+  // Signed with another device's key when there is one: an unknown identity's valid claim is told it is unknown.
+  const other = keys?.other
+  const unknown = await post(unknownBody, other === undefined ? {} : { ...(await signed(other, url, unknownBody)) })
   if (unknown.error !== undefined) {
     record('unknownDevice', 'fail', `no answer: ${unknown.error.message}`)
   } else {
     record('unknownDevice', ...judgeRefusal(unknown.response))
   }
-  return finish(url.href, results)
+  if (keys !== undefined && sent !== undefined) {
+    const accepted = results.get('code')?.status === 'pass'
+    await checkClaims({ url, body, ...keys, sent, accepted, post, record })
+  }
+  return finish(url.href, results, keys !== undefined)
 }
 
-function judgeAnswer(response: HttpResponse, record: (id: CheckId, status: CheckStatus, detail: string) => void): void {
+function judgeAnswer(
+  response: HttpResponse,
+  record: (id: CheckId, status: CheckStatus, detail: string) => void,
+  signedClaim: boolean,
+): void {
   const { status, headers } = response
   record('status', status === 200 ? 'pass' : 'fail', `HTTP ${status}`)
   const contentType = headers['content-type'] ?? '(none)'
@@ -156,7 +185,7 @@ function judgeAnswer(response: HttpResponse, record: (id: CheckId, status: Check
   }
   record('envelope', 'pass', `code "${envelope.value.code}"`)
   const { code, result } = envelope.value
-  record('code', code === ResultCode.SUCCESS ? 'pass' : 'fail', `"${code}"`)
+  record('code', code === ResultCode.SUCCESS ? 'pass' : 'fail', `"${code}"${claimHint(code, signedClaim)}`)
   if (code !== ResultCode.SUCCESS) return
   const { device, connect } = (typeof result === 'object' && result !== null ? result : {}) as Record<string, unknown>
   const { Device, Connect } = contractSchemas()
@@ -190,8 +219,10 @@ function judgeRefusal(response: HttpResponse): [CheckStatus, string] {
   return ['fail', `${outcome.message}: ${why}; a refusal needs the server's own code`]
 }
 
-function finish(url: string, results: Map<CheckId, CheckResult>): CheckReport {
-  const checks = (Object.keys(CHECKS) as CheckId[]).map(
+function finish(url: string, results: Map<CheckId, CheckResult>, claims: boolean): CheckReport {
+  // The claim checks are listed only when there was a key to sign with: without one, the seed's contract is checked.
+  const ids = (Object.keys(CHECKS) as CheckId[]).filter((id) => claims || !Object.hasOwn(CLAIM_CHECKS, id))
+  const checks = ids.map(
     (id) => results.get(id) ?? { id, title: CHECKS[id], status: 'skip' as const, detail: 'not reached' },
   )
   // No credentials or query (tokens) in a report that gets printed and stored.

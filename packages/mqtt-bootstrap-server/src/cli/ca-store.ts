@@ -97,7 +97,7 @@ export function saveCa(ca: CertificateAuthority, caOut: string, keyPath: string)
  * into place (EEXIST if another process made `path` meanwhile). Where hard links are not supported, an exclusive
  * create and write.
  */
-function createExclusive(path: string, data: string, mode: number): void {
+export function createExclusive(path: string, data: string, mode: number): void {
   const temp = `${path}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`
   try {
     writeWhole(temp, data, mode)
@@ -125,7 +125,7 @@ function createExclusive(path: string, data: string, mode: number): void {
   }
 }
 
-function writeWhole(path: string, data: string, mode: number): void {
+export function writeWhole(path: string, data: string, mode: number): void {
   const fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode)
   try {
     const bytes = Buffer.from(data)

@@ -2,10 +2,13 @@
  * `mqtt-bootstrap demo` (and `npm run demo`): a whole device boot in one process, on 127.0.0.1 only.
  *
  * It starts the reference provisioning server over HTTPS and an aedes MQTT broker over TLS (both with a CA generated
- * at start) whose authenticate() verifies the Alibaba Cloud signature; boots a device with connectProvisioned();
+ * at start) whose authenticate() verifies the Alibaba Cloud signature. The registry declares signed claims with a group
+ * key generated for the run, and the device signs its claim with its key derived from it (issue 14: an IMEI alone gets
+ * nothing). It boots the device with createBootstrap();
  * publishes with the provisioned QoS and receives the message back; then stops the provisioning server and boots
  * again from the credential file, with zero provisioning requests.
  */
+import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:https'
@@ -13,7 +16,14 @@ import type { AddressInfo, Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createServer as createTlsServer } from 'node:tls'
-import { createBootstrap, FileCredentialStore, type MqttBootstrap, verifyAliyunCredentials } from 'mqtt-bootstrap'
+import {
+  createBootstrap,
+  deriveDeviceKey,
+  FileCredentialStore,
+  type MqttBootstrap,
+  PointAccess,
+  verifyAliyunCredentials,
+} from 'mqtt-bootstrap'
 import { createProvisioningHandler } from '../handler.js'
 import { DeviceRegistry } from '../registry.js'
 import { generateCertificates } from './certificates.js'
@@ -54,25 +64,38 @@ export async function runDemo(): Promise<number> {
   // 3. The reference provisioning server over a one-device registry.
   const dir = await mkdtemp(join(tmpdir(), 'mqtt-bootstrap-demo-'))
   const registryPath = join(dir, 'devices.json')
+  // What the factory does once (`mqtt-bootstrap keys group`), and per device (`keys derive`): here, for this run only.
+  const groupKey = randomBytes(64).toString('base64')
   const registry = {
     version: 1,
+    attestation: { groupKey, identity: 'imei' },
     devices: [{ match: { imei: IMEI }, device: DEVICE, connect: { host: brokerHost, qos: 1, cleanSession: 1 } }],
   }
-  await writeFile(registryPath, JSON.stringify(registry))
+  await writeFile(registryPath, JSON.stringify(registry), { mode: 0o600 })
   let provisioningRequests = 0
   const devices = new DeviceRegistry(registryPath)
   const handler = createProvisioningHandler({
-    resolve: (data) => {
+    resolve: (data, request) => {
       provisioningRequests++
-      return devices.resolve(data)
+      // The request too: the registry hands a configuration only to a claim the verifier has accepted.
+      return devices.resolve(data, request)
     },
+    verify: devices.verifier(),
   })
   const httpsServer = createServer({ key: tls.key, cert: tls.cert, noDelay: true }, handler)
   await listen(httpsServer)
   const url = `https://127.0.0.1:${(httpsServer.address() as AddressInfo).port}/bootstrap`
-  step(`provisioning server   ${url}   knows IMEI ${IMEI}`)
+  step(`provisioning server   ${url}   knows IMEI ${IMEI}, wants its claim signed`)
 
-  const options = { url, data: { imei: IMEI }, tls: { ca: tls.ca }, mqtt: { ca: tls.ca }, reconnect: false } as const
+  const attestation = { keyId: IMEI, key: deriveDeviceKey(groupKey, IMEI) }
+  const options = {
+    url,
+    data: { imei: IMEI },
+    attestation,
+    tls: { ca: tls.ca },
+    mqtt: { ca: tls.ca },
+    reconnect: false,
+  } as const
   try {
     // 4. First boot: nothing cached, so the device provisions, signs, connects and caches.
     console.log('\nfirst boot')
@@ -92,7 +115,12 @@ export async function runDemo(): Promise<number> {
     step(`published and received ${topic} ${payload.toString()} at qos ${packet.qos}`)
     await client.endAsync()
 
-    // 6. Second boot with the provisioning server stopped: the cached credentials are enough.
+    // 6. What knowing the IMEI alone gets: the same request, unsigned, is refused without a configuration.
+    const unsigned = new PointAccess({ tls: { ca: tls.ca } })
+    const refusal = await unsigned.request(url, { imei: IMEI })
+    step(`the same claim unsigned (the IMEI alone): refused with "${refusal}"`)
+
+    // 7. Second boot with the provisioning server stopped: the cached credentials are enough.
     httpsServer.close()
     console.log('\nsecond boot (provisioning server stopped)')
     const before = provisioningRequests
@@ -103,7 +131,7 @@ export async function runDemo(): Promise<number> {
     const again = await second.connect()
     step(`connected again with ${provisioningRequests - before} provisioning requests`)
     await again.endAsync()
-    if (packet.qos !== 1 || provisioningRequests - before !== 0) {
+    if (packet.qos !== 1 || provisioningRequests - before !== 0 || refusal !== '10004') {
       console.error('\nthe demo did not go as expected')
       return EXIT.FAILED
     }
@@ -121,7 +149,7 @@ export async function runDemo(): Promise<number> {
 /** Print the bootstrap's events as they happen (none of them carries a secret). */
 function narrate(boot: MqttBootstrap, step: (text: string) => void): MqttBootstrap {
   boot.on('cache', (e) => step(`cache ${e.action}${e.reason ? ` (${e.reason})` : ''}`))
-  boot.on('provisioning', (e) => step(`POST ${e.url} (attempt ${e.attempt})`))
+  boot.on('provisioning', (e) => step(`POST ${e.url} (attempt ${e.attempt}), signed with the device's key`))
   boot.on('retry', (e) => step(`retry in ${e.delayMs} ms after ${e.code}`))
   boot.on('provisioned', (e) =>
     step(

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The `mqtt-bootstrap` command (commander): provision, check, serve, demo. Exit codes are in io.ts (EXIT) and the
+ * The `mqtt-bootstrap` command (commander): provision, check, serve, demo, keys. Exit codes are in io.ts (EXIT) and the
  * README. Secrets are printed only with --show-secrets.
  */
 import { basename } from 'node:path'
@@ -11,6 +11,7 @@ import packageJson from '../../package.json' with { type: 'json' }
 import { checkCommand } from './check.js'
 import { runDemo } from './demo.js'
 import { collectHeader, EXIT, UsageError } from './io.js'
+import { addKeysCommands } from './keys.js'
 import { provisionCommand } from './provision.js'
 import { serveCommand } from './serve.js'
 
@@ -68,9 +69,22 @@ function program(): Command {
       .requiredOption('--data <json>', 'identity of a device the server knows, as JSON')
       .option('--unknown-data <json>', 'identity of a device the server must refuse (default: a random IMEI)')
       .option('--max-latency <ms>', 'the longest acceptable answer for the known device, TLS included', '2000')
+      .option('--key-file <file>', "sign the known device's claims with its key (base64, mode 0600; - reads stdin)")
+      .option('--key-id <id>', 'the key id it signs with (default: the value of --data, when it has one field)')
+      .option('--group-key-file <file>', "derive the device's key from the group key (mode 0600; - reads stdin)")
       .option('--json', 'print the report as JSON'),
   )
-    .addHelpText('after', '\nExit codes: 0 conforms (warnings allowed), 1 a check failed, 2 usage.')
+    .addHelpText(
+      'after',
+      [
+        '',
+        "With a device key (--key-file, or --group-key-file to derive it and another device's) the known device's",
+        'claim is signed, and the checker also tries an unsigned claim, the same signed request twice, a body changed',
+        'after signing and another device\'s key: each must be refused ("10004"/"10005", HTTP 401).',
+        '',
+        'Exit codes: 0 conforms (warnings allowed), 1 a check failed, 2 usage (bad arguments, an unreadable key file).',
+      ].join('\n'),
+    )
     .action(async (url: string, flags) => {
       process.exitCode = await checkCommand(url, flags)
     })
@@ -94,6 +108,10 @@ function program(): Command {
     )
     .option('--ca-key <file>', "the generated CA's private key, mode 0600 (default: <ca-out>.key)")
     .option('--san <name>', 'another name or address for the generated certificate (repeatable)', collect, [])
+    .option(
+      '--origin <url>',
+      'the public origin devices sign claims for, behind a proxy (e.g. https://provision.example.com)',
+    )
     .addHelpText(
       'after',
       [
@@ -107,7 +125,8 @@ function program(): Command {
         '  2026-05-04T10:00:01.000Z 127.0.0.1 TLS handshake failed (<reason>)',
         '',
         'Exit codes: 0 stopped by SIGINT/SIGTERM, 1 could not listen (a busy port) or write the CA,',
-        '2 usage, a bad registry, a bad --cert/--key, or a CA file without its key.',
+        '2 usage, a bad registry (or one that declares no "attestation"), a bad --cert/--key, or a CA file without',
+        'its key.',
       ].join('\n'),
     )
     .action(async (flags) => {
@@ -121,6 +140,8 @@ function program(): Command {
     .action(async () => {
       process.exitCode = await runDemo()
     })
+
+  addKeysCommands(cli)
   return cli
 }
 
