@@ -51,8 +51,9 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
         shownUrl: undefined,
         jittered: false,
         audited: false,
+        load: undefined,
+        fresh: undefined,
       },
-      flights: { load: undefined, fresh: undefined },
     }
   }
 

@@ -69,6 +69,12 @@ export interface BootMemory {
   jittered: boolean
   /** The store's audit runs once, with the first cache read. */
   audited: boolean
+  /**
+   * The flights running now, if any (single-flight.ts, boot/flights.ts): concurrent calls share one cache read or
+   * provisioning (`load`), and one fresh provisioning after a refusal (`fresh`).
+   */
+  load: Flight | undefined
+  fresh: Flight | undefined
 }
 
 export interface BootContext {
@@ -76,11 +82,6 @@ export interface BootContext {
   readonly seams: Seams
   readonly report: Reporter
   readonly memory: BootMemory
-  /**
-   * The flights running now, if any (single-flight.ts): concurrent calls share one cache read or provisioning, and
-   * one fresh provisioning after a refusal.
-   */
-  readonly flights: { load: Flight | undefined; fresh: Flight | undefined }
 }
 
 /** The retry loop options of a phase: its policy and clock, and whom its retried failures are told to. */

@@ -53,7 +53,13 @@ function shared(
   signal: AbortSignal | undefined,
   task: (flight: AbortSignal | undefined, sink: FailureSink) => Promise<Provisioned>,
 ): Promise<Provisioned> {
-  const { run, wait } = runShared(context.flights, kind, newFlight, (flight, s) => task(s, flight), signal)
+  const { run, wait } = runShared<Provisioned, Flight, typeof kind>(
+    context.memory,
+    kind,
+    newFlight,
+    (flight, s) => task(s, flight),
+    signal,
+  )
   const leave = call === undefined ? undefined : run?.join(call)
   return leave === undefined ? wait : wait.finally(leave)
 }
