@@ -116,6 +116,21 @@ describe('keys derive --id', () => {
     }
   })
 
+  test('--out writes the key alone with mode 0600, never over a file, and prints nothing of it', async () => {
+    const out = join(dir, 'device.key')
+    const run = await keys(['derive', '--group-key-file', vectorKey, '--id', VECTOR.deviceId, '--out', out])
+    expect(run.code, run.stderr).toBe(0)
+    expect(readFileSync(out, 'utf8')).toBe(`${VECTOR.deviceKey}\n`)
+    expect(statSync(out).mode & 0o777).toBe(0o600)
+    expect(`${run.stdout}${run.stderr}`).not.toContain(VECTOR.deviceKey.slice(0, 12))
+    const again = await keys(['derive', '--group-key-file', vectorKey, '--id', 'other', '--out', out])
+    expect(again.code).toBe(2)
+    expect(readFileSync(out, 'utf8')).toBe(`${VECTOR.deviceKey}\n`)
+    const column = await keys(['derive', '--group-key-file', vectorKey, '--id', 'x', '--column', 'imei'])
+    expect(column.code).toBe(2)
+    expect(column.stderr).toMatch(/--column and --no-header go with --csv/)
+  })
+
   test('a group key is never an argument; without one the command says where to put it', async () => {
     const asArgument = await keys(['derive', '--group-key', VECTOR.groupKey, '--id', 'x'])
     expect(asArgument.code).toBe(2)

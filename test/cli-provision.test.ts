@@ -1,13 +1,16 @@
 /**
  * `mqtt-bootstrap provision` against what an operator really points it at, as a real process: a statuses outside the
  * contract (404, 403, a redirect) is said with its status and exits 6, not as a refusal; an untrusted certificate exits
- * 7 and suggests --ca; a --ca, --cert or --key that is not PEM is a usage error before any request.
+ * 7 and suggests --ca; a --ca, --cert or --key that is not PEM is a usage error before any request; --key-file signs
+ * the claim.
  */
+import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest'
 import { type ChildRun, runTs } from './helpers/child.js'
+import { suite } from './helpers/exposure.js'
 import { configAnswer, json, startHttpsServer, type TestServer } from './helpers/https-server.js'
 import { KNOWN } from './helpers/reference-server.js'
 import { type TlsFixture, tlsFixture } from './helpers/tls.js'
@@ -164,5 +167,37 @@ describe('--ca, --cert, --key that are not PEM: usage errors (exit 2) before any
     expect(result.code).toBe(2)
     expect(result.output).toContain(`--ca: ${text} is not PEM`)
     expect(server.requests).toHaveLength(0)
+  })
+})
+
+describe('--key-file signs the claim, as the device does', () => {
+  test('the request carries the signature headers; without --key-file it carries none; a key file others can read is exit 2', async () => {
+    const keyFile = join(dir, 'device.key')
+    const key = randomBytes(32).toString('base64')
+    suite.secret(key)
+    await writeFile(keyFile, `${key}\n`, { mode: 0o600 })
+    server.handle((_req, res) => json(res, 200, configAnswer({ host: '127.0.0.1:1883' })))
+    const signed = await provision('--key-file', keyFile)
+    expect(signed.code, signed.output).toBe(0)
+    const headers = server.requests[0]?.headers ?? {}
+    expect(headers['signature-input']).toMatch(
+      new RegExp(
+        `^sig1=\\("@method" "@target-uri" "content-digest"\\);created=\\d+;nonce="[\\w-]{22}";alg="hmac-sha256";keyid="${Object.values(KNOWN)[0]}"$`,
+      ),
+    )
+    expect(headers['content-digest']).toMatch(/^sha-256=:[A-Za-z0-9+/]{43}=:$/)
+    expect(signed.output).not.toContain(key.slice(0, 12))
+
+    const unsigned = await provision()
+    expect(unsigned.code).toBe(0)
+    expect(server.requests[1]?.headers.signature).toBeUndefined()
+
+    const open = join(dir, 'open.key')
+    await writeFile(open, `${key}\n`, { mode: 0o644 })
+    const refused = await provision('--key-file', open)
+    expect(refused.code).toBe(2)
+    expect(refused.output).toMatch(/readable by others/)
+    expect(server.requests).toHaveLength(2)
+    expect((await provision('--key-id', 'x')).code).toBe(2)
   })
 })

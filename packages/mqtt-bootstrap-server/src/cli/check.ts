@@ -87,7 +87,7 @@ async function attestationOf(
 }
 
 /** The value of an object's only field, when it is a non-empty string (`{"imei":"8600…"}`: the IMEI). */
-function onlyValue(data: unknown): string | undefined {
+export function onlyValue(data: unknown): string | undefined {
   if (typeof data !== 'object' || data === null) return undefined
   const values = Object.values(data)
   return values.length === 1 && typeof values[0] === 'string' && values[0] !== '' ? values[0] : undefined

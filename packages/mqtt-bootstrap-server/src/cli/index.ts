@@ -48,6 +48,8 @@ function program(): Command {
       .argument('<url>', 'the provisioning server, https://…')
       .requiredOption('--data <json>', 'what identifies the device, as JSON')
       .option('--allow-insecure-http', 'allow an http:// URL (tests only)')
+      .option('--key-file <file>', 'sign the claim with the device key in this file (base64, mode 0600; - reads stdin)')
+      .option('--key-id <id>', 'the key id it signs with (default: the value of --data, when it has one field)')
       .option('--show-secrets', 'print deviceSecret and productSecret instead of [redacted]')
       .option('--json', 'print JSON'),
   )

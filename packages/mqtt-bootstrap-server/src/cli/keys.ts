@@ -53,8 +53,8 @@ export function groupCommand(flags: GroupFlags): number {
 export async function deriveCommand(flags: DeriveFlags): Promise<number> {
   if ((flags.id === undefined) === (flags.csv === undefined))
     throw new UsageError('give either --id <id> or --csv <file>')
-  if (flags.id !== undefined && (flags.out !== undefined || flags.column !== undefined || !flags.header)) {
-    throw new UsageError('--out, --column and --no-header go with --csv (--id prints the key alone)')
+  if (flags.id !== undefined && (flags.column !== undefined || !flags.header)) {
+    throw new UsageError('--column and --no-header go with --csv')
   }
   if (flags.csv === '-' && flags.groupKeyFile === '-') {
     throw new UsageError('standard input can be the group key or the CSV, not both')
@@ -62,7 +62,13 @@ export async function deriveCommand(flags: DeriveFlags): Promise<number> {
   if (flags.out !== undefined) checkOut(flags.out, flags.force)
   const groupKey = await readGroupKey(flags.groupKeyFile)
   if (flags.id !== undefined) {
-    console.log(deriveDeviceKey(groupKey, checkIdentity(flags.id, '--id')))
+    const key = `${deriveDeviceKey(groupKey, checkIdentity(flags.id, '--id'))}\n`
+    if (flags.out === undefined) process.stdout.write(key)
+    else {
+      // A key file the device (and `check --key-file`) reads: mode 0600, as they require.
+      write(flags.out, key, flags.force)
+      console.error(`wrote the device key of ${flags.id} to ${flags.out}, mode 0600`)
+    }
     return EXIT.OK
   }
   const csv = flags.csv as string
@@ -180,7 +186,7 @@ export function addKeysCommands(cli: Command): void {
       `the identity column of the CSV's header (default: ${ID_COLUMNS.join(' or ')}, or its only column)`,
     )
     .option('--no-header', "the CSV has no header: the identity is each line's first field; none is printed")
-    .option('--out <file>', 'write the CSV there (mode 0600, never over an existing file) instead of printing it')
+    .option('--out <file>', 'write the key or the CSV there (mode 0600, never over an existing file), not to stdout')
     .option('--force', 'replace an existing --out')
     .addHelpText(
       'after',

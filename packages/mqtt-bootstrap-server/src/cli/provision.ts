@@ -1,7 +1,9 @@
 /** `mqtt-bootstrap provision <url>`: one PointAccess request; prints the code and the (redacted) configuration. */
 import { PointAccess, type ProvisioningError, ResultCode } from 'mqtt-bootstrap'
 import { REDACTED } from 'mqtt-bootstrap/contract'
-import { EXIT, parseIntegerOption, parseJsonOption, table } from './io.js'
+import { onlyValue } from './check.js'
+import { EXIT, parseIntegerOption, parseJsonOption, table, UsageError } from './io.js'
+import { readDeviceKey } from './key-files.js'
 import { tlsFromFiles } from './pem.js'
 
 export interface ProvisionFlags {
@@ -14,11 +16,15 @@ export interface ProvisionFlags {
   allowInsecureHttp?: boolean
   showSecrets?: boolean
   json?: boolean
+  keyFile?: string
+  keyId?: string
 }
 
 export async function provisionCommand(url: string, flags: ProvisionFlags): Promise<number> {
   const data = parseJsonOption(flags.data, '--data')
+  const attestation = await attestationOf(flags, data)
   const pa = new PointAccess({
+    ...(attestation === undefined ? {} : { attestation }),
     tls: tlsFromFiles(flags),
     allowInsecureHttp: flags.allowInsecureHttp ?? false,
     ...(flags.timeout === undefined ? {} : { timeoutMs: parseIntegerOption(flags.timeout, '--timeout') }),
@@ -78,6 +84,24 @@ export async function provisionCommand(url: string, flags: ProvisionFlags): Prom
   if (code === ResultCode.TRANSIENT) return EXIT.TRANSIENT
   if (code === ResultCode.INVALID_RESPONSE) return EXIT.INVALID_RESPONSE
   return EXIT.REFUSED
+}
+
+/** The device's key (`--key-file`) and key id (`--key-id`, else the value of `--data`'s only field), if given. */
+async function attestationOf(
+  flags: ProvisionFlags,
+  data: unknown,
+): Promise<{ keyId: string; key: Buffer } | undefined> {
+  if (flags.keyFile === undefined) {
+    if (flags.keyId !== undefined) throw new UsageError('--key-id goes with --key-file')
+    return undefined
+  }
+  const keyId = flags.keyId ?? onlyValue(data)
+  if (keyId === undefined) {
+    throw new UsageError(
+      '--key-id: the key id the device signs with (its identity), when --data has more than one field',
+    )
+  }
+  return { keyId, key: await readDeviceKey(flags.keyFile) }
 }
 
 /**
