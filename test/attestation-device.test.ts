@@ -1,8 +1,8 @@
 /**
  * The device's signed claims as a real HTTPS server receives them, verified by this suite's own RFC 9421 code
- * (test/helpers/verify-claim.ts: no http-message-signatures) and by http-message-signatures, the library the server
- * verifies with (the device signs with code of its own, src/attestation/sign.ts), from the bootstrap (connect,
- * provision) and PointAccess:
+ * (test/helpers/verify-claim.ts: no http-message-signatures) and by http-message-signatures, another implementation
+ * (the device signs with code of its own, src/attestation/sign.ts), from the bootstrap (connect, provision) and
+ * PointAccess:
  * exactly the three components, alg, created from the injected clock, a fresh nonce per request and per retry, the
  * keyid, and a Content-Digest of the body as sent. The key shows nowhere; bad options are typed errors.
  */

@@ -1,8 +1,8 @@
 /**
  * RFC 9421's own published hmac-sha256 example (Appendix B.2.5, key from B.1.5), reproduced by the code that signs
  * the device's claims (signComponents: signClaim is built on it), and verified by this suite's independent verifier
- * (test/helpers/verify-claim.ts): each implementation checked against the RFC, not against the other. The library
- * the server verifies with (http-message-signatures) checks the device's claims in test/attestation-device.test.ts.
+ * (test/helpers/verify-claim.ts): each implementation checked against the RFC, not against the other.
+ * http-message-signatures, a third, checks the device's claims in test/attestation-device.test.ts.
  */
 import { readFileSync } from 'node:fs'
 import { describe, expect, test } from 'vitest'

@@ -7,7 +7,7 @@
 import type { ChildProcess } from 'node:child_process'
 import { createHmac, randomBytes } from 'node:crypto'
 import { once } from 'node:events'
-import { readFileSync, utimesSync, writeFileSync } from 'node:fs'
+import { chmodSync, readFileSync, utimesSync, writeFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { createServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
@@ -154,15 +154,19 @@ describe('the registry declares how claims are authenticated', () => {
     expect(() => silent.verifier()).toThrow(/declares no attestation/)
   })
 
-  test('a handler made without verify hands out nothing from a registry with a group key', async () => {
+  test('a handler made without verify hands out nothing from a registry with a group key: 10004, HTTP 401', async () => {
     const registry = new DeviceRegistry(registryFile({ groupKey: GROUP_KEY, identity: 'imei' }))
     const { url } = await serveRegistry(registry, false)
     const good = signed(url, IMEI, derive(GROUP_KEY, IMEI))
-    expect(await post(url, good.body, good.headers)).toEqual({ status: 200, body: { code: '10004' } })
+    expect(await post(url, good.body, good.headers)).toEqual({ status: 401, body: { code: '10004' } })
     expect(registry.resolve({ imei: IMEI })).toEqual({ code: '10004' })
   })
 
   const SHORT_KEY = randomBytes(8).toString('base64')
+  beforeAll(() => {
+    writeFileSync(join(dir, 'open-group.key'), `${GROUP_KEY}\n`)
+    chmodSync(join(dir, 'open-group.key'), 0o644)
+  })
   const URL_SAFE_KEY = `-_${randomBytes(48).toString('base64url')}` // never standard base64
   suite.secret(URL_SAFE_KEY)
   test.each([
@@ -175,6 +179,11 @@ describe('the registry declares how claims are authenticated', () => {
     ['a key too short', { groupKey: SHORT_KEY }, /attestation\.groupKey must be canonical base64 of 16 bytes/],
     ['a key in base64url', { groupKey: URL_SAFE_KEY }, /attestation\.groupKey must be canonical base64/],
     ['a missing key file', { groupKeyFile: 'nowhere.key' }, /groupKeyFile .*nowhere\.key is not readable \(ENOENT\)/],
+    [
+      'a key file others can read',
+      { groupKeyFile: 'open-group.key' },
+      /open-group\.key is readable by others \(mode 0644\)/,
+    ],
     ['an unknown field', { groupKey: GROUP_KEY, groupkey: GROUP_KEY }, /attestation/],
     ['another word than none', 'off', /attestation/],
     ['an empty identity', { groupKey: GROUP_KEY, identity: '' }, /attestation/],

@@ -111,7 +111,9 @@ export function createProvisioningHandler(options: ProvisioningHandlerOptions) {
           }
           if (verdict.keyId !== undefined) recordVerifiedClaim(request, verdict.keyId)
         }
-        return [200, toAnswer(await options.resolve(data, request)), {}]
+        const body = toAnswer(await options.resolve(data, request))
+        // A claim refusal is 401 however it is made: also from a resolve (a group-key registry without `verify`).
+        return [CLAIM_REFUSALS.has((body as { code: string }).code) ? 401 : 200, body, {}]
       })
       .then(
         ([status, body, headers]) => answer(response, status, body, headers),
@@ -196,6 +198,8 @@ export function createProvisioningHandler(options: ProvisioningHandlerOptions) {
 }
 
 const NOT_JSON = Symbol('not JSON')
+
+const CLAIM_REFUSALS: ReadonlySet<string> = new Set(Object.values(CLAIM_CODES))
 
 /** An answer: status, body, extra headers. */
 type Reply = [number, object, Record<string, string>]

@@ -12,6 +12,7 @@ export {
   type CheckStatus,
   checkProvisioningServer,
 } from './check.js'
+export type { CheckAttestation, CheckKey } from './check-claims.js'
 export {
   MEMORY_NONCE_STORE_DEFAULTS,
   MemoryNonceStore,

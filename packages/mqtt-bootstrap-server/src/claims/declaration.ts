@@ -11,7 +11,7 @@
  * registry file, holds the base64 key (`mqtt-bootstrap keys group` writes one) and is read again when it changes.
  * The key itself is kept in a closure only: no error, log or inspected object shows it.
  */
-import { readFileSync } from 'node:fs'
+import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { deriveDeviceKey } from 'mqtt-bootstrap/contract'
 import * as v from 'valibot'
@@ -62,14 +62,7 @@ export function loadAttestation(path: string, field: Field): Attestation | undef
   if (groupKeyFile !== undefined) {
     keyFile = resolve(dirname(path), groupKeyFile)
     where = `attestation.groupKeyFile ${keyFile}`
-    try {
-      key = readFileSync(keyFile, 'utf8').trim()
-    } catch (error) {
-      // An fs error says the path and errno only; nothing of the content.
-      throw new TypeError(
-        `device registry ${path}: ${where} is not readable (${(error as NodeJS.ErrnoException).code})`,
-      )
-    }
+    key = readGroupKeyFile(path, where, keyFile)
   } else {
     key = groupKey as string
     where = 'attestation.groupKey'
@@ -101,4 +94,28 @@ export function matchProblem(attestation: Attestation | undefined, match: Record
     return `must match on "${attestation.identity}" (a string), the identity a signed claim proves`
   }
   return undefined
+}
+
+/**
+ * The group key file's text: every device key derives from it, so a file others can read is refused (as `keys
+ * derive` and `check` refuse one, and serve its CA key), asked of the file opened, not of its name.
+ */
+function readGroupKeyFile(path: string, where: string, keyFile: string): string {
+  let fd: number
+  try {
+    fd = openSync(keyFile, 'r')
+  } catch (error) {
+    // An fs error says the path and errno only; nothing of the content.
+    throw new TypeError(`device registry ${path}: ${where} is not readable (${(error as NodeJS.ErrnoException).code})`)
+  }
+  try {
+    const mode = fstatSync(fd).mode & 0o777
+    if (process.platform !== 'win32' && (mode & 0o077) !== 0) {
+      const shown = mode.toString(8).padStart(4, '0')
+      throw new TypeError(`device registry ${path}: ${where} is readable by others (mode ${shown}): chmod 600 it`)
+    }
+    return readFileSync(fd, 'utf8').trim()
+  } finally {
+    closeSync(fd)
+  }
 }

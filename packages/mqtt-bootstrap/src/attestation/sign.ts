@@ -5,13 +5,12 @@
  * `("@method" "@target-uri" "content-digest")`, parameters `created` (unix seconds), `nonce` (16 random bytes,
  * base64url) and `keyid`; `Content-Digest: sha-256=:<base64>:` (RFC 9530).
  *
- * The device builds the signature base itself (RFC 9421 §2.5: one line per component, then `@signature-params`), and
- * HMACs it with node:crypto. It signs a fixed set of components with values it made itself, so it parses nothing; the
- * server, which parses what anyone sends, verifies with `http-message-signatures` (mqtt-bootstrap-server's
- * claims/verify.ts). Measured with that library here, a signature cost the device about 130 µs among its requests
- * (a third of it the library's structured-field serialisation), 10–30 ms to load on a first boot, and 286 kB of
- * install (docs/security.md "Signed claims"). RFC 9421's own example (Appendix B.2.5) is reproduced by this code,
- * and the library verifies what it signs (test/attestation-rfc9421.test.ts, test/attestation-device.test.ts).
+ * The device builds the signature base itself (RFC 9421 §2.5: one line per component, then `@signature-params`) and
+ * HMACs it with node:crypto: it signs a fixed set of components with values it made itself, so it parses nothing.
+ * With `http-message-signatures` a signature cost the device about 130 µs among its requests, 10–30 ms to load on a
+ * first boot and 286 kB of install; this costs 9 µs (docs/performance.md "Signed claims"). RFC 9421's own example
+ * (Appendix B.2.5) is reproduced by this code, and http-message-signatures, now a test-only dependency, verifies what
+ * it signs (test/attestation-rfc9421.test.ts, test/attestation-device.test.ts).
  */
 import { InvalidOptionError } from '../errors.js'
 import { nodeCrypto } from '../lazy.js'
