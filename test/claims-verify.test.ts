@@ -236,6 +236,22 @@ describe('signedClaims over HTTPS', () => {
     expect(answer).toMatchObject({ status: 401, body: { code: '10004' } })
   })
 
+  test('a device whose clock is an hour ahead is refused with 10005, and its error says how far off its clock is', async () => {
+    clock.time = Date.now() // the server's window follows its real Date header here
+    try {
+      const ahead = new FakeClock()
+      ahead.time = Date.now() + 3_600_000
+      const attestation = { keyId: IMEI, key: derive(IMEI) }
+      const device = new PointAccess({ tls: { ca: tls.ca }, attestation }, { clock: ahead })
+      expect(await device.request(server.url, { imei: IMEI })).toBe('10005')
+      expect(device.lastError?.code).toBe('ERR_PROVISION_REFUSED')
+      expect(device.lastError?.message).toMatch(/the device clock is 360[01] s ahead of the server's Date/)
+      expect(nonces.size).toBe(0)
+    } finally {
+      clock.time = new FakeClock().time
+    }
+  })
+
   test("the device's own signer (PointAccess with attestation) is accepted", async () => {
     clock.time = Date.now() // PointAccess signs with the system clock
     try {
@@ -522,7 +538,7 @@ describe('MemoryNonceStore is bounded in size and time', () => {
     for (let i = 0; i < 20_000; i++) {
       time.time += 100 // 10 claims a second, each kept 60 s: 600 would be needed
       try {
-        store.remember('k', `nonce-${i}`, time.time + 60_000)
+        store.remember(`k${i % 50}`, `nonce-${i}`, time.time + 60_000) // 50 devices, 12 nonces each at most
       } catch (error) {
         if (!(error instanceof NonceStoreFullError)) throw error
         refused++
@@ -533,9 +549,35 @@ describe('MemoryNonceStore is bounded in size and time', () => {
     expect(refused).toBeLessThan(20_000 / 3)
   })
 
+  test('one key id cannot take the store: beyond maxPerKey its claims wait, every other key is still taken', () => {
+    const time = new FakeClock()
+    const store = new MemoryNonceStore({ maxEntries: 1000, maxPerKey: 4, clock: time })
+    for (let i = 0; i < 4; i++) {
+      time.time += 1000
+      expect(store.remember('stolen', `n${i}`, time.time + 60_000)).toBe(true)
+    }
+    let full: unknown
+    try {
+      store.remember('stolen', 'n4', time.time + 60_000)
+    } catch (error) {
+      full = error
+    }
+    expect(full).toBeInstanceOf(NonceStoreFullError)
+    // The oldest of the four expires 57 s from now (each kept 60 s, the first made 3 s ago).
+    expect((full as NonceStoreFullError).retryAfterSeconds).toBe(57)
+    expect((full as Error).message).toMatch(/this key id has 4 unexpired nonces/)
+    expect(store.remember('other', 'n0', time.time + 60_000)).toBe(true)
+    expect(store.remember('stolen', 'n1', time.time + 60_000)).toBe(false) // a replay is still a replay
+    time.time += 57_001 // the first expires: one more for that key
+    expect(store.remember('stolen', 'n5', time.time + 60_000)).toBe(true)
+    expect(() => store.remember('stolen', 'n6', time.time + 60_000)).toThrow(NonceStoreFullError)
+    expect(store.size).toBe(5)
+  })
+
   test('checks its options', () => {
     expect(() => new MemoryNonceStore({ maxEntries: 0 })).toThrow(TypeError)
     expect(() => new MemoryNonceStore({ maxEntries: 1.5 })).toThrow(/maxEntries/)
+    expect(() => new MemoryNonceStore({ maxPerKey: 0 })).toThrow(/maxPerKey/)
   })
 })
 

@@ -8,6 +8,7 @@
  * depends on exactly its own version of this package), so the shapes here follow the main entry's semver.
  */
 export { deriveDeviceKey } from './attestation/derive.js'
+export { checkKeyId, keyBytes, MAX_KEY_ID_LENGTH } from './attestation/key.js'
 export type { ClaimHeaders, ClaimKey, ClaimRequest } from './attestation/sign.js'
 export {
   CLAIM_ALG,

@@ -268,9 +268,25 @@ export function interpretAnswer(
     })
   }
   const shown = redactEchoes(code, secrets)
-  return new ProvisioningError('ERR_PROVISION_REFUSED', `provisioning server refused the device: "${shown}"`, {
+  const why = code === STALE_CLAIM ? staleClaimHint(response.headers.date, now) : ''
+  return new ProvisioningError('ERR_PROVISION_REFUSED', `provisioning server refused the device: "${shown}"${why}`, {
     resultCode: code,
     transient: false,
     status,
   })
+}
+
+/** The refusal of a claim as a replay or out of the server's window; a device never replays one. */
+const STALE_CLAIM = '10005'
+
+/**
+ * Why a claim was stale, as far as the device can tell: every request it signs has a new nonce, so `"10005"` is a
+ * clock that is off (no NTP, local time taken for UTC), which the server's `Date` header shows.
+ */
+function staleClaimHint(date: string | undefined, now: number): string {
+  const server = date === undefined ? Number.NaN : Date.parse(date)
+  if (Number.isNaN(server)) return " (a claim signed outside the server's time window: is the device clock set?)"
+  const seconds = Math.round((now - server) / 1000)
+  const off = `${Math.abs(seconds)} s ${seconds >= 0 ? 'ahead of' : 'behind'}`
+  return ` (a claim signed outside the server's time window: the device clock is ${off} the server's Date)`
 }

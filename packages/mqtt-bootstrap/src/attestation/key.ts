@@ -43,6 +43,9 @@ export function keyBytes(value: unknown, option: string, minBytes = 1): Buffer {
 /** RFC 8941 sf-string content (printable ASCII): what a `keyid` parameter can carry. */
 const PRINTABLE_ASCII = /^[\x20-\x7E]+$/
 
+/** The longest key id: an identity (an IMEI is 15 characters), which a server keeps beside each nonce. */
+export const MAX_KEY_ID_LENGTH = 256
+
 /** A claim's key id: a non-empty string of printable ASCII (it travels as the signature's `keyid` parameter). */
 export function checkKeyId(value: unknown, option: string): string {
   if (typeof value !== 'string') {
@@ -51,6 +54,9 @@ export function checkKeyId(value: unknown, option: string): string {
   if (value === '') throw new InvalidOptionError(option, `Expected \`${option}\` not to be empty`)
   if (!PRINTABLE_ASCII.test(value)) {
     throw new InvalidOptionError(option, `Expected \`${option}\` to be printable ASCII (an RFC 8941 string)`)
+  }
+  if (value.length > MAX_KEY_ID_LENGTH) {
+    throw new InvalidOptionError(option, `Expected \`${option}\` to be at most ${MAX_KEY_ID_LENGTH} characters`)
   }
   return value
 }

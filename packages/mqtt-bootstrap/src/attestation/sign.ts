@@ -57,7 +57,10 @@ export async function signClaim(attestation: ClaimKey, request: ClaimRequest, no
     throw new InvalidOptionError('attestation.key', 'Expected `attestation.key` to be a non-empty Uint8Array')
   }
   const url = new URL(request.url)
-  url.hash = '' // never sent, so never covered: the server sees the target without it
+  // Never sent in the request line or Host, so never covered: the server sees the target without them.
+  url.hash = ''
+  url.username = ''
+  url.password = ''
   const digest = contentDigest(request.body)
   const nonce = nodeCrypto().randomBytes(NONCE_BYTES).toString('base64url')
   const signed = await signComponents({
