@@ -226,9 +226,9 @@ describe('serve is secure by default', () => {
     running.clear()
   })
 
-  async function serve(registry: string) {
+  async function serve(registry: string, ...more: string[]) {
     const caOut = join(dir, `ca-${++files}.pem`)
-    const started = startTs(CLI, ['serve', '--registry', registry, '--port', '0', '--ca-out', caOut])
+    const started = startTs(CLI, ['serve', '--registry', registry, '--port', '0', '--ca-out', caOut, ...more])
     running.add(started.child)
     await until(
       () => /listening on https:\/\//.test(started.output()) || started.child.exitCode !== null,
@@ -306,6 +306,42 @@ describe('serve is secure by default', () => {
     expect(await stop(server.child)).toBe(0)
     expect(server.output()).toMatch(/POST \/bootstrap 401 10004/)
     expect(server.output()).not.toContain(GROUP_KEY.slice(0, 12))
+  })
+
+  test('a claim names its server: one signed for another host, sent with that Host, is refused; --origin pins one', async () => {
+    writeFileSync(join(dir, 'hosts-group.key'), `${GROUP_KEY}\n`, { mode: 0o600 })
+    const registry = registryFile({ groupKeyFile: 'hosts-group.key' })
+    /** A claim signed for `signedFor` (its origin), sent to `server` with the Host header `host`. */
+    const send = async (server: { url: string; caOut: string }, signedFor: string, host: string) => {
+      const target = new URL(server.url)
+      const claim = signed(`${signedFor}${target.pathname}`, IMEI, derive(GROUP_KEY, IMEI))
+      // The sender is the attacker: it wants its Host header on the wire, not a certificate for that name.
+      const ca = readFileSync(server.caOut, 'utf8')
+      const trusting = new Agent({ connect: { ca, checkServerIdentity: () => undefined } })
+      try {
+        const response = await request(server.url, {
+          method: 'POST',
+          dispatcher: trusting,
+          headers: { 'content-type': 'application/json', host, ...claim.headers },
+          body: claim.body,
+        })
+        return { status: response.statusCode, body: await response.body.json() }
+      } finally {
+        await trusting.close()
+      }
+    }
+    const plain = await serve(registry)
+    const { host, origin } = new URL(plain.url)
+    expect(await send(plain, origin, host)).toMatchObject({ status: 200, body: { code: '00000' } })
+    const other = `other.example:${new URL(plain.url).port}`
+    expect(await send(plain, `https://${other}`, other)).toEqual({ status: 401, body: { code: '10004' } })
+    expect(await stop(plain.child)).toBe(0)
+
+    const pinned = await serve(registry, '--origin', 'https://provision.example')
+    const behindProxy = await send(pinned, 'https://provision.example', 'provision.example')
+    expect(behindProxy).toMatchObject({ status: 200, body: { code: '00000' } })
+    expect(await send(pinned, origin, host)).toEqual({ status: 401, body: { code: '10004' } })
+    expect(await stop(pinned.child)).toBe(0)
   })
 
   test('--origin must be a scheme and host: exit 2 otherwise', async () => {

@@ -89,6 +89,7 @@ describe('keys group', () => {
     chmodSync(out, 0o644)
     const run = await keys(['group', '--out', out, '--force'])
     expect(run.code, run.stderr).toBe(0)
+    expect(run.stderr).toMatch(/warning: replacing the group key in .*every device key derived from the old one/)
     expect(readFileSync(out, 'utf8')).toMatch(/^[A-Za-z0-9+/]{86}==\n$/)
     expect(statSync(out).mode & 0o777).toBe(0o600)
   })
@@ -129,6 +130,14 @@ describe('keys derive --id', () => {
     const column = await keys(['derive', '--group-key-file', vectorKey, '--id', 'x', '--column', 'imei'])
     expect(column.code).toBe(2)
     expect(column.stderr).toMatch(/--column and --no-header go with --csv/)
+    const both = await keys(
+      ['derive', '--group-key-file', vectorKey, '--csv', '-', '--no-header', '--column', 'imei'],
+      {
+        input: '860000000000001\n',
+      },
+    )
+    expect(both.code).toBe(2)
+    expect(both.stderr).toMatch(/--column names a header column: not with --no-header/)
   })
 
   test('a group key is never an argument; without one the command says where to put it', async () => {

@@ -7,7 +7,15 @@
 import { randomBytes } from 'node:crypto'
 import type { HttpResponse } from 'mqtt-bootstrap'
 import { InvalidOptionError, ProvisioningError } from 'mqtt-bootstrap'
-import { type ClaimHeaders, type ClaimKey, interpretAnswer, parseBody, signClaim } from 'mqtt-bootstrap/contract'
+import {
+  type ClaimHeaders,
+  type ClaimKey,
+  checkKeyId,
+  interpretAnswer,
+  keyBytes,
+  parseBody,
+  signClaim,
+} from 'mqtt-bootstrap/contract'
 
 /** A device's key, as the device's `attestation` option takes it: bytes, or their base64. */
 export interface CheckKey {
@@ -66,15 +74,9 @@ export function claimKeys(attestation: CheckAttestation): { key: ClaimKey; other
   }
 }
 
-const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/
-
+/** The rules the device applies to its own `attestation` (keys canonical base64 or bytes; key ids printable ASCII). */
 function claimKey({ keyId, key }: CheckKey, option: string): ClaimKey {
-  if (typeof keyId !== 'string' || !/^[\x20-\x7E]+$/.test(keyId)) {
-    throw new InvalidOptionError(`${option}.keyId`, `Expected \`${option}.keyId\` to be a string of printable ASCII`)
-  }
-  if (key instanceof Uint8Array && key.length > 0) return { keyId, key }
-  if (typeof key === 'string' && key !== '' && BASE64.test(key)) return { keyId, key: Buffer.from(key, 'base64') }
-  throw new InvalidOptionError(`${option}.key`, `Expected \`${option}.key\` to be bytes or their canonical base64`)
+  return { keyId: checkKeyId(keyId, `${option}.keyId`), key: keyBytes(key, `${option}.key`) }
 }
 
 /** The claim headers of one request, signed now. */

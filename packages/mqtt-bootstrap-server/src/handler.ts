@@ -76,7 +76,10 @@ export function refusalCodeProblem(code: unknown): string | undefined {
 
 /**
  * The handler: `(req, res)` for node:http(s). When something in front of it has already read the body (Express with a
- * body parser sets `req.body`; with Fastify pass `request.body`), give the parsed body as the third argument.
+ * body parser sets `req.body`; with Fastify pass `request.body`), give the parsed body as the third argument. With
+ * `verify`, the body's bytes as received are needed instead (the Content-Digest covers them): a Buffer or string third
+ * argument, or `req.rawBody` (Express: `express.json({ verify: (req, _res, buf) => { req.rawBody = buf } })`; Fastify:
+ * a raw-body plugin).
  */
 export function createProvisioningHandler(options: ProvisioningHandlerOptions) {
   const maxBodyBytes = options.maxBodyBytes ?? 16 * 1024
@@ -101,6 +104,9 @@ export function createProvisioningHandler(options: ProvisioningHandlerOptions) {
           if (!verdict.ok) {
             // Nothing but the code: no configuration, no hint whether the identity exists.
             const { code, status, retryAfterSeconds: after } = verdict
+            if (after !== undefined && !(Number.isSafeInteger(after) && after >= 0)) {
+              throw new TypeError(`verify() refused with a retryAfterSeconds that is not a whole number of seconds`)
+            }
             // 200 with any code is the contract too (the seed's servers refuse with 200).
             if (!(status === 200 || (Number.isInteger(status) && status >= 400 && status <= 599))) {
               throw new TypeError(`verify() refused with HTTP status ${String(status)}, not 200, 4xx or 5xx`)
@@ -115,10 +121,9 @@ export function createProvisioningHandler(options: ProvisioningHandlerOptions) {
         // A claim refusal is 401 however it is made: also from a resolve (a group-key registry without `verify`).
         return [CLAIM_REFUSALS.has((body as { code: string }).code) ? 401 : 200, body, {}]
       })
-      .then(
-        ([status, body, headers]) => answer(response, status, body, headers),
-        (error: unknown) => failed(response, error),
-      )
+      .then(([status, body, headers]) => answer(response, status, body, headers))
+      // answer() too: whatever fails is the server's "77777", never an unhandled rejection.
+      .catch((error: unknown) => failed(response, error))
   }
 
   const { onRequest } = options

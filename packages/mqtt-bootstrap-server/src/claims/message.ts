@@ -27,6 +27,21 @@ export function checkOrigin(origin: string): string {
 }
 
 /**
+ * `authority` (`host[:port]`, an IPv6 address in brackets) as a URL's `host` says it: lower case, the https default
+ * port left out. A TypeError for anything else (a scheme, a path, credentials).
+ */
+export function checkAuthority(authority: string): string {
+  let url: URL | undefined
+  try {
+    url = typeof authority === 'string' && !/[/?#@\\\s]/.test(authority) ? new URL(`https://${authority}`) : undefined
+  } catch {}
+  if (url === undefined || url.pathname !== '/' || url.hostname === '') {
+    throw new TypeError(`Expected each of \`hosts\` to be host[:port], got ${JSON.stringify(String(authority))}`)
+  }
+  return url.host
+}
+
+/**
  * The `@target-uri` of a request as the device signed it (`new URL(url).href`): the pinned origin, or the scheme of
  * the connection and the Host header; then the path and query as received. `undefined` when it cannot be known: a
  * request target that is not a path (absolute-form, `*`) or no Host.

@@ -12,7 +12,8 @@
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
-import { checkOrigin, digestMatches, targetUri } from './message.js'
+import { CLAIM_ALG, CLAIM_COMPONENTS, keyBytes, MAX_KEY_ID_LENGTH } from 'mqtt-bootstrap/contract'
+import { checkAuthority, checkOrigin, digestMatches, targetUri } from './message.js'
 import { MemoryNonceStore, type NonceStore, NonceStoreFullError } from './nonces.js'
 import { readSignature, signatureBase } from './signature.js'
 
@@ -73,6 +74,13 @@ export interface SignedClaimsOptions {
    * header, and the request's path and query as received.
    */
   origin?: string
+  /**
+   * The authorities (`host[:port]`) this server answers to, e.g. its certificate's names at its port (`serve` gives
+   * them): a claim whose `@target-uri` names another, by its request's Host header, is refused with `"10004"`, so a
+   * claim meant for another server (staging, another instance) cannot be replayed here. Without it, or `origin`, a
+   * claim is bound to whatever Host its request names. @default any
+   */
+  hosts?: readonly string[]
 }
 
 /** The key id each request's claim was verified with, by the handler, for `resolve` and the registries. */
@@ -93,10 +101,8 @@ export function verifiedKeyId(request: IncomingMessage | undefined): string | un
 
 export const SIGNED_CLAIMS_DEFAULTS = Object.freeze({ maxSkewSeconds: 300 })
 
-const COMPONENTS: readonly string[] = ['@method', '@target-uri', 'content-digest']
-const ALG = 'hmac-sha256'
-/** base64url of 16 bytes or more (22 characters); at most 256 characters, so that a store entry stays small. */
-const NONCE = /^[A-Za-z0-9_-]{22,256}$/
+/** base64url of 16 bytes or more (22 characters); at most 128 characters, so that a store entry stays small. */
+const NONCE = /^[A-Za-z0-9_-]{22,128}$/
 
 const refuse = (code: string): ClaimVerdict => ({ ok: false, code, status: 401 })
 
@@ -112,21 +118,28 @@ export function signedClaims(options: SignedClaimsOptions): ClaimVerifier {
   const nonces = options.nonces ?? new MemoryNonceStore({ clock })
   if (typeof nonces?.remember !== 'function') throw new TypeError('Expected `nonces` to have a remember() method')
   const origin = options.origin === undefined ? undefined : checkOrigin(options.origin)
+  if (options.hosts !== undefined && !Array.isArray(options.hosts)) {
+    throw new TypeError('Expected `hosts` to be an array of host[:port]')
+  }
+  const hosts = options.hosts === undefined ? undefined : new Set(options.hosts.map(checkAuthority))
   // An identity without a key is checked against this one: the refusal costs the same as a bad signature's.
   const standIn = randomBytes(32)
 
   return async ({ request, body, data }) => {
     const claimed = identityOf(data)
     const url = targetUri(request, origin)
-    if (url === undefined) return refuse(CLAIM_CODES.INVALID_SIGNATURE)
+    if (url === undefined || (hosts !== undefined && !hosts.has(new URL(url).host))) {
+      return refuse(CLAIM_CODES.INVALID_SIGNATURE)
+    }
     const signature = readSignature(request.headers['signature-input'], request.headers.signature)
     if (signature === undefined) return refuse(CLAIM_CODES.INVALID_SIGNATURE)
     const { params } = signature
     const [keyid, alg, nonce, created] = ['keyid', 'alg', 'nonce', 'created'].map((name) => params.get(name))
     if (
       !sameComponents(signature.components) ||
-      alg !== ALG ||
+      alg !== CLAIM_ALG ||
       typeof keyid !== 'string' ||
+      keyid.length > MAX_KEY_ID_LENGTH ||
       typeof nonce !== 'string' ||
       !NONCE.test(nonce) ||
       typeof created !== 'number' ||
@@ -188,16 +201,16 @@ function identityReader(identity: SignedClaimsOptions['identity']): (data: unkno
   }
 }
 
-const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/
-
-/** The key's bytes; a TypeError for what keyFor should never return (its message never quotes the key). */
+/** The key's bytes (the device's rules: bytes, or canonical base64); a TypeError that never quotes the key. */
 function deviceKeyBytes(key: DeviceKey | undefined): Buffer | undefined {
   if (key === undefined || key === null) return undefined
-  if (key instanceof Uint8Array && key.length > 0) return Buffer.from(key)
-  if (typeof key === 'string' && key !== '' && BASE64.test(key)) return Buffer.from(key, 'base64')
-  throw new TypeError('keyFor() returned neither bytes nor a base64 string (the key is not shown)')
+  try {
+    return keyBytes(key, 'keyFor()')
+  } catch {
+    throw new TypeError('keyFor() returned neither bytes nor canonical base64 (the key is not shown)')
+  }
 }
 
 function sameComponents(components: readonly string[]): boolean {
-  return components.length === COMPONENTS.length && COMPONENTS.every((name) => components.includes(name))
+  return components.length === CLAIM_COMPONENTS.length && CLAIM_COMPONENTS.every((name) => components.includes(name))
 }

@@ -6,7 +6,7 @@
  * that holds the key.
  */
 import { randomBytes } from 'node:crypto'
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import type { Command } from 'commander'
 import { deriveDeviceKey } from 'mqtt-bootstrap/contract'
 import { type CsvRecord, csvLine, parseCsv } from './csv.js'
@@ -41,6 +41,12 @@ export interface DeriveFlags {
 
 export function groupCommand(flags: GroupFlags): number {
   checkOut(flags.out, flags.force)
+  if (flags.force && existsSync(flags.out)) {
+    console.error(
+      `warning: replacing the group key in ${flags.out}: every device key derived from the old one stops working ` +
+        'with a server that uses the new one',
+    )
+  }
   const key = randomBytes(GROUP_KEY_BYTES).toString('base64')
   write(flags.out, `${key}\n`, flags.force)
   console.error(
@@ -55,6 +61,9 @@ export async function deriveCommand(flags: DeriveFlags): Promise<number> {
     throw new UsageError('give either --id <id> or --csv <file>')
   if (flags.id !== undefined && (flags.column !== undefined || !flags.header)) {
     throw new UsageError('--column and --no-header go with --csv')
+  }
+  if (flags.column !== undefined && !flags.header) {
+    throw new UsageError('--column names a header column: not with --no-header (the identity is the first field)')
   }
   if (flags.csv === '-' && flags.groupKeyFile === '-') {
     throw new UsageError('standard input can be the group key or the CSV, not both')

@@ -5,6 +5,7 @@
  * (its key, 0600): a restart reuses both, so devices that trust the first start keep working. A new CA is written only
  * once the server listens, and never over an existing file: a start that fails (a busy port) changes nothing.
  */
+import { X509Certificate } from 'node:crypto'
 import { once } from 'node:events'
 import { type IncomingMessage, STATUS_CODES } from 'node:http'
 import { createServer } from 'node:https'
@@ -12,6 +13,7 @@ import type { AddressInfo, Socket } from 'node:net'
 import { hostname, networkInterfaces } from 'node:os'
 import type { Duplex } from 'node:stream'
 import type { TLSSocket } from 'node:tls'
+import { checkAuthority } from '../claims/message.js'
 import { MemoryNonceStore } from '../claims/nonces.js'
 import { createProvisioningHandler } from '../handler.js'
 import { DeviceRegistry } from '../registry.js'
@@ -52,6 +54,28 @@ function certificateNames(host: string, extra: string[]): string[] {
   return [...new Set([...local, 'localhost', '127.0.0.1', '::1', ...extra])]
 }
 
+/** A certificate's DNS names and IP addresses (its subjectAltName), else its subject's common name. */
+function subjectAltNames(cert: string): string[] {
+  const { subjectAltName = '', subject } = new X509Certificate(cert)
+  const names = subjectAltName
+    .split(', ')
+    .map((name) => /^(?:DNS|IP Address):(.+)$/.exec(name)?.[1])
+    .filter((name): name is string => name !== undefined)
+  const commonName = /^CN=(.+)$/m.exec(subject)?.[1]
+  return names.length > 0 || commonName === undefined ? names : [commonName]
+}
+
+/** Each name at `port`, as a request's Host names it (`host:port`, an IPv6 address in brackets). */
+function authorities(names: string[], port: number): string[] {
+  return names.flatMap((name) => {
+    try {
+      return [checkAuthority(`${name.includes(':') ? `[${name}]` : name}:${port}`)]
+    } catch {
+      return [] // a name no Host header can carry (a wildcard): no claim names it either
+    }
+  })
+}
+
 const NO_ATTESTATION = (path: string) =>
   `--registry: ${path} does not say how claims are authenticated, and serve does not hand out secrets to whoever ` +
   'asks for them. Add at its top level either\n' +
@@ -82,9 +106,10 @@ export async function serveCommand(flags: ServeFlags): Promise<number> {
   // Secure by default (issue 14): a registry must say how claims are authenticated, or nothing is served.
   if (registry.attestation === undefined) throw new UsageError(NO_ATTESTATION(flags.registry))
   if (registry.attestation === 'none') console.error(UNSIGNED_WARNING(flags.registry))
+  const nonces = new MemoryNonceStore()
   let verify: ReturnType<DeviceRegistry['verifier']>
   try {
-    verify = registry.verifier({ nonces: new MemoryNonceStore(), ...(flags.origin ? { origin: flags.origin } : {}) })
+    verify = registry.verifier({ nonces, ...(flags.origin ? { origin: flags.origin } : {}) })
   } catch (error) {
     throw new UsageError(`--origin: ${(error as Error).message}`)
   }
@@ -92,14 +117,17 @@ export async function serveCommand(flags: ServeFlags): Promise<number> {
   const own = readKeyPair(flags)
   let tls: { cert: string; key: string }
   let caNote: string
+  /** The names the certificate carries: the only hosts a claim may name, without --origin. */
+  let names: string[]
   /** A CA made by this start, written once the server listens. */
   let newCa: CertificateAuthority | undefined
   const caKey = flags.caKey ?? defaultCaKeyPath(flags.caOut)
   if (own !== undefined) {
     tls = own
     caNote = 'your certificate'
+    names = subjectAltNames(own.cert)
   } else {
-    const names = certificateNames(flags.host, flags.san ?? [])
+    names = certificateNames(flags.host, flags.san ?? [])
     const kept = loadCa(flags.caOut, caKey)
     if (kept === undefined) newCa = await generateCa()
     tls = await issueServerCertificate(kept ?? (newCa as CertificateAuthority), names)
@@ -113,7 +141,7 @@ export async function serveCommand(flags: ServeFlags): Promise<number> {
   const handler = createProvisioningHandler({
     resolve: registry.resolve,
     // Follows the file: a group key added later is enforced from the next request on.
-    verify,
+    verify: (claim) => verify(claim),
     onError: (error) => console.error(`${new Date().toISOString()} error: ${(error as Error).message}`),
     onRequest: ({ request, status, code, data }) =>
       log(
@@ -207,6 +235,9 @@ export async function serveCommand(flags: ServeFlags): Promise<number> {
     }
   }
   const { port: bound } = server.address() as AddressInfo
+  // A claim names the server it was meant for (@target-uri): one for another host, sent here with that Host, is not
+  // accepted. --origin pins the one public name instead (behind a proxy).
+  if (!flags.origin) verify = registry.verifier({ nonces, hosts: authorities(names, bound) })
   console.log(`provisioning server listening on https://${shown}:${bound}${flags.path}`)
   console.log(`registry ${flags.registry} (${registry.size} entries); certificate: ${caNote}`)
   console.log(
