@@ -7,7 +7,7 @@
 import { createHmac, randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { createServer, type Server } from 'node:https'
+import { createServer, request as httpsRequest, type Server } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import { inspect } from 'node:util'
@@ -612,6 +612,49 @@ describe('the target URI and the raw body', () => {
     const direct = claim(server.url, IMEI)
     expect(await post(server.url, direct.body, direct.headers)).toMatchObject(refusal('10004'))
     expect(() => signedClaims({ keyFor: derive, identity: 'imei', origin: 'https://a.example/path' })).toThrow(/origin/)
+  })
+
+  test('a target path the URL parser would rewrite (dot segments) is not the one signed: refused', async () => {
+    const server = await claimServer(signedClaims({ keyFor: derive, identity: 'imei', clock }))
+    const { body, headers } = claim(server.url, IMEI) // signed for …/bootstrap
+    const { hostname, port } = new URL(server.url)
+    // node:https sends the path as given (undici would normalise it first, as a device does).
+    const send = (path: string) =>
+      new Promise<{ status: number | undefined; body: unknown }>((resolve, reject) => {
+        const options = { hostname, port, path, method: 'POST', ca: tls.ca }
+        const sent = httpsRequest(
+          { ...options, headers: { 'content-type': 'application/json', ...headers } },
+          (got) => {
+            const chunks: Buffer[] = []
+            got.on('data', (chunk: Buffer) => chunks.push(chunk))
+            got.on('end', () => resolve({ status: got.statusCode, body: JSON.parse(Buffer.concat(chunks).toString()) }))
+          },
+        )
+        sent.on('error', reject)
+        sent.end(body)
+      })
+    expect(await send('/x/../bootstrap')).toMatchObject(refusal('10004'))
+    expect(await send('/%2e/bootstrap')).toMatchObject(refusal('10004'))
+    expect((await send('/bootstrap')).status).toBe(200)
+  })
+
+  test('hosts binds a claim to the names given; each must be host[:port]', async () => {
+    const server = await claimServer(
+      signedClaims({ keyFor: derive, identity: 'imei', clock, hosts: ['provision.example'] }),
+    )
+    const elsewhere = claim(server.url, IMEI) // signed for 127.0.0.1:<port>, the Host sent
+    expect(await post(server.url, elsewhere.body, elsewhere.headers)).toMatchObject(refusal('10004'))
+    let listedVerifier: ClaimVerifier | undefined
+    const listed = await claimServer((c) => (listedVerifier as ClaimVerifier)(c))
+    const { port } = new URL(listed.url)
+    // Names as a URL's host says them (lower case): `LOCALHOST:<port>` and `localhost:<port>` are one.
+    const hosts = [`LOCALHOST:${port}`, `127.0.0.1:${port}`]
+    listedVerifier = signedClaims({ keyFor: derive, identity: 'imei', clock, hosts })
+    const here = claim(listed.url, IMEI)
+    expect((await post(listed.url, here.body, here.headers)).status).toBe(200)
+    for (const bad of ['https://a.example', 'a.example/path', 'user@a.example', '']) {
+      expect(() => signedClaims({ keyFor: derive, identity: 'imei', hosts: [bad] }), bad).toThrow(/hosts/)
+    }
   })
 
   test('a body read in front of the handler: verified from rawBody or a string third argument, refused without', async () => {

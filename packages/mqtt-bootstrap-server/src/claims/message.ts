@@ -56,7 +56,10 @@ export function targetUri(request: IncomingMessage, origin?: string): string | u
     authority = `${(request.socket as TLSSocket).encrypted === true ? 'https' : 'http'}://${host}`
   }
   try {
-    return new URL(`${authority}${path}`).href
+    const url = new URL(`${authority}${path}`)
+    // A path new URL() rewrites (`/x/../bootstrap`, `\\`, `%2e`) is not the target as received (RFC 9421 §2.2.2): a
+    // device signs the URL it sends, already normal, so only a crafted request has one.
+    return url.href.slice(url.origin.length) === path ? url.href : undefined
   } catch {
     return undefined
   }
