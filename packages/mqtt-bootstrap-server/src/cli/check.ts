@@ -70,12 +70,7 @@ async function attestationOf(
     if (flags.keyId !== undefined) throw new UsageError('--key-id goes with --key-file or --group-key-file')
     return undefined
   }
-  const keyId = flags.keyId ?? onlyValue(data)
-  if (keyId === undefined) {
-    throw new UsageError(
-      '--key-id: the key id the device signs with (its identity), when --data has more than one field',
-    )
-  }
+  const keyId = keyIdOf(flags.keyId, data)
   if (flags.keyFile !== undefined) return { keyId, key: await readDeviceKey(flags.keyFile) }
   const groupKey = await readGroupKey(flags.groupKeyFile)
   const otherId = onlyValue(unknownData) ?? `check-${randomBytes(6).toString('hex')}`
@@ -86,8 +81,19 @@ async function attestationOf(
   }
 }
 
+/** `--key-id`, else the value of `--data`'s only field (the device's identity): the key id a claim is signed with. */
+export function keyIdOf(keyId: string | undefined, data: unknown): string {
+  const id = keyId ?? onlyValue(data)
+  if (id === undefined) {
+    throw new UsageError(
+      '--key-id: the key id the device signs with (its identity), when --data has more than one field',
+    )
+  }
+  return id
+}
+
 /** The value of an object's only field, when it is a non-empty string (`{"imei":"8600…"}`: the IMEI). */
-export function onlyValue(data: unknown): string | undefined {
+function onlyValue(data: unknown): string | undefined {
   if (typeof data !== 'object' || data === null) return undefined
   const values = Object.values(data)
   return values.length === 1 && typeof values[0] === 'string' && values[0] !== '' ? values[0] : undefined

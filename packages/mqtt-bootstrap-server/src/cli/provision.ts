@@ -1,7 +1,7 @@
 /** `mqtt-bootstrap provision <url>`: one PointAccess request; prints the code and the (redacted) configuration. */
 import { PointAccess, type ProvisioningError, ResultCode } from 'mqtt-bootstrap'
 import { REDACTED } from 'mqtt-bootstrap/contract'
-import { onlyValue } from './check.js'
+import { keyIdOf } from './check.js'
 import { EXIT, parseIntegerOption, parseJsonOption, table, UsageError } from './io.js'
 import { readDeviceKey } from './key-files.js'
 import { tlsFromFiles } from './pem.js'
@@ -95,13 +95,7 @@ async function attestationOf(
     if (flags.keyId !== undefined) throw new UsageError('--key-id goes with --key-file')
     return undefined
   }
-  const keyId = flags.keyId ?? onlyValue(data)
-  if (keyId === undefined) {
-    throw new UsageError(
-      '--key-id: the key id the device signs with (its identity), when --data has more than one field',
-    )
-  }
-  return { keyId, key: await readDeviceKey(flags.keyFile) }
+  return { keyId: keyIdOf(flags.keyId, data), key: await readDeviceKey(flags.keyFile) }
 }
 
 /**
