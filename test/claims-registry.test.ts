@@ -230,8 +230,9 @@ describe('serve is secure by default', () => {
     const caOut = join(dir, `ca-${++files}.pem`)
     const started = startTs(CLI, ['serve', '--registry', registry, '--port', '0', '--ca-out', caOut, ...more])
     running.add(started.child)
+    // The last line serve prints when it has started (its output may arrive in more than one chunk).
     await until(
-      () => /listening on https:\/\//.test(started.output()) || started.child.exitCode !== null,
+      () => /access log: /.test(started.output()) || started.child.exitCode !== null,
       20_000,
       'serve to listen',
     )
