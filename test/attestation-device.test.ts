@@ -215,6 +215,18 @@ describe('PointAccess signs its claims', () => {
     expect(times[1]).toBe((times[0] as number) + 61_000)
   })
 
+  test('a URL with an empty query or credentials is signed as it is sent (no `?`, no userinfo)', async () => {
+    const clock = new FakeClock()
+    const times: number[] = []
+    answerRecordingTime(clock, times)
+    const withUser = env.server.url.replace('https://', 'https://user:pw@')
+    for (const url of [`${env.server.url}?`, withUser]) {
+      expect(await pointAccess(clock).request(url, { imei: IMEI }), url).toBe('00000')
+    }
+    for (const [i, request] of env.server.requests.entries()) await expectClaim(request, times[i] as number)
+    expect(env.server.requests.map((request) => request.path)).toEqual(['/provision', '/provision'])
+  })
+
   test('a key given as a Buffer signs as its base64 does', async () => {
     const clock = new FakeClock()
     const times: number[] = []

@@ -345,6 +345,38 @@ describe('serve is secure by default', () => {
     expect(await stop(pinned.child)).toBe(0)
   })
 
+  test("with its own --cert, claims name the certificate's names: a wildcard's, on any port (a port mapping)", async () => {
+    writeFileSync(join(dir, 'wild-group.key'), `${GROUP_KEY}\n`, { mode: 0o600 })
+    const [cert, key] = [join(dir, 'wild.pem'), join(dir, 'wild.key')]
+    writeFileSync(cert, tls.wildcard.cert)
+    writeFileSync(key, tls.wildcard.key, { mode: 0o600 })
+    const server = await serve(registryFile({ groupKeyFile: 'wild-group.key' }), '--cert', cert, '--key', key)
+    expect(server.output()).toMatch(/claims: signed .*, for \*\.fleet\.test;/)
+    const { port } = new URL(server.url)
+    const send = async (signedFor: string, host: string) => {
+      const claim = signed(`${signedFor}/bootstrap`, IMEI, derive(GROUP_KEY, IMEI))
+      const trusting = new Agent({ connect: { ca: tls.ca, checkServerIdentity: () => undefined } })
+      try {
+        const response = await request(server.url, {
+          method: 'POST',
+          dispatcher: trusting,
+          headers: { 'content-type': 'application/json', host, ...claim.headers },
+          body: claim.body,
+        })
+        return { status: response.statusCode, body: await response.body.json() }
+      } finally {
+        await trusting.close()
+      }
+    }
+    const accepted = { status: 200, body: { code: '00000' } }
+    expect(await send(`https://a.fleet.test:${port}`, `a.fleet.test:${port}`)).toMatchObject(accepted)
+    expect(await send('https://b.fleet.test', 'b.fleet.test')).toMatchObject(accepted) // 443 mapped to the port
+    const refused = { status: 401, body: { code: '10004' } }
+    expect(await send(`https://a.b.fleet.test:${port}`, `a.b.fleet.test:${port}`)).toEqual(refused)
+    expect(await send(`https://127.0.0.1:${port}`, `127.0.0.1:${port}`)).toEqual(refused)
+    expect(await stop(server.child)).toBe(0)
+  })
+
   test('--origin must be a scheme and host: exit 2 otherwise', async () => {
     const run = await runTs(
       CLI,

@@ -5,6 +5,7 @@
  */
 import { parseDictionary, serializeInnerList } from 'structured-headers'
 import { describe, expect, test } from 'vitest'
+import { hostMatcher } from '../packages/mqtt-bootstrap-server/src/claims/message.js'
 import { readSignature } from '../packages/mqtt-bootstrap-server/src/claims/signature.js'
 
 const SIG = 'sig1=:qxcQw6G3AjtMBQjwo8XzkZf/bws5LelbaMk5rGIGtE8=:'
@@ -34,4 +35,27 @@ describe('readSignature', () => {
   ])('%s: no signature', (_name, input, signature) => {
     expect(readSignature(input, signature)).toBeUndefined()
   })
+})
+
+describe('hostMatcher (signedClaims({ hosts }))', () => {
+  const at = (url: string) => new URL(url)
+  test('a name matches on any port; name:port on that port only; *.domain one label more', () => {
+    const named = hostMatcher(['provision.example', '127.0.0.1:8443', '*.fleet.example', '[::1]'])
+    expect(named(at('https://provision.example/b'))).toBe(true)
+    expect(named(at('https://PROVISION.example:8443/b'))).toBe(true) // a port mapping in front: any port
+    expect(named(at('https://127.0.0.1:8443/b'))).toBe(true)
+    expect(named(at('https://127.0.0.1/b'))).toBe(false)
+    expect(named(at('https://a.fleet.example:9443/b'))).toBe(true)
+    expect(named(at('https://fleet.example/b'))).toBe(false)
+    expect(named(at('https://a.b.fleet.example/b'))).toBe(false)
+    expect(named(at('https://[::1]:8443/b'))).toBe(true)
+    expect(named(at('https://other.example/b'))).toBe(false)
+  })
+
+  test.each(['https://a.example', 'a.example/path', 'user@a.example', '', '*', 'a.*.example', '::1'])(
+    '%j is no host: a TypeError',
+    (entry) => {
+      expect(() => hostMatcher([entry])).toThrow(/hosts/)
+    },
+  )
 })

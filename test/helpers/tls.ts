@@ -11,6 +11,8 @@ export interface TlsFixture {
   wrongHost: { cert: string; key: string }
   /** A client certificate for mutual TLS. */
   client: { cert: string; key: string }
+  /** A server certificate for `*.fleet.test` only (a wildcard). */
+  wildcard: { cert: string; key: string }
 }
 
 const ec = { keyType: 'ec', algorithm: 'sha256' } as const
@@ -54,7 +56,8 @@ export function tlsFixture(): Promise<TlsFixture> {
     ])
     const wrongHost = await leaf(ca, 'wrong.example', [{ type: 2, value: 'wrong.example' }])
     const client = await leaf(ca, 'device-001', [{ type: 2, value: 'device-001' }])
-    return { ca: root.cert, ...server, wrongHost, client }
+    const wildcard = await leaf(ca, '*.fleet.test', [{ type: 2, value: '*.fleet.test' }])
+    return { ca: root.cert, ...server, wrongHost, client, wildcard }
   })()
   return fixture
 }

@@ -27,18 +27,44 @@ export function checkOrigin(origin: string): string {
 }
 
 /**
- * `authority` (`host[:port]`, an IPv6 address in brackets) as a URL's `host` says it: lower case, the https default
- * port left out. A TypeError for anything else (a scheme, a path, credentials).
+ * Which hosts a claim may name (`@target-uri`): each entry a name or address (any port: a port mapping in front, a
+ * Docker `-p 443:8443`, changes the port the device names), `name:port` (that port only), or a certificate's wildcard
+ * `*.example.com` (one label more, any port). A TypeError for anything else (a scheme, a path, credentials).
  */
-export function checkAuthority(authority: string): string {
-  let url: URL | undefined
-  try {
-    url = typeof authority === 'string' && !/[/?#@\\\s]/.test(authority) ? new URL(`https://${authority}`) : undefined
-  } catch {}
-  if (url === undefined || url.pathname !== '/' || url.hostname === '') {
-    throw new TypeError(`Expected each of \`hosts\` to be host[:port], got ${JSON.stringify(String(authority))}`)
+export function hostMatcher(entries: readonly string[]): (url: URL) => boolean {
+  const exact = new Set<string>()
+  const names = new Set<string>()
+  const suffixes: string[] = []
+  for (const entry of entries) {
+    const wildcard = typeof entry === 'string' && entry.startsWith('*.')
+    const url = parseAuthority(wildcard ? entry.slice(2) : entry)
+    if (url === undefined) {
+      throw new TypeError(
+        `Expected each of \`hosts\` to be a host, host:port or *.domain, got ${JSON.stringify(String(entry))}`,
+      )
+    }
+    if (wildcard) suffixes.push(`.${url.hostname}`)
+    else if (/^(?:\[[^\]]*\]|[^:]*):\d+$/.test(entry)) exact.add(url.host)
+    else names.add(url.hostname)
   }
-  return url.host
+  return (url) => {
+    const { hostname } = url
+    if (exact.has(url.host) || names.has(hostname)) return true
+    return suffixes.some((suffix) => {
+      const label = hostname.slice(0, -suffix.length)
+      return hostname.endsWith(suffix) && label !== '' && !label.includes('.')
+    })
+  }
+}
+
+function parseAuthority(authority: unknown): URL | undefined {
+  if (typeof authority !== 'string' || authority === '' || /[/?#@\\\s*]/.test(authority)) return undefined
+  try {
+    const url = new URL(`https://${authority}`)
+    return url.pathname === '/' && url.hostname !== '' ? url : undefined
+  } catch {
+    return undefined
+  }
 }
 
 /**

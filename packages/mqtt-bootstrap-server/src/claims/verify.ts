@@ -13,7 +13,7 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import { CLAIM_ALG, CLAIM_COMPONENTS, keyBytes, MAX_KEY_ID_LENGTH } from 'mqtt-bootstrap/contract'
-import { checkAuthority, checkOrigin, digestMatches, targetUri } from './message.js'
+import { checkOrigin, digestMatches, hostMatcher, targetUri } from './message.js'
 import { MemoryNonceStore, type NonceStore, NonceStoreFullError } from './nonces.js'
 import { readSignature, signatureBase } from './signature.js'
 
@@ -75,10 +75,11 @@ export interface SignedClaimsOptions {
    */
   origin?: string
   /**
-   * The authorities (`host[:port]`) this server answers to, e.g. its certificate's names at its port (`serve` gives
-   * them): a claim whose `@target-uri` names another, by its request's Host header, is refused with `"10004"`, so a
-   * claim meant for another server (staging, another instance) cannot be replayed here. Without it, or `origin`, a
-   * claim is bound to whatever Host its request names. @default any
+   * The hosts this server answers to, e.g. its certificate's names (`serve` gives them): a name or address (any
+   * port), `name:port`, or `*.domain` (one label more). A claim whose `@target-uri` names another host, by its
+   * request's Host header, is refused with `"10004"`, so a claim meant for another server (staging, another
+   * instance) cannot be replayed here. Without it, or `origin`, a claim is bound to whatever Host its request names.
+   * @default any
    */
   hosts?: readonly string[]
 }
@@ -121,14 +122,14 @@ export function signedClaims(options: SignedClaimsOptions): ClaimVerifier {
   if (options.hosts !== undefined && !Array.isArray(options.hosts)) {
     throw new TypeError('Expected `hosts` to be an array of host[:port]')
   }
-  const hosts = options.hosts === undefined ? undefined : new Set(options.hosts.map(checkAuthority))
+  const named = options.hosts === undefined ? undefined : hostMatcher(options.hosts)
   // An identity without a key is checked against this one: the refusal costs the same as a bad signature's.
   const standIn = randomBytes(32)
 
   return async ({ request, body, data }) => {
     const claimed = identityOf(data)
     const url = targetUri(request, origin)
-    if (url === undefined || (hosts !== undefined && !hosts.has(new URL(url).host))) {
+    if (url === undefined || (named !== undefined && !named(new URL(url)))) {
       return refuse(CLAIM_CODES.INVALID_SIGNATURE)
     }
     const signature = readSignature(request.headers['signature-input'], request.headers.signature)

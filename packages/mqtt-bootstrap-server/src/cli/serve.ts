@@ -13,7 +13,7 @@ import type { AddressInfo, Socket } from 'node:net'
 import { hostname, networkInterfaces } from 'node:os'
 import type { Duplex } from 'node:stream'
 import type { TLSSocket } from 'node:tls'
-import { checkAuthority } from '../claims/message.js'
+import { hostMatcher } from '../claims/message.js'
 import { MemoryNonceStore } from '../claims/nonces.js'
 import { createProvisioningHandler } from '../handler.js'
 import { DeviceRegistry } from '../registry.js'
@@ -65,15 +65,18 @@ function subjectAltNames(cert: string): string[] {
   return names.length > 0 || commonName === undefined ? names : [commonName]
 }
 
-/** Each name at `port`, as a request's Host names it (`host:port`, an IPv6 address in brackets). */
-function authorities(names: string[], port: number): string[] {
-  return names.flatMap((name) => {
-    try {
-      return [checkAuthority(`${name.includes(':') ? `[${name}]` : name}:${port}`)]
-    } catch {
-      return [] // a name no Host header can carry (a wildcard): no claim names it either
-    }
-  })
+/** The certificate's names as `hosts` entries (an IPv6 address in brackets); those no Host header can carry left out. */
+function claimHosts(names: readonly string[]): string[] {
+  return names
+    .map((name) => (name.includes(':') && !name.startsWith('[') ? `[${name}]` : name))
+    .filter((name) => {
+      try {
+        hostMatcher([name])
+        return true
+      } catch {
+        return false
+      }
+    })
 }
 
 const NO_ATTESTATION = (path: string) =>
@@ -126,6 +129,12 @@ export async function serveCommand(flags: ServeFlags): Promise<number> {
     tls = own
     caNote = 'your certificate'
     names = subjectAltNames(own.cert)
+    if (!flags.origin && registry.attestation === 'group-key' && claimHosts(names).length === 0) {
+      throw new UsageError(
+        '--cert: the certificate names no host (no subjectAltName, no common name) a signed claim could name: ' +
+          'give the public origin with --origin',
+      )
+    }
   } else {
     names = certificateNames(flags.host, flags.san ?? [])
     const kept = loadCa(flags.caOut, caKey)
@@ -237,12 +246,12 @@ export async function serveCommand(flags: ServeFlags): Promise<number> {
   const { port: bound } = server.address() as AddressInfo
   // A claim names the server it was meant for (@target-uri): one for another host, sent here with that Host, is not
   // accepted. --origin pins the one public name instead (behind a proxy).
-  if (!flags.origin) verify = registry.verifier({ nonces, hosts: authorities(names, bound) })
+  if (!flags.origin) verify = registry.verifier({ nonces, hosts: claimHosts(names) })
   console.log(`provisioning server listening on https://${shown}:${bound}${flags.path}`)
   console.log(`registry ${flags.registry} (${registry.size} entries); certificate: ${caNote}`)
   console.log(
     registry.attestation === 'group-key'
-      ? 'claims: signed (RFC 9421, keys derived from the group key); nonces kept in memory'
+      ? `claims: signed (RFC 9421, keys derived from the group key), for ${flags.origin ?? claimHosts(names).join(', ')}; nonces kept in memory`
       : 'claims: NOT authenticated ("attestation": "none")',
   )
   console.log('access log: time peer method path status code identity; stop with Ctrl-C')

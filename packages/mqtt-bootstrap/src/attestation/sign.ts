@@ -61,6 +61,7 @@ export async function signClaim(attestation: ClaimKey, request: ClaimRequest, no
   url.hash = ''
   url.username = ''
   url.password = ''
+  if (url.search === '') url.search = '' // `…/bootstrap?`: an empty query is not sent, so its `?` is not signed
   const digest = contentDigest(request.body)
   const nonce = nodeCrypto().randomBytes(NONCE_BYTES).toString('base64url')
   const signed = await signComponents({
