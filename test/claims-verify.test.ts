@@ -465,6 +465,29 @@ describe('signedClaims over HTTPS', () => {
     expect(nonces.size).toBe(0)
   })
 
+  test('an onError that throws itself changes nothing: still "77777", no unhandled rejection', async () => {
+    const unhandled: unknown[] = []
+    const record = (reason: unknown) => unhandled.push(reason)
+    process.on('unhandledRejection', record)
+    try {
+      const throwing = await claimServer(
+        signedClaims({ keyFor: () => Promise.reject(new Error('key vault down')), identity: 'imei', clock }),
+        undefined,
+        {
+          onError: () => {
+            throw new Error('the logger is broken too')
+          },
+        },
+      )
+      const { body, headers } = claim(throwing.url, IMEI)
+      expect(await post(throwing.url, body, headers)).toMatchObject({ status: 500, body: { code: '77777' } })
+      await new Promise((resolve) => setTimeout(resolve, 50)) // a rejection is reported after its microtasks
+      expect(unhandled).toEqual([])
+    } finally {
+      process.off('unhandledRejection', record)
+    }
+  })
+
   test('keyFor returning something that is no key: "77777", the error does not show it', async () => {
     keyFor = () => 'not base64!' as string
     const { body, headers } = claim(server.url, IMEI)

@@ -87,8 +87,14 @@ export function createProvisioningHandler(options: ProvisioningHandlerOptions) {
 
   const { verify } = options
   if (verify !== undefined && typeof verify !== 'function') throw new TypeError('Expected `verify` to be a function')
+  /** Tell `onError`; one that throws itself is ignored (it must not take the host app down, nor the answer). */
+  const tellError = (error: unknown) => {
+    try {
+      options.onError?.(error)
+    } catch {}
+  }
   const failed = (response: ServerResponse, error: unknown) => {
-    options.onError?.(error)
+    tellError(error)
     answer(response, 500, { code: ResultCode.TRANSIENT, message: 'try again later' })
   }
 
@@ -134,7 +140,7 @@ export function createProvisioningHandler(options: ProvisioningHandlerOptions) {
       try {
         tell({ request, status: response.headersSent ? response.statusCode : undefined, code, data })
       } catch (error) {
-        options.onError?.(error)
+        tellError(error) // in a 'close' listener: a throw here would be the server's uncaught exception
       }
     })
   }
