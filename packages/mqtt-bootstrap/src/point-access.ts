@@ -268,7 +268,7 @@ export function interpretAnswer(
     })
   }
   const shown = redactEchoes(code, secrets)
-  const why = code === STALE_CLAIM ? staleClaimHint(response.headers.date, now) : ''
+  const why = code === STALE_CLAIM && status === 401 ? staleClaimHint(response.headers.date, now) : ''
   return new ProvisioningError('ERR_PROVISION_REFUSED', `provisioning server refused the device: "${shown}"${why}`, {
     resultCode: code,
     transient: false,
@@ -287,6 +287,7 @@ function staleClaimHint(date: string | undefined, now: number): string {
   const server = date === undefined ? Number.NaN : Date.parse(date)
   if (Number.isNaN(server)) return " (a claim signed outside the server's time window: is the device clock set?)"
   const seconds = Math.round((now - server) / 1000)
+  if (Math.abs(seconds) < 60) return ` (the device clock agrees with the server's Date within ${Math.abs(seconds)} s)`
   const off = `${Math.abs(seconds)} s ${seconds >= 0 ? 'ahead of' : 'behind'}`
   return ` (a claim signed outside the server's time window: the device clock is ${off} the server's Date)`
 }
