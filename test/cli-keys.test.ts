@@ -94,6 +94,16 @@ describe('keys group', () => {
     expect(statSync(out).mode & 0o777).toBe(0o600)
   })
 
+  test('the file may be given as an argument instead of --out; neither, or both, is a usage error', async () => {
+    const out = join(dir, 'positional.key')
+    const run = await keys(['group', out])
+    expect(run.code, run.stderr).toBe(0)
+    expect(readFileSync(out, 'utf8')).toMatch(/^[A-Za-z0-9+/]{86}==\n$/)
+    expect(statSync(out).mode & 0o777).toBe(0o600)
+    expect((await keys(['group'])).code).toBe(2)
+    expect((await keys(['group', join(dir, 'a2.key'), '--out', join(dir, 'b2.key')])).code).toBe(2)
+  })
+
   test('two runs make two different keys; a directory that does not exist is exit 1 and writes nothing', async () => {
     const [a, b] = [join(dir, 'a.key'), join(dir, 'b.key')]
     await keys(['group', '--out', a])

@@ -178,11 +178,15 @@ export function addKeysCommands(cli: Command): void {
   keys
     .command('group')
     .description('write a new random group key (64 bytes, base64) to a file, mode 0600; prints nothing of it')
-    .requiredOption('--out <file>', 'where to write the key (never over an existing file)')
+    .argument('[file]', 'where to write the key: the same as --out')
+    .option('--out <file>', 'where to write the key (never over an existing file)')
     .option('--force', 'replace an existing --out')
     .addHelpText('after', exits)
-    .action((flags: GroupFlags) => {
-      process.exitCode = groupCommand(flags)
+    .action((file: string | undefined, flags: Partial<GroupFlags>) => {
+      if ((file === undefined) === (flags.out === undefined)) {
+        throw new UsageError('give the file to write the group key to: keys group <file> (or --out <file>), once')
+      }
+      process.exitCode = groupCommand({ ...flags, out: (file ?? flags.out) as string })
     })
   keys
     .command('derive')
