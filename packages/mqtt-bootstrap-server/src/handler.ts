@@ -7,6 +7,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { contractSchemas, type DeviceConfig, parseDeviceConfig, ResultCode } from 'mqtt-bootstrap/contract'
 import * as v from 'valibot'
+import { type ClaimLimiter, type ClaimLimitsOptions, carriesSignature, claimGates } from './claims/limits.js'
 import { CLAIM_CODES, type ClaimVerifier, recordVerifiedClaim } from './claims/verify.js'
 
 /** What `resolve` answers: the device's configuration, a refusal code, or `undefined` for an unknown device. */
@@ -23,6 +24,17 @@ export interface ProvisioningHandlerOptions {
    * HTTP 500, told to `onError`).
    */
   verify?: ClaimVerifier
+  /**
+   * Abuse limits for failed claims (claims/limits.ts): past 10 failures a minute from one address, or against one
+   * identity, a claim without a valid signature is answered at once 429 + Retry-After (`"77777"`); a valid signature is
+   * never limited. `true` for the defaults, options, a `ClaimLimiter`, or `false`. @default false (`serve`: on)
+   */
+  limits?: boolean | ClaimLimitsOptions | ClaimLimiter
+  /**
+   * The proxies (addresses or CIDRs) whose `X-Forwarded-For` is believed: the limits' peer is then its right-most
+   * address that is not one of them. @default none (the socket's address)
+   */
+  trustProxy?: readonly string[]
   /** Largest request body accepted, in bytes. @default 16384 */
   maxBodyBytes?: number
   /** A body that has not arrived whole by then is answered 408 (slow clients hold no resources). @default 10000 */
@@ -87,6 +99,7 @@ export function createProvisioningHandler(options: ProvisioningHandlerOptions) {
 
   const { verify } = options
   if (verify !== undefined && typeof verify !== 'function') throw new TypeError('Expected `verify` to be a function')
+  const gateOf = claimGates(options.limits, options.trustProxy, verify)
   /** Tell `onError`; one that throws itself is ignored (it must not take the host app down, nor the answer). */
   const tellError = (error: unknown) => {
     try {
@@ -104,8 +117,13 @@ export function createProvisioningHandler(options: ProvisioningHandlerOptions) {
     if (exchange !== undefined) exchange.data = data
     Promise.resolve()
       .then(async (): Promise<Reply> => {
+        const gate = gateOf?.(request, data)
+        let signed = false
         if (verify !== undefined) {
           if (raw === undefined) throw new TypeError(RAW_BODY_NEEDED)
+          // Over the limit, a request with no signature at all cannot be a valid claim: answered at once.
+          const early = carriesSignature(request) ? undefined : gate?.limited()
+          if (early !== undefined) return early
           const verdict = await verify({ request, body: raw, data })
           if (!verdict.ok) {
             // Nothing but the code: no configuration, no hint whether the identity exists.
@@ -119,11 +137,18 @@ export function createProvisioningHandler(options: ProvisioningHandlerOptions) {
             }
             const problem = code === ResultCode.TRANSIENT ? undefined : refusalCodeProblem(code)
             if (problem !== undefined) throw new TypeError(`verify() refused with a code that ${problem}`)
+            const limited = gate?.refused(code)
+            if (limited !== undefined) return limited
             return [status, { code }, after === undefined ? {} : { 'retry-after': String(after) }]
           }
           if (verdict.keyId !== undefined) recordVerifiedClaim(request, verdict.keyId)
+          signed = verdict.keyId !== undefined
         }
+        // A claim whose signature verified is never limited; any other is answered 429 before resolve when over.
+        const limited = signed ? undefined : gate?.limited()
+        if (limited !== undefined) return limited
         const body = toAnswer(await options.resolve(data, request))
+        if (!signed) gate?.failed((body as { code: string }).code)
         // A claim refusal is 401 however it is made: also from a resolve (a group-key registry without `verify`).
         return [CLAIM_REFUSALS.has((body as { code: string }).code) ? 401 : 200, body, {}]
       })

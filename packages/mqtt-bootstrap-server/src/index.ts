@@ -13,6 +13,7 @@ export {
   checkProvisioningServer,
 } from './check.js'
 export type { CheckAttestation, CheckKey } from './check-claims.js'
+export { CLAIM_LIMITS_DEFAULTS, ClaimLimiter, type ClaimLimitsOptions } from './claims/limits.js'
 export {
   MEMORY_NONCE_STORE_DEFAULTS,
   MemoryNonceStore,

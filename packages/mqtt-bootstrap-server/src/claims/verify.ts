@@ -126,7 +126,7 @@ export function signedClaims(options: SignedClaimsOptions): ClaimVerifier {
   // An identity without a key is checked against this one: the refusal costs the same as a bad signature's.
   const standIn = randomBytes(32)
 
-  return async ({ request, body, data }) => {
+  const verifier: ClaimVerifier = async ({ request, body, data }) => {
     const claimed = identityOf(data)
     const url = targetUri(request, origin)
     if (url === undefined || (named !== undefined && !named(new URL(url)))) {
@@ -181,6 +181,16 @@ export function signedClaims(options: SignedClaimsOptions): ClaimVerifier {
     }
     return { ok: true, keyId }
   }
+  identityReaders.set(verifier, identityOf)
+  return verifier
+}
+
+/** Each `signedClaims` verifier's reader of the claimed identity: the abuse limits count failures per identity. */
+const identityReaders = new WeakMap<ClaimVerifier, (data: unknown) => string | undefined>()
+
+/** The identity reader of a `signedClaims` verifier (`undefined` for another function). Not exported from the package. */
+export function claimedIdentityReader(verify: ClaimVerifier | undefined) {
+  return verify === undefined ? undefined : identityReaders.get(verify)
 }
 
 function identityReader(identity: SignedClaimsOptions['identity']): (data: unknown) => string | undefined {

@@ -114,6 +114,13 @@ function program(): Command {
       '--origin <url>',
       'the public origin devices sign claims for, behind a proxy (e.g. https://provision.example.com)',
     )
+    .option(
+      '--trust-proxy <cidr>',
+      'a proxy (address or CIDR) whose X-Forwarded-For names the client, for the abuse limits (repeatable)',
+      collect,
+      [],
+    )
+    .option('--no-limits', 'turn off the abuse limits on failed claims (429 past 10 a minute per address or identity)')
     .addHelpText(
       'after',
       [

@@ -13,8 +13,10 @@ import type { AddressInfo, Socket } from 'node:net'
 import { hostname, networkInterfaces } from 'node:os'
 import type { Duplex } from 'node:stream'
 import type { TLSSocket } from 'node:tls'
+import { CLAIM_LIMITS_DEFAULTS as LIMITS } from '../claims/limits.js'
 import { hostMatcher } from '../claims/message.js'
 import { MemoryNonceStore } from '../claims/nonces.js'
+import { trustedProxies } from '../claims/peer.js'
 import { createProvisioningHandler } from '../handler.js'
 import { DeviceRegistry } from '../registry.js'
 import { identityOf, rejectedLine, requestLine, tlsFailureLine } from './access-log.js'
@@ -37,6 +39,10 @@ export interface ServeFlags {
   san?: string[]
   /** The public origin signed claims name (`@target-uri`), behind a proxy. @default from the Host header */
   origin?: string
+  /** Abuse limits for failed claims; `--no-limits` turns them off. @default true */
+  limits?: boolean
+  /** The proxies (addresses or CIDRs) whose X-Forwarded-For names the peer, for the limits. */
+  trustProxy?: string[]
 }
 
 /** The names a generated certificate must carry: the host, or for a wildcard address every local one. */
@@ -116,6 +122,11 @@ export async function serveCommand(flags: ServeFlags): Promise<number> {
   } catch (error) {
     throw new UsageError(`--origin: ${(error as Error).message}`)
   }
+  try {
+    trustedProxies(flags.trustProxy ?? [])
+  } catch (error) {
+    throw new UsageError(`--trust-proxy: ${(error as Error).message}`)
+  }
   const port = parsePortOption(flags.port, '--port')
   const own = readKeyPair(flags)
   let tls: { cert: string; key: string }
@@ -151,6 +162,9 @@ export async function serveCommand(flags: ServeFlags): Promise<number> {
     resolve: registry.resolve,
     // Follows the file: a group key added later is enforced from the next request on.
     verify: (claim) => verify(claim),
+    // On by default (issue 15): failures counted per address and per the registry's match fields.
+    limits: flags.limits !== false && { identity: (data) => identityOf(data, registry.matchFields) },
+    trustProxy: flags.trustProxy ?? [],
     onError: (error) => console.error(`${new Date().toISOString()} error: ${(error as Error).message}`),
     onRequest: ({ request, status, code, data }) =>
       log(
@@ -253,6 +267,13 @@ export async function serveCommand(flags: ServeFlags): Promise<number> {
     registry.attestation === 'group-key'
       ? `claims: signed (RFC 9421, keys derived from the group key), for ${flags.origin ?? claimHosts(names).join(', ')}; nonces kept in memory`
       : 'claims: NOT authenticated ("attestation": "none")',
+  )
+  console.log(
+    flags.limits === false
+      ? 'abuse limits: off (--no-limits)'
+      : `abuse limits: ${LIMITS.maxFailures} failed claims a minute per address or identity, then 429 (Retry-After ` +
+          `${LIMITS.retryAfterSeconds} s, doubling up to ${LIMITS.maxRetryAfterSeconds} s); signed claims never limited` +
+          (flags.trustProxy?.length ? `; X-Forwarded-For believed from ${flags.trustProxy.join(', ')}` : ''),
   )
   console.log('access log: time peer method path status code identity; stop with Ctrl-C')
 

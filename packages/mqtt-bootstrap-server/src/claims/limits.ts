@@ -1,0 +1,259 @@
+/**
+ * Abuse limits for failed claims (issue 15). Failed claims (refused `"10004"`/`"10005"`, an unknown device `"10001"`,
+ * an unsigned claim refused) are counted per peer address and per claimed identity, in fixed windows. The first
+ * `maxFailures` failures of a key (an address, an identity) per window are answered normally; past that, a request
+ * without a valid signature from that address, or claiming that identity, is answered at once with HTTP 429,
+ * `Retry-After` and `{ "code": "77777" }` (transient: the device library waits and retries), without `resolve`.
+ *
+ * A request with a valid signature is never limited, by its address nor by its identity: knowing a public IMEI must
+ * not let anyone lock that device out, and a carrier NAT that puts a fleet behind one address must not block it. So
+ * the verifier still runs for a signed request from an over-limit address (it costs ~0.1 ms, and a valid signature
+ * goes through); only a request that carries no signature at all is answered 429 before the verifier. Nothing is
+ * answered late on purpose (no tarpit: it would hold sockets). Valid claims are not counted either.
+ *
+ * Retry-After is truthful: the key is answered 429 until it has passed. It doubles each time the key goes over the
+ * limit again within one Retry-After after the last block ended (`retryAfterSeconds`, then twice that, up to
+ * `maxRetryAfterSeconds`); a key that stays under the limit that long starts again from `retryAfterSeconds`.
+ * Memory is bounded: at most `maxKeys` addresses and as many identities, the least recently seen evicted first. An
+ * evicted counter only forgets abuse, it never blocks anyone. IPv6 addresses count per /64 (one subscriber's block).
+ */
+import type { IncomingMessage } from 'node:http'
+import { ResultCode } from 'mqtt-bootstrap/contract'
+import { addressKey, peerAddress, trustedProxies } from './peer.js'
+import { type ClaimVerifier, claimedIdentityReader } from './verify.js'
+
+export interface ClaimLimitsOptions {
+  /** Failed claims per key (an address, an identity) per window answered normally. @default 10 */
+  maxFailures?: number
+  /** The window's length, in ms. @default 60000 */
+  windowMs?: number
+  /** The first Retry-After given to a key over the limit, in seconds. @default 60 */
+  retryAfterSeconds?: number
+  /** The largest Retry-After, however long the abuse lasts, in seconds. @default 900 */
+  maxRetryAfterSeconds?: number
+  /** The most addresses tracked, and the most identities; the least recently seen is evicted. @default 10000 */
+  maxKeys?: number
+  /** IPv6 addresses are counted per prefix of this length (a subscriber gets a /64 or more). @default 64 */
+  ipv6PrefixLength?: number
+  /**
+   * The identity a request's data claims, counted per identity: a field name (`'imei'`) or a function. Anything but a
+   * non-empty string is no identity (counted per address only).
+   * @default the identity `verify` reads when it is a `signedClaims` verifier; else none
+   */
+  identity?: string | ((data: unknown) => unknown)
+  /** Where now comes from (epoch ms). @default Date */
+  clock?: { now(): number }
+}
+
+export const CLAIM_LIMITS_DEFAULTS = Object.freeze({
+  maxFailures: 10,
+  windowMs: 60_000,
+  retryAfterSeconds: 60,
+  maxRetryAfterSeconds: 900,
+  maxKeys: 10_000,
+  ipv6PrefixLength: 64,
+})
+
+/** The codes that count as a failed claim. */
+const FAILURES: ReadonlySet<string> = new Set(['10001', '10004', '10005'])
+
+interface Counter {
+  windowStart: number
+  failures: number
+  /** Answered 429 until then (epoch ms); 0 for never. */
+  blockedUntil: number
+  /** The last block's length (ms): going over again within it after the block doubles the next one. */
+  lastBlockMs: number
+}
+
+/** One table of counters (addresses, or identities): a Map in least-recently-seen order, bounded. */
+class Counters {
+  readonly #map = new Map<string, Counter>()
+  constructor(readonly maxKeys: number) {}
+
+  get size(): number {
+    return this.#map.size
+  }
+
+  get(key: string): Counter | undefined {
+    return this.#map.get(key)
+  }
+
+  touch(key: string, now: number, windowMs: number): Counter {
+    let counter = this.#map.get(key)
+    if (counter !== undefined) this.#map.delete(key)
+    else counter = { windowStart: now, failures: 0, blockedUntil: 0, lastBlockMs: 0 }
+    this.#map.set(key, counter)
+    // Forgetting the least recently seen only forgets abuse: an evicted key starts again from zero failures.
+    for (const [oldest] of this.#map) {
+      if (this.#map.size <= this.maxKeys) break
+      this.#map.delete(oldest)
+    }
+    const first = this.#map.entries().next().value
+    if (first !== undefined && first[0] !== key && stale(first[1], now, windowMs)) this.#map.delete(first[0])
+    return counter
+  }
+}
+
+const stale = (c: Counter, now: number, windowMs: number) =>
+  now >= c.windowStart + windowMs && now >= c.blockedUntil + Math.max(c.lastBlockMs, windowMs)
+
+/** The 429 answer: status, body, headers (the handler's Reply). */
+export type LimitedReply = [429, { code: string }, { 'retry-after': string }]
+
+/** The verdict for one request, its keys read once: see {@link ClaimLimiter.gate}. */
+export interface ClaimGate {
+  /** The 429 answer when its address or identity is over the limit now (the block starts), else `undefined`. */
+  limited(): LimitedReply | undefined
+  /** Count a refusal `code` (only a failure code counts). */
+  failed(code: string): void
+  /** For a refusal `code` about to be answered: the 429 instead when over the limit (a failure code), else count it. */
+  refused(code: string): LimitedReply | undefined
+}
+
+/** The failed-claim counters of one handler (one process). */
+export class ClaimLimiter {
+  readonly maxFailures: number
+  readonly windowMs: number
+  readonly retryAfterSeconds: number
+  readonly maxRetryAfterSeconds: number
+  readonly ipv6PrefixLength: number
+  readonly identity: ((data: unknown) => string | undefined) | undefined
+  readonly #clock: { now(): number }
+  readonly #addresses: Counters
+  readonly #identities: Counters
+
+  constructor(options: ClaimLimitsOptions = {}) {
+    const d = CLAIM_LIMITS_DEFAULTS
+    const {
+      maxFailures = d.maxFailures,
+      windowMs = d.windowMs,
+      retryAfterSeconds = d.retryAfterSeconds,
+      maxRetryAfterSeconds = d.maxRetryAfterSeconds,
+      maxKeys = d.maxKeys,
+      ipv6PrefixLength = d.ipv6PrefixLength,
+      clock = Date,
+    } = options
+    const checks = { maxFailures, windowMs, retryAfterSeconds, maxRetryAfterSeconds, maxKeys, ipv6PrefixLength }
+    for (const [name, value] of Object.entries(checks)) {
+      if (!Number.isSafeInteger(value) || value < 1) {
+        throw new TypeError(`Expected \`${name}\` to be a positive integer, got ${String(value)}`)
+      }
+    }
+    if (maxRetryAfterSeconds < retryAfterSeconds) {
+      throw new TypeError('Expected `maxRetryAfterSeconds` to be at least `retryAfterSeconds`')
+    }
+    if (ipv6PrefixLength > 128) throw new TypeError('Expected `ipv6PrefixLength` to be at most 128')
+    if (typeof clock?.now !== 'function') throw new TypeError('Expected `clock` to have a now() method')
+    this.maxFailures = maxFailures
+    this.windowMs = windowMs
+    this.retryAfterSeconds = retryAfterSeconds
+    this.maxRetryAfterSeconds = maxRetryAfterSeconds
+    this.ipv6PrefixLength = ipv6PrefixLength
+    this.identity = options.identity === undefined ? undefined : identityReader(options.identity)
+    this.#clock = clock
+    this.#addresses = new Counters(maxKeys)
+    this.#identities = new Counters(maxKeys)
+  }
+
+  /** The keys tracked now (each table is bounded by `maxKeys`). */
+  get size(): { addresses: number; identities: number } {
+    return { addresses: this.#addresses.size, identities: this.#identities.size }
+  }
+
+  /** The gate of one request from `address` (the peer, see {@link peerAddress}) claiming `identity`. */
+  gate(address: string | undefined, identity: string | undefined): ClaimGate {
+    const keys: Array<[Counters, string]> = []
+    if (address !== undefined) keys.push([this.#addresses, addressKey(address, this.ipv6PrefixLength)])
+    if (identity !== undefined) keys.push([this.#identities, identity])
+    const gate: ClaimGate = {
+      limited: () => {
+        const now = this.#clock.now()
+        let until = 0
+        for (const [table, key] of keys) {
+          const counter = table.get(key)
+          if (counter !== undefined) until = Math.max(until, this.#blockedUntil(counter, now))
+        }
+        if (until <= now) return undefined
+        return [429, { code: ResultCode.TRANSIENT }, { 'retry-after': String(Math.ceil((until - now) / 1000)) }]
+      },
+      failed: (code) => {
+        if (!FAILURES.has(code)) return
+        const now = this.#clock.now()
+        for (const [table, key] of keys) {
+          const counter = table.touch(key, now, this.windowMs)
+          if (now >= counter.windowStart + this.windowMs) Object.assign(counter, { windowStart: now, failures: 0 })
+          counter.failures++
+        }
+      },
+      refused: (code) => {
+        if (!FAILURES.has(code)) return undefined
+        const limited = gate.limited()
+        if (limited === undefined) gate.failed(code)
+        return limited
+      },
+    }
+    return gate
+  }
+
+  /** When `counter`'s block ends (epoch ms), starting one when its window is over the limit; `0`: not blocked. */
+  #blockedUntil(counter: Counter, now: number): number {
+    if (now < counter.blockedUntil) return counter.blockedUntil
+    if (now >= counter.windowStart + this.windowMs || counter.failures < this.maxFailures) return 0
+    // Over the limit again within one block's length after the last ended: the abuse goes on, the block doubles.
+    const again = counter.blockedUntil > 0 && now - counter.blockedUntil < counter.lastBlockMs
+    const seconds = again
+      ? Math.min(this.maxRetryAfterSeconds, (counter.lastBlockMs / 1000) * 2)
+      : this.retryAfterSeconds
+    counter.lastBlockMs = seconds * 1000
+    counter.blockedUntil = now + counter.lastBlockMs
+    // Once the block ends the key gets `maxFailures` normal answers again.
+    counter.windowStart = counter.blockedUntil
+    counter.failures = 0
+    return counter.blockedUntil
+  }
+}
+
+/**
+ * The handler's gate maker for its `limits` and `trustProxy` options: `undefined` when limits are off. The identity is
+ * read by `limits.identity`, else by `verify` when it is a `signedClaims` verifier.
+ */
+export function claimGates(
+  limits: boolean | ClaimLimitsOptions | ClaimLimiter | undefined,
+  trustProxy: readonly string[] | undefined,
+  verify: ClaimVerifier | undefined,
+): ((request: IncomingMessage, data: unknown) => ClaimGate) | undefined {
+  const trusted = trustedProxies(trustProxy)
+  if (limits === undefined || limits === false) return undefined
+  if (typeof limits !== 'boolean' && (typeof limits !== 'object' || limits === null)) {
+    throw new TypeError('Expected `limits` to be a boolean, options or a ClaimLimiter')
+  }
+  const limiter = limits instanceof ClaimLimiter ? limits : new ClaimLimiter(limits === true ? {} : limits)
+  const identityOf = limiter.identity ?? claimedIdentityReader(verify)
+  return (request, data) => limiter.gate(peerAddress(request, trusted), identityOf?.(data))
+}
+
+/** Whether `request` carries a signature at all (one that carries none cannot be a valid claim). */
+export function carriesSignature(request: IncomingMessage): boolean {
+  return request.headers.signature !== undefined || request.headers['signature-input'] !== undefined
+}
+
+/** What `identity` names as a non-empty string, or `undefined` (an exception too: the data is the client's). */
+export function identityReader(identity: string | ((data: unknown) => unknown)): (data: unknown) => string | undefined {
+  let read: (data: unknown) => unknown
+  if (typeof identity === 'string' && identity !== '') {
+    read = (data) =>
+      typeof data === 'object' && data !== null && Object.hasOwn(data, identity)
+        ? (data as Record<string, unknown>)[identity]
+        : undefined
+  } else if (typeof identity === 'function') read = identity
+  else throw new TypeError('Expected `identity` to be a function or the name of a field')
+  return (data) => {
+    try {
+      const value = read(data)
+      return typeof value === 'string' && value !== '' ? value.slice(0, 256) : undefined
+    } catch {
+      return undefined
+    }
+  }
+}
