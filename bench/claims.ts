@@ -7,7 +7,8 @@
  *   same handler without verify (bench/claims-process.ts). Targets: each difference under 0.2 ms.
  * - signClaim alone, per call.
  * - The enumeration attack (bench/lib/enumeration.ts): `serve` over 300 devices, 2,100 sequential IMEIs from one
- *   address, with `"attestation": "none"` and with a group key: the secrets handed out.
+ *   address, with `"attestation": "none"` and with a group key (both `--no-limits`), and "none" behind serve's
+ *   default abuse limits: the secrets handed out.
  */
 import { randomBytes } from 'node:crypto'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
@@ -33,7 +34,7 @@ export interface ClaimsBench {
   signClaimUs: number
   rounds: number
   batch: number
-  enumeration: { none: EnumerationResult; signed: EnumerationResult }
+  enumeration: { none: EnumerationResult; signed: EnumerationResult; limited: EnumerationResult }
 }
 
 /** The CLI as users get it: the build. */
@@ -121,10 +122,11 @@ async function signClaimCost(calls: number): Promise<number> {
 }
 
 async function enumeration(dir: string): Promise<ClaimsBench['enumeration']> {
-  const attack = async (name: string, attestation: unknown) => {
+  /** serve with --no-limits unless `limits`: attestation alone (issue 14), or beside the abuse limits (issue 15). */
+  const attack = async (name: string, attestation: unknown, limits = false) => {
     const registry = join(dir, `${name}.json`)
     writeEnumerationRegistry(registry, ISSUE_SETUP, attestation)
-    const server = await startServe(SERVE, registry, dir, name)
+    const server = await startServe(SERVE, registry, dir, name, limits ? [] : ['--no-limits'])
     try {
       return await enumerate(server, ISSUE_SETUP)
     } finally {
@@ -134,6 +136,7 @@ async function enumeration(dir: string): Promise<ClaimsBench['enumeration']> {
   return {
     none: await attack('none', 'none'),
     signed: await attack('signed', { groupKey: randomBytes(64).toString('base64'), identity: 'imei' }),
+    limited: await attack('limited', 'none', true),
   }
 }
 
@@ -169,6 +172,13 @@ export function claimsRows(claims: ClaimsBench): string[][] {
       share(e.none),
       '',
       '0 secrets',
+    ],
+    [
+      `enumeration: the same, "none" behind serve's abuse limits (429 after 10 failures a minute)`,
+      `${share(e.limited)} (${e.limited.answers['77777 (429)'] ?? 0} answered 429)`,
+      share(e.none),
+      '',
+      '',
     ],
   ]
 }

@@ -72,10 +72,11 @@ export async function startServe(
   registry: string,
   dir: string,
   name: string,
+  more: readonly string[] = [],
 ): Promise<ServeProcess> {
   const caOut = join(dir, `${name}-ca.pem`)
   const [program, ...args] = command as [string, ...string[]]
-  const child = spawn(program, [...args, 'serve', '--registry', registry, '--port', '0', '--ca-out', caOut], {
+  const child = spawn(program, [...args, 'serve', '--registry', registry, '--port', '0', '--ca-out', caOut, ...more], {
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   let output = ''
