@@ -8,12 +8,14 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { contractSchemas, type DeviceConfig, parseDeviceConfig, ResultCode } from 'mqtt-bootstrap/contract'
 import * as v from 'valibot'
 import { type ClaimLimiter, type ClaimLimitsOptions, carriesSignature, claimGates } from './claims/limits.js'
+import { type ReclaimOptions, reclaimRecorder } from './claims/reclaims.js'
 import { CLAIM_CODES, type ClaimVerifier, recordVerifiedClaim } from './claims/verify.js'
 
 /** What `resolve` answers: the device's configuration, a refusal code, or `undefined` for an unknown device. */
 export type Resolution = { device: Record<string, unknown>; connect: Record<string, unknown> } | { code: string }
 
-export interface ProvisioningHandlerOptions {
+/** With re-claims' `claims`, `onReclaim` and `clock` (claims/reclaims.ts: a verified identity served again). */
+export interface ProvisioningHandlerOptions extends ReclaimOptions {
   /** Map the request's data (the parsed JSON body) to a configuration or a refusal. */
   resolve(data: unknown, request: IncomingMessage): Resolution | undefined | Promise<Resolution | undefined>
   /**
@@ -106,6 +108,7 @@ export function createProvisioningHandler(options: ProvisioningHandlerOptions) {
       options.onError?.(error)
     } catch {}
   }
+  const reclaimed = reclaimRecorder(options, tellError)
   const failed = (response: ServerResponse, error: unknown) => {
     tellError(error)
     answer(response, 500, { code: ResultCode.TRANSIENT, message: 'try again later' })
@@ -148,6 +151,7 @@ export function createProvisioningHandler(options: ProvisioningHandlerOptions) {
         const limited = signed ? undefined : gate?.limited()
         if (limited !== undefined) return limited
         const body = toAnswer(await options.resolve(data, request))
+        await reclaimed?.(request, body) // noted before the answer leaves; never throws
         if (!signed) gate?.failed((body as { code: string }).code)
         // A claim refusal is 401 however it is made: also from a resolve (a group-key registry without `verify`).
         return [CLAIM_REFUSALS.has((body as { code: string }).code) ? 401 : 200, body, {}]

@@ -22,6 +22,16 @@ export {
   NonceStoreFullError,
 } from './claims/nonces.js'
 export {
+  type ClaimLog,
+  configurationDigest,
+  MEMORY_CLAIM_LOG_DEFAULTS,
+  MemoryClaimLog,
+  type MemoryClaimLogOptions,
+  type Reclaim,
+  type ReclaimOptions,
+  type ServedClaim,
+} from './claims/reclaims.js'
+export {
   CLAIM_CODES,
   type Claim,
   type ClaimVerdict,
@@ -32,6 +42,11 @@ export {
   signedClaims,
   verifiedKeyId,
 } from './claims/verify.js'
+export {
+  type CertificateSubject,
+  CLIENT_CERTIFICATE_DEFAULTS,
+  type ClientCertificateOptions,
+} from './claims/x509.js'
 export {
   createProvisioningHandler,
   type ProvisioningHandlerOptions,

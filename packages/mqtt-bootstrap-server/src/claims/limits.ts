@@ -21,6 +21,7 @@ import type { IncomingMessage } from 'node:http'
 import { ResultCode } from 'mqtt-bootstrap/contract'
 import { addressKey, peerAddress, trustedProxies } from './peer.js'
 import { type ClaimVerifier, claimedIdentityReader } from './verify.js'
+import { presentsCertificate } from './x509.js'
 
 export interface ClaimLimitsOptions {
   /** Failed claims per key (an address, an identity) per window answered normally. @default 10 */
@@ -233,9 +234,16 @@ export function claimGates(
   return (request, data) => limiter.gate(peerAddress(request, trusted), identityOf?.(data))
 }
 
-/** Whether `request` carries a signature at all (one that carries none cannot be a valid claim). */
+/**
+ * Whether `request` carries a proof at all, a signature or a client certificate (X.509 claims, claims/x509.ts): one
+ * that carries none cannot be a valid claim. A certificate is judged like a signature, never answered 429 unread.
+ */
 export function carriesSignature(request: IncomingMessage): boolean {
-  return request.headers.signature !== undefined || request.headers['signature-input'] !== undefined
+  return (
+    request.headers.signature !== undefined ||
+    request.headers['signature-input'] !== undefined ||
+    presentsCertificate(request)
+  )
 }
 
 /** What `identity` names as a non-empty string, or `undefined` (an exception too: the data is the client's). */

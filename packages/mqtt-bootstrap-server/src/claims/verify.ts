@@ -16,6 +16,7 @@ import { CLAIM_ALG, CLAIM_COMPONENTS, keyBytes, MAX_KEY_ID_LENGTH } from 'mqtt-b
 import { checkOrigin, digestMatches, hostMatcher, targetUri } from './message.js'
 import { MemoryNonceStore, type NonceStore, NonceStoreFullError } from './nonces.js'
 import { readSignature, signatureBase } from './signature.js'
+import { type ClientCertificateOptions, certificateJudge } from './x509.js'
 
 /** The refusal codes of signed claims (DESIGN.md), both answered with HTTP 401 and a body of `{ code }` only. */
 export const CLAIM_CODES = Object.freeze({
@@ -82,6 +83,14 @@ export interface SignedClaimsOptions {
    * @default any
    */
   hosts?: readonly string[]
+  /**
+   * X.509 claims (claims/x509.ts): a request without a signature is judged by its mutual-TLS client certificate, which
+   * must chain to `ca` (the factory CA), be valid by `clock`, and name the claimed identity (`subject`: its CN by
+   * default, or a subjectAltName kind); a request with a signature is judged by it alone. The server must ask for the
+   * certificate (`requestCert: true`; `rejectUnauthorized: false` lets devices without one sign instead). For a fleet
+   * of certificates only, `keyFor: () => undefined`. @default none (a signature is the only proof)
+   */
+  clientCertificate?: ClientCertificateOptions
 }
 
 /** The key id each request's claim was verified with, by the handler, for `resolve` and the registries. */
@@ -116,6 +125,8 @@ export function signedClaims(options: SignedClaimsOptions): ClaimVerifier {
     throw new TypeError(`Expected \`maxSkewSeconds\` to be a positive number, got ${String(maxSkewSeconds)}`)
   }
   if (typeof clock?.now !== 'function') throw new TypeError('Expected `clock` to have a now() method')
+  const certified =
+    options.clientCertificate === undefined ? undefined : certificateJudge(options.clientCertificate, clock)
   const nonces = options.nonces ?? new MemoryNonceStore({ clock })
   if (typeof nonces?.remember !== 'function') throw new TypeError('Expected `nonces` to have a remember() method')
   const origin = options.origin === undefined ? undefined : checkOrigin(options.origin)
@@ -128,11 +139,19 @@ export function signedClaims(options: SignedClaimsOptions): ClaimVerifier {
 
   const verifier: ClaimVerifier = async ({ request, body, data }) => {
     const claimed = identityOf(data)
+    const { signature: signatureHeader, 'signature-input': input } = request.headers
+    if (certified !== undefined && signatureHeader === undefined && input === undefined) {
+      // No nonce, no window: the TLS handshake was this connection's own, a recording of it cannot be replayed.
+      const proven = certified(request)
+      return proven !== undefined && proven === claimed
+        ? { ok: true, keyId: proven }
+        : refuse(CLAIM_CODES.INVALID_SIGNATURE)
+    }
     const url = targetUri(request, origin)
     if (url === undefined || (named !== undefined && !named(new URL(url)))) {
       return refuse(CLAIM_CODES.INVALID_SIGNATURE)
     }
-    const signature = readSignature(request.headers['signature-input'], request.headers.signature)
+    const signature = readSignature(input, signatureHeader)
     if (signature === undefined) return refuse(CLAIM_CODES.INVALID_SIGNATURE)
     const { params } = signature
     const [keyid, alg, nonce, created] = ['keyid', 'alg', 'nonce', 'created'].map((name) => params.get(name))

@@ -120,6 +120,10 @@ function program(): Command {
       collect,
       [],
     )
+    .option(
+      '--client-ca <file>',
+      "factory CA certificate(s) (PEM): a device's mutual-TLS client certificate from it, naming its identity in its CN, proves its claim",
+    )
     .option('--no-limits', 'turn off the abuse limits on failed claims (429 past 10 a minute per address or identity)')
     .addHelpText(
       'after',
@@ -134,7 +138,7 @@ function program(): Command {
         '  2026-05-04T10:00:01.000Z 127.0.0.1 TLS handshake failed (<reason>)',
         '',
         'Exit codes: 0 stopped by SIGINT/SIGTERM, 1 could not listen (a busy port) or write the CA,',
-        '2 usage, a bad registry (or one that declares no "attestation"), a bad --cert/--key, or a CA file without',
+        '2 usage, a bad registry (or one that declares no "attestation"), a bad --cert/--key/--client-ca, or a CA file without',
         'its key.',
       ].join('\n'),
     )

@@ -5,16 +5,13 @@
  * (its key, 0600): a restart reuses both, so devices that trust the first start keep working. A new CA is written only
  * once the server listens, and never over an existing file: a start that fails (a busy port) changes nothing.
  */
-import { X509Certificate } from 'node:crypto'
 import { once } from 'node:events'
 import { type IncomingMessage, STATUS_CODES } from 'node:http'
 import { createServer } from 'node:https'
 import type { AddressInfo, Socket } from 'node:net'
-import { hostname, networkInterfaces } from 'node:os'
 import type { Duplex } from 'node:stream'
 import type { TLSSocket } from 'node:tls'
 import { CLAIM_LIMITS_DEFAULTS as LIMITS } from '../claims/limits.js'
-import { hostMatcher } from '../claims/message.js'
 import { MemoryNonceStore } from '../claims/nonces.js'
 import { trustedProxies } from '../claims/peer.js'
 import { createProvisioningHandler } from '../handler.js'
@@ -22,8 +19,9 @@ import { DeviceRegistry } from '../registry.js'
 import { identityOf, rejectedLine, requestLine, tlsFailureLine } from './access-log.js'
 import { defaultCaKeyPath, loadCa, saveCa } from './ca-store.js'
 import { type CertificateAuthority, generateCa, issueServerCertificate } from './certificates.js'
+import { certificateNames, claimHosts, subjectAltNames } from './claim-hosts.js'
 import { EXIT, parsePortOption, UsageError } from './io.js'
-import { readKeyPair } from './pem.js'
+import { readCertificateOption, readKeyPair } from './pem.js'
 
 export interface ServeFlags {
   registry: string
@@ -43,46 +41,8 @@ export interface ServeFlags {
   limits?: boolean
   /** The proxies (addresses or CIDRs) whose X-Forwarded-For names the peer, for the limits. */
   trustProxy?: string[]
-}
-
-/** The names a generated certificate must carry: the host, or for a wildcard address every local one. */
-function certificateNames(host: string, extra: string[]): string[] {
-  const wildcard = host === '0.0.0.0' || host === '::' || host === ''
-  const local = wildcard
-    ? [
-        hostname(),
-        ...Object.values(networkInterfaces())
-          .flat()
-          .map((address) => address?.address)
-          .filter((address): address is string => address !== undefined && !address.startsWith('fe80')),
-      ]
-    : [host]
-  return [...new Set([...local, 'localhost', '127.0.0.1', '::1', ...extra])]
-}
-
-/** A certificate's DNS names and IP addresses (its subjectAltName), else its subject's common name. */
-function subjectAltNames(cert: string): string[] {
-  const { subjectAltName = '', subject } = new X509Certificate(cert)
-  const names = subjectAltName
-    .split(', ')
-    .map((name) => /^(?:DNS|IP Address):(.+)$/.exec(name)?.[1])
-    .filter((name): name is string => name !== undefined)
-  const commonName = /^CN=(.+)$/m.exec(subject)?.[1]
-  return names.length > 0 || commonName === undefined ? names : [commonName]
-}
-
-/** The certificate's names as `hosts` entries (an IPv6 address in brackets); those no Host header can carry left out. */
-function claimHosts(names: readonly string[]): string[] {
-  return names
-    .map((name) => (name.includes(':') && !name.startsWith('[') ? `[${name}]` : name))
-    .filter((name) => {
-      try {
-        hostMatcher([name])
-        return true
-      } catch {
-        return false
-      }
-    })
+  /** Factory CA certificate(s): X.509 claims, a client certificate from it naming the identity (CN) proves a claim. */
+  clientCa?: string
 }
 
 const NO_ATTESTATION = (path: string) =>
@@ -115,10 +75,16 @@ export async function serveCommand(flags: ServeFlags): Promise<number> {
   // Secure by default (issue 14): a registry must say how claims are authenticated, or nothing is served.
   if (registry.attestation === undefined) throw new UsageError(NO_ATTESTATION(flags.registry))
   if (registry.attestation === 'none') console.error(UNSIGNED_WARNING(flags.registry))
+  const clientCa = readCertificateOption(flags.clientCa, '--client-ca')
+  // A "none" registry accepts every claim: a certificate would prove nothing more, and saying it does would mislead.
+  if (clientCa !== undefined && registry.attestation !== 'group-key') {
+    throw new UsageError(`--client-ca: ${flags.registry} declares "attestation": "none", so no claim needs a proof`)
+  }
+  const clientCertificate = clientCa === undefined ? {} : { clientCertificate: { ca: clientCa } }
   const nonces = new MemoryNonceStore()
   let verify: ReturnType<DeviceRegistry['verifier']>
   try {
-    verify = registry.verifier({ nonces, ...(flags.origin ? { origin: flags.origin } : {}) })
+    verify = registry.verifier({ nonces, ...clientCertificate, ...(flags.origin ? { origin: flags.origin } : {}) })
   } catch (error) {
     throw new UsageError(`--origin: ${(error as Error).message}`)
   }
@@ -166,6 +132,12 @@ export async function serveCommand(flags: ServeFlags): Promise<number> {
     limits: flags.limits !== false && { identity: (data) => identityOf(data, registry.matchFields) },
     trustProxy: flags.trustProxy ?? [],
     onError: (error) => console.error(`${new Date().toISOString()} error: ${(error as Error).message}`),
+    // Issue 15: a device back after a factory reset (or one key used twice), in the access log's columns.
+    onReclaim: ({ time, peer, identity, previousTime: before, sameConfiguration: same }) =>
+      log(
+        `${requestLine({ time, peer, method: 're-claim', url: '', status: undefined, code: undefined, identity })} ` +
+          `(served before ${before.toISOString()}${same ? '' : '; its configuration changed since'})`,
+      ),
     onRequest: ({ request, status, code, data }) =>
       log(
         requestLine({
@@ -179,7 +151,9 @@ export async function serveCommand(flags: ServeFlags): Promise<number> {
         }),
       ),
   })
-  const server = createServer({ ...tls, noDelay: true }, (req, res) => {
+  // Asked for, never required: a device without a certificate signs its claim instead (the verifier judges both).
+  const mutual = clientCa === undefined ? {} : { requestCert: true, rejectUnauthorized: false, ca: clientCa }
+  const server = createServer({ ...tls, ...mutual, noDelay: true }, (req, res) => {
     peerOf.set(req, req.socket.remoteAddress)
     if (req.url?.split('?')[0] !== flags.path) {
       res.once('close', () =>
@@ -260,7 +234,7 @@ export async function serveCommand(flags: ServeFlags): Promise<number> {
   const { port: bound } = server.address() as AddressInfo
   // A claim names the server it was meant for (@target-uri): one for another host, sent here with that Host, is not
   // accepted. --origin pins the one public name instead (behind a proxy).
-  if (!flags.origin) verify = registry.verifier({ nonces, hosts: claimHosts(names) })
+  if (!flags.origin) verify = registry.verifier({ nonces, ...clientCertificate, hosts: claimHosts(names) })
   console.log(`provisioning server listening on https://${shown}:${bound}${flags.path}`)
   console.log(`registry ${flags.registry} (${registry.size} entries); certificate: ${caNote}`)
   console.log(
@@ -268,6 +242,9 @@ export async function serveCommand(flags: ServeFlags): Promise<number> {
       ? `claims: signed (RFC 9421, keys derived from the group key), for ${flags.origin ?? claimHosts(names).join(', ')}; nonces kept in memory`
       : 'claims: NOT authenticated ("attestation": "none")',
   )
+  if (clientCa !== undefined) {
+    console.log(`claims: or a client certificate from the CA in ${flags.clientCa}, its CN the identity (mutual TLS)`)
+  }
   console.log(
     flags.limits === false
       ? 'abuse limits: off (--no-limits)'
