@@ -167,10 +167,11 @@ describe('a client certificate from the factory CA proves the claim of the ident
 
   test('a chain through an intermediate the device sends is accepted up to the factory root', async () => {
     const leaf = await deviceCertificate(issuing, IMEI)
-    expect(await post(server.url, IMEI, { cert: `${leaf.cert}\n${issuing.cert}`, key: leaf.key })).toMatchObject({
-      status: 200,
-      body: { code: '00000' },
-    })
+    const withChain = await post(server.url, IMEI, { cert: `${leaf.cert}\n${issuing.cert}`, key: leaf.key })
+    // Node 24 (24.21 tried here) gives the server only the leaf of what a client sends (getPeerCertificate(true) and
+    // getPeerX509Certificate alike; 20, 22 and 26 give the whole chain): the chain cannot be checked, so it is refused.
+    const chainVisible = !process.versions.node.startsWith('24.')
+    expect(withChain).toMatchObject(chainVisible ? { status: 200, body: { code: '00000' } } : refused)
     // Without the intermediate the chain stops short of the factory CA.
     expect(await post(server.url, IMEI, leaf)).toEqual(refused)
   })
