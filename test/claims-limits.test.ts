@@ -277,6 +277,15 @@ describe('the peer address', () => {
     expect(await post(url, guess(), xff('198.51.100.8, 10.9.9.9'))).toMatchObject({ status: 401 })
   })
 
+  test('a forwarded address with a port is the address (a new port is no new counter); garbage is the proxy', async () => {
+    const { url } = await limitedServer({}, { trustProxy: ['127.0.0.1'] })
+    for (let i = 0; i < 10; i++) {
+      expect(await post(url, guess(), xff(`192.0.2.7:${40000 + i}`))).toMatchObject({ status: 401 })
+    }
+    expect(await post(url, guess(), xff('192.0.2.7'))).toMatchObject({ status: 429 })
+    expect(await post(url, guess(), xff('not-an-address'))).toMatchObject({ status: 401 })
+  })
+
   test('IPv6 addresses count per /64; a bad trustProxy entry is a TypeError naming it', async () => {
     const { url } = await limitedServer({}, { trustProxy: ['127.0.0.1'] })
     for (let i = 1; i <= 10; i++)

@@ -174,6 +174,32 @@ test('a hook that throws, or a log that fails, goes to onError; the device is an
   expect(failing.reclaims).toEqual([])
 })
 
+test('an async hook that rejects goes to onError (no unhandled rejection); a log that never answers is given up', {
+  timeout: 15_000,
+}, async () => {
+  const unhandled: unknown[] = []
+  const record = (reason: unknown) => unhandled.push(reason)
+  process.on('unhandledRejection', record)
+  try {
+    const rejected = new Error('hook failed later')
+    const { errors, claim } = await reclaimServer({ onReclaim: () => Promise.reject(rejected) })
+    expect((await claim(IMEI)).body.code).toBe('00000')
+    expect((await claim(IMEI)).body.code).toBe('00000')
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    expect(errors).toEqual([rejected])
+    expect(unhandled).toEqual([])
+
+    const silent: ClaimLog = { served: () => new Promise(() => {}) } // a store that never answers
+    const stuck = await reclaimServer({ claims: silent })
+    const started = performance.now()
+    expect((await stuck.claim(IMEI)).body.code).toBe('00000')
+    expect(performance.now() - started).toBeLessThan(5000)
+    expect(stuck.errors.map((e) => (e as Error).message)).toEqual(['the claim log did not answer within 2000 ms'])
+  } finally {
+    process.off('unhandledRejection', record)
+  }
+})
+
 test('the log is bounded: beyond maxEntries the least recently served is forgotten (never refused)', async () => {
   expect(new MemoryClaimLog().maxEntries).toBe(100_000)
   for (const bad of [0, -1, 1.5, Number.NaN]) {

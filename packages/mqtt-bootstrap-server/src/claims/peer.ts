@@ -42,12 +42,21 @@ export function peerAddress(request: IncomingMessage, trusted: BlockList | undef
   const hops = (Array.isArray(header) ? header.join(',') : (header ?? '')).split(',').map((hop) => hop.trim())
   let peer = socket
   for (let i = hops.length - 1; i >= 0; i--) {
-    const hop = hops[i] as string
-    if (hop === '') continue
-    peer = hop.slice(0, 64)
+    const hop = addressOf(hops[i] as string)
+    // Not an address (a name, garbage): nothing further left can be believed; the last proxy is the peer.
+    if (hop === undefined) return peer
+    peer = hop
     if (!isTrusted(trusted, peer)) break
   }
   return peer
+}
+
+/** A forwarded hop as a bare IP address (`1.2.3.4:5678` and `[::1]:80` without their ports), else `undefined`. */
+function addressOf(hop: string): string | undefined {
+  const bracketed = /^\[([^\]]+)\](?::\d+)?$/.exec(hop)
+  const withPort = /^(\d+\.\d+\.\d+\.\d+):\d+$/.exec(hop)
+  const address = bracketed?.[1] ?? withPort?.[1] ?? hop
+  return isIP(address) === 0 ? undefined : address
 }
 
 function isTrusted(trusted: BlockList, address: string): boolean {

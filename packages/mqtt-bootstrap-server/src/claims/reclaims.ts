@@ -144,20 +144,35 @@ export function reclaimRecorder(
     try {
       const timeMs = clock.now()
       const digest = configurationDigest(result)
-      const before = await log.served(identity, { timeMs, digest })
+      const before = await withinTime(log.served(identity, { timeMs, digest }), SERVED_TIMEOUT_MS)
       if (before === undefined) return
-      onReclaim?.({
+      const told = onReclaim?.({
         time: new Date(timeMs),
         identity,
         peer: peerAddress(request, trusted),
         previousTime: new Date(before.timeMs),
         sameConfiguration: before.digest === digest,
         request,
-      })
+      }) as unknown
+      // An async hook's rejection is the hook's failure too, never the process's unhandled rejection.
+      if (told instanceof Promise) told.catch(tellError)
     } catch (error) {
       tellError(error)
     }
   }
+}
+
+/** The longest a claim waits for its log (a store that never answers must not hold every device's answer). */
+const SERVED_TIMEOUT_MS = 2000
+
+/** `value`, or a rejection once `ms` have passed without it. */
+function withinTime<T>(value: T | Promise<T>, ms: number): Promise<T> {
+  if (!(value instanceof Promise)) return Promise.resolve(value)
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`the claim log did not answer within ${ms} ms`)), ms)
+  })
+  return Promise.race([value, late]).finally(() => clearTimeout(timer))
 }
 
 /**

@@ -61,6 +61,10 @@ export function certificateJudge(
     )
   }
   return (request) => {
+    // Both must hold: the server's TLS stack (OpenSSL) verified the chain against its `ca` (path lengths, name
+    // constraints, critical extensions, which the check below does not read), and the chain reaches this verifier's
+    // own anchors by its own clock. The server's `ca` must hold the factory CA (serve gives it --client-ca).
+    if ((request.socket as Partial<TLSSocket> | undefined)?.authorized !== true) return undefined
     const peer = peerCertificates(request)
     if (peer === undefined) return undefined
     const [leaf, ...presented] = peer.chain

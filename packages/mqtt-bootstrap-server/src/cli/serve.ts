@@ -5,6 +5,7 @@
  * (its key, 0600): a restart reuses both, so devices that trust the first start keep working. A new CA is written only
  * once the server listens, and never over an existing file: a start that fails (a busy port) changes nothing.
  */
+import { constants } from 'node:crypto'
 import { once } from 'node:events'
 import { type IncomingMessage, STATUS_CODES } from 'node:http'
 import { createServer } from 'node:https'
@@ -152,7 +153,12 @@ export async function serveCommand(flags: ServeFlags): Promise<number> {
       ),
   })
   // Asked for, never required: a device without a certificate signs its claim instead (the verifier judges both).
-  const mutual = clientCa === undefined ? {} : { requestCert: true, rejectUnauthorized: false, ca: clientCa }
+  // No session tickets with client certificates: a resumed session no longer carries the intermediates a device
+  // sent, and its next claim would be refused.
+  const mutual =
+    clientCa === undefined
+      ? {}
+      : { requestCert: true, rejectUnauthorized: false, ca: clientCa, secureOptions: constants.SSL_OP_NO_TICKET }
   const server = createServer({ ...tls, ...mutual, noDelay: true }, (req, res) => {
     peerOf.set(req, req.socket.remoteAddress)
     if (req.url?.split('?')[0] !== flags.path) {
