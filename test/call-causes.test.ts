@@ -22,9 +22,10 @@ async function silentBroker(): Promise<string> {
 
 test("a connect retrying the broker keeps its own cause while a concurrent provision() retries the server's 503s", async () => {
   env.answerValid({ host: `mqtt://127.0.0.1:${await freePort()}` }) // a broker that refuses the TCP connect
-  const { boot: bootstrap } = boot(env.options({ deadlineMs: 700, retry }))
+  const { boot: bootstrap, events } = boot(env.options({ deadlineMs: 700, retry }))
   const connecting = bootstrap.connect().catch((e: unknown) => e)
-  await until(() => env.server.requests.length === 1, 2000, 'the connect to have provisioned')
+  // Past provisioning, into the connect loop: a provision() made while the first flight runs would join it.
+  await until(() => events.some(([name]) => name === 'connecting'), 2000, 'the connect to have provisioned')
   env.server.handle((_req, res) => res.writeHead(503).end())
   await bootstrap.invalidate()
   const provisioning = bootstrap.provision().catch((e: unknown) => e)
