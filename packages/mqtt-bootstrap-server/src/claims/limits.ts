@@ -18,9 +18,9 @@
  * evicted counter only forgets abuse, it never blocks anyone. IPv6 addresses count per /64 (one subscriber's block).
  */
 import type { IncomingMessage } from 'node:http'
-import { ResultCode } from 'mqtt-bootstrap/contract'
+import { MAX_KEY_ID_LENGTH, ResultCode } from 'mqtt-bootstrap/contract'
 import { addressKey, peerAddress, trustedProxies } from './peer.js'
-import { type ClaimVerifier, claimedIdentityReader } from './verify.js'
+import { type ClaimVerifier, claimedIdentityReader, identityReader } from './verify.js'
 import { presentsCertificate } from './x509.js'
 
 export interface ClaimLimitsOptions {
@@ -231,7 +231,8 @@ export function claimGates(
   }
   const limiter = limits instanceof ClaimLimiter ? limits : new ClaimLimiter(limits === true ? {} : limits)
   const identityOf = limiter.identity ?? claimedIdentityReader(verify)
-  return (request, data) => limiter.gate(peerAddress(request, trusted), identityOf?.(data))
+  // A counter key stays small whatever the client claims (the verifier refuses a longer key id anyway).
+  return (request, data) => limiter.gate(peerAddress(request, trusted), identityOf?.(data)?.slice(0, MAX_KEY_ID_LENGTH))
 }
 
 /**
@@ -244,24 +245,4 @@ export function carriesSignature(request: IncomingMessage): boolean {
     request.headers['signature-input'] !== undefined ||
     presentsCertificate(request)
   )
-}
-
-/** What `identity` names as a non-empty string, or `undefined` (an exception too: the data is the client's). */
-export function identityReader(identity: string | ((data: unknown) => unknown)): (data: unknown) => string | undefined {
-  let read: (data: unknown) => unknown
-  if (typeof identity === 'string' && identity !== '') {
-    read = (data) =>
-      typeof data === 'object' && data !== null && Object.hasOwn(data, identity)
-        ? (data as Record<string, unknown>)[identity]
-        : undefined
-  } else if (typeof identity === 'function') read = identity
-  else throw new TypeError('Expected `identity` to be a function or the name of a field')
-  return (data) => {
-    try {
-      const value = read(data)
-      return typeof value === 'string' && value !== '' ? value.slice(0, 256) : undefined
-    } catch {
-      return undefined
-    }
-  }
 }

@@ -212,7 +212,8 @@ export function claimedIdentityReader(verify: ClaimVerifier | undefined) {
   return verify === undefined ? undefined : identityReaders.get(verify)
 }
 
-function identityReader(identity: SignedClaimsOptions['identity']): (data: unknown) => string | undefined {
+/** What `identity` names as a non-empty string, or `undefined` (an exception too: the data is the client's). */
+export function identityReader(identity: SignedClaimsOptions['identity']): (data: unknown) => string | undefined {
   let read: (data: unknown) => unknown
   if (typeof identity === 'string' && identity !== '') {
     read = (data) =>
