@@ -1,11 +1,3 @@
-/**
- * Abuse limits for failed claims (issue 15), over real HTTPS servers on 127.0.0.1: an address past 10 failures a
- * minute gets 429 + Retry-After at once (growing, capped), signed devices behind the same address are not slowed,
- * a public IMEI hammered from many addresses does not lock out its device, X-Forwarded-For counts only from a
- * trusted proxy, memory stays bounded, and `serve` has the limits on by default. Claims are signed by the
- * independent signer (test/helpers/sign-claim.ts); the windows run on the fake clock.
- */
-import type { ChildProcess } from 'node:child_process'
 import { createHmac, randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { readFileSync, writeFileSync } from 'node:fs'
@@ -25,10 +17,11 @@ import {
   type ProvisioningHandlerOptions,
   signedClaims,
 } from '../packages/mqtt-bootstrap-server/src/index.js'
-import { runTs, startTs } from './helpers/child.js'
+import { runTs } from './helpers/child.js'
 import { suite } from './helpers/exposure.js'
 import { FakeClock } from './helpers/fake-clock.js'
 import { DEVICE } from './helpers/https-server.js'
+import { useServeProcesses } from './helpers/serve.js'
 import { signClaimIndependently } from './helpers/sign-claim.js'
 import { type TlsFixture, tlsFixture } from './helpers/tls.js'
 import { until } from './helpers/until.js'
@@ -317,16 +310,7 @@ test('memory stays bounded under many addresses; an evicted counter forgets, nev
 
 describe('serve', () => {
   const cli = 'packages/mqtt-bootstrap-server/src/cli/index.ts'
-  const running = new Set<ChildProcess>()
-  afterEach(async () => {
-    for (const child of running) {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGKILL')
-        await once(child, 'close')
-      }
-    }
-    running.clear()
-  })
+  const processes = useServeProcesses()
 
   async function serve(...more: string[]) {
     const registry = join(dir, `devices-${++next}.json`)
@@ -340,11 +324,8 @@ describe('serve', () => {
       }),
     )
     const caOut = join(dir, `ca-${next}.pem`)
-    const started = startTs(cli, ['serve', '--registry', registry, '--port', '0', '--ca-out', caOut, ...more])
-    running.add(started.child)
-    await until(() => /access log: /.test(started.output()) || started.child.exitCode !== null, 20_000, 'serve')
-    const url = /listening on (https:\/\/\S+)/.exec(started.output())?.[1]
-    expect(url, started.output()).toBeDefined()
+    const started = await processes.serve(['--registry', registry, '--port', '0', '--ca-out', caOut, ...more])
+    const { url } = started
     const trusting = new Agent({ connect: { ca: readFileSync(caOut, 'utf8') } })
     closers.push(() => trusting.close())
     const send = async () => {

@@ -18,12 +18,12 @@ import { Agent, request } from 'undici'
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
 import { PointAccess } from '../packages/mqtt-bootstrap/src/index.js'
 import { createProvisioningHandler, DeviceRegistry } from '../packages/mqtt-bootstrap-server/src/index.js'
-import { runTs, startTs } from './helpers/child.js'
+import { runTs } from './helpers/child.js'
 import { suite } from './helpers/exposure.js'
 import { DEVICE } from './helpers/https-server.js'
+import { useServeProcesses } from './helpers/serve.js'
 import { signClaimIndependently } from './helpers/sign-claim.js'
 import { type TlsFixture, tlsFixture } from './helpers/tls.js'
-import { until } from './helpers/until.js'
 
 const CLI = 'packages/mqtt-bootstrap-server/src/cli/index.ts'
 const IMEI = '860000000000001'
@@ -215,30 +215,11 @@ describe('the registry declares how claims are authenticated', () => {
 })
 
 describe('serve is secure by default', () => {
-  const running = new Set<ChildProcess>()
-  afterEach(async () => {
-    for (const child of running) {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGKILL')
-        await once(child, 'close')
-      }
-    }
-    running.clear()
-  })
+  const processes = useServeProcesses()
 
   async function serve(registry: string, ...more: string[]) {
     const caOut = join(dir, `ca-${++files}.pem`)
-    const started = startTs(CLI, ['serve', '--registry', registry, '--port', '0', '--ca-out', caOut, ...more])
-    running.add(started.child)
-    // The last line serve prints when it has started (its output may arrive in more than one chunk).
-    await until(
-      () => /access log: /.test(started.output()) || started.child.exitCode !== null,
-      20_000,
-      'serve to listen',
-    )
-    const url = /listening on (https:\/\/\S+)/.exec(started.output())?.[1]
-    expect(url, started.output()).toBeDefined()
-    return { ...started, url: url as string, caOut }
+    return { ...(await processes.serve(['--registry', registry, '--port', '0', '--ca-out', caOut, ...more])), caOut }
   }
 
   async function stop(child: ChildProcess) {

@@ -1,10 +1,3 @@
-/**
- * `mqtt-bootstrap serve --client-ca FILE` (issue 15, X.509 claims), a real process: the server asks for a client
- * certificate without requiring one, a device certificate from the factory CA naming the IMEI in its CN proves the
- * claim (a PointAccess with `tls: { ca, cert, key }` and no attestation), HMAC-signed claims still work, and a bad
- * --client-ca is a usage error (exit 2) before anything listens.
- */
-import type { ChildProcess } from 'node:child_process'
 import { createHmac, randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { readFileSync, writeFileSync } from 'node:fs'
@@ -12,12 +5,12 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Agent, request } from 'undici'
-import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { PointAccess } from '../packages/mqtt-bootstrap/src/index.js'
-import { runTs, startTs } from './helpers/child.js'
+import { runTs } from './helpers/child.js'
 import { suite } from './helpers/exposure.js'
 import { DEVICE } from './helpers/https-server.js'
-import { until } from './helpers/until.js'
+import { useServeProcesses } from './helpers/serve.js'
 import { type Authority, authority, deviceCertificate } from './helpers/x509.js'
 
 const CLI = 'packages/mqtt-bootstrap-server/src/cli/index.ts'
@@ -61,29 +54,12 @@ function registryFile(attestation: unknown): string {
 }
 
 describe('serve --client-ca', () => {
-  const running = new Set<ChildProcess>()
-  afterEach(async () => {
-    for (const child of running) {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGKILL')
-        await once(child, 'close')
-      }
-    }
-    running.clear()
-  })
+  const processes = useServeProcesses()
 
   async function serve(registry: string, ...more: string[]) {
     const caOut = join(dir, `ca-${++files}.pem`)
-    const started = startTs(CLI, ['serve', '--registry', registry, '--port', '0', '--ca-out', caOut, ...more])
-    running.add(started.child)
-    await until(
-      () => /access log: /.test(started.output()) || started.child.exitCode !== null,
-      20_000,
-      'serve to listen',
-    )
-    const url = /listening on (https:\/\/\S+)/.exec(started.output())?.[1]
-    expect(url, started.output()).toBeDefined()
-    return { ...started, url: url as string, ca: readFileSync(caOut, 'utf8') }
+    const started = await processes.serve(['--registry', registry, '--port', '0', '--ca-out', caOut, ...more])
+    return { ...started, ca: readFileSync(caOut, 'utf8') }
   }
 
   test('a factory certificate naming the IMEI proves the claim; none, or another device’s, does not; HMAC still works', async () => {

@@ -13,11 +13,12 @@ import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { connect } from 'node:tls'
-import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
-import { type ChildRun, runTs, startTs } from './helpers/child.js'
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { type ChildRun, runTs } from './helpers/child.js'
 import { DEVICE } from './helpers/https-server.js'
 import { freePort } from './helpers/ports.js'
 import { KNOWN, writeRegistry } from './helpers/reference-server.js'
+import { useServeProcesses } from './helpers/serve.js'
 import { tlsFixture } from './helpers/tls.js'
 import { until } from './helpers/until.js'
 
@@ -33,30 +34,10 @@ beforeAll(async () => {
 })
 afterAll(() => rm(dir, { recursive: true, force: true }))
 
-const running = new Set<ChildProcess>()
-afterEach(async () => {
-  for (const child of running) {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL')
-      await once(child, 'close')
-    }
-  }
-  running.clear()
-})
+const processes = useServeProcesses()
 
-/** Start `serve`, wait for its URL. */
-async function serve(args: string[]) {
-  const started = startTs(CLI, ['serve', '--registry', registry, ...args])
-  running.add(started.child)
-  await until(
-    () => /listening on https:\/\//.test(started.output()) || started.child.exitCode !== null,
-    20_000,
-    'serve to listen',
-  )
-  const url = /listening on (https:\/\/\S+)/.exec(started.output())?.[1]
-  expect(url, started.output()).toBeDefined()
-  return { ...started, url: url as string }
-}
+/** Start `serve` over this file's registry, wait for it to have started. */
+const serve = (args: string[]) => processes.serve(['--registry', registry, ...args])
 
 async function stop(child: ChildProcess): Promise<number | null> {
   child.kill('SIGTERM')
