@@ -109,7 +109,7 @@ export class DeviceRegistry {
       },
     })
     return async (claim) => {
-      this.#reloadIfChanged()
+      this.#reloadFor(claim.request)
       const declared = current()
       if (declared === undefined) throw new TypeError(`device registry ${this.path} no longer declares attestation`)
       return declared.kind === 'none' ? { ok: true } : signed(claim)
@@ -132,7 +132,7 @@ export class DeviceRegistry {
    * without `verify` does not hand out configurations.
    */
   resolve = (data: unknown, request?: IncomingMessage): Resolution | undefined => {
-    this.#reloadIfChanged()
+    this.#reloadFor(request)
     if (typeof data !== 'object' || data === null || Array.isArray(data)) return undefined
     const { content, groups, attestation } = this.#loaded
     if (attestation?.kind === 'group-key') {
@@ -150,6 +150,15 @@ export class DeviceRegistry {
     const declared = this.#loaded.attestation
     const keyFile = declared?.kind === 'group-key' ? declared.keyFile : undefined
     return keyFile === undefined ? String(own) : `${own} ${statSync(keyFile, { throwIfNoEntry: false })?.mtimeMs}`
+  }
+
+  /** The requests whose files were checked already: verify and then resolve stat them once per request, not twice. */
+  readonly #checked = new WeakSet<IncomingMessage>()
+
+  #reloadFor(request: IncomingMessage | undefined): void {
+    if (request !== undefined && this.#checked.has(request)) return
+    this.#reloadIfChanged()
+    if (request !== undefined) this.#checked.add(request)
   }
 
   #reloadIfChanged(): void {
