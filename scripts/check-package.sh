@@ -9,3 +9,9 @@ for package in packages/mqtt-bootstrap packages/mqtt-bootstrap-server; do
   npx publint --strict "${package}"
   npx attw --pack "${package}" --format table-flipped
 done
+
+# The database registry's migrations are files read at run time: they must be in the server's tarball.
+files=$(npm pack --dry-run --json --ignore-scripts -w packages/mqtt-bootstrap-server | node -e \
+  'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s)[0].files.map(f=>f.path).join("\n")))')
+grep -qx 'migrations/0001_registry.sql' <<<"$files" || { echo "the server tarball lacks migrations/0001_registry.sql" >&2; exit 1; }
+echo "server tarball: migrations/ included"

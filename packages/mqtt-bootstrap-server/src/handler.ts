@@ -10,6 +10,7 @@ import * as v from 'valibot'
 import { type ClaimLimiter, type ClaimLimitsOptions, carriesSignature, claimGates } from './claims/limits.js'
 import { type ReclaimOptions, reclaimRecorder } from './claims/reclaims.js'
 import { CLAIM_CODES, type ClaimVerifier, recordVerifiedClaim } from './claims/verify.js'
+import { RegistryUnavailableError } from './unavailable.js'
 
 /** What `resolve` answers: the device's configuration, a refusal code, or `undefined` for an unknown device. */
 export type Resolution = { device: Record<string, unknown>; connect: Record<string, unknown> } | { code: string }
@@ -41,7 +42,10 @@ export interface ProvisioningHandlerOptions extends ReclaimOptions {
   maxBodyBytes?: number
   /** A body that has not arrived whole by then is answered 408 (slow clients hold no resources). @default 10000 */
   bodyTimeoutMs?: number
-  /** Told about failures of `resolve` (the device gets `"77777"`). Never given a secret by the handler. */
+  /**
+   * Told about failures of `resolve` (the device gets `"77777"`: HTTP 503 + Retry-After for a
+   * `RegistryUnavailableError`, else 500). Never given a secret by the handler.
+   */
   onError?(error: unknown): void
   /**
    * Told once per request when its exchange ends, answered or not (the client gone first): for an access log. Never
@@ -77,6 +81,10 @@ export const SERVER_CODES = Object.freeze({
   INVALID_SIGNATURE: CLAIM_CODES.INVALID_SIGNATURE,
   /** Signed claims: a replayed nonce, or a `created` outside the window. */
   STALE_CLAIM: CLAIM_CODES.STALE_CLAIM,
+  /** The PostgreSQL registry: no free triplet is left in the pool. */
+  POOL_EXHAUSTED: '10006',
+  /** The PostgreSQL registry: the identity is revoked. */
+  REVOKED: '10007',
 })
 
 const RESERVED_CODES: ReadonlySet<string> = new Set(Object.values(ResultCode))
@@ -111,7 +119,10 @@ export function createProvisioningHandler(options: ProvisioningHandlerOptions) {
   const reclaimed = reclaimRecorder(options, tellError)
   const failed = (response: ServerResponse, error: unknown) => {
     tellError(error)
-    answer(response, 500, { code: ResultCode.TRANSIENT, message: 'try again later' })
+    // A registry that cannot answer now (its database gone): 503, and when to come back.
+    const unavailable = error instanceof RegistryUnavailableError
+    const retry = unavailable ? { 'retry-after': String(error.retryAfterSeconds) } : undefined
+    answer(response, unavailable ? 503 : 500, { code: ResultCode.TRANSIENT, message: 'try again later' }, retry)
   }
 
   /** `raw`: the body's bytes, `undefined` when whoever read it kept none (refused when a verifier needs them). */
@@ -125,7 +136,7 @@ export function createProvisioningHandler(options: ProvisioningHandlerOptions) {
         if (verify !== undefined) {
           if (raw === undefined) throw new TypeError(RAW_BODY_NEEDED)
           // Over the limit, a request with no signature at all cannot be a valid claim: answered at once.
-          const early = carriesSignature(request) ? undefined : gate?.limited()
+          const early = carriesSignature(request) ? undefined : await gate?.limited()
           if (early !== undefined) return early
           const verdict = await verify({ request, body: raw, data })
           if (!verdict.ok) {
@@ -140,7 +151,7 @@ export function createProvisioningHandler(options: ProvisioningHandlerOptions) {
             }
             const problem = code === ResultCode.TRANSIENT ? undefined : refusalCodeProblem(code)
             if (problem !== undefined) throw new TypeError(`verify() refused with a code that ${problem}`)
-            const limited = gate?.refused(code)
+            const limited = await gate?.refused(code)
             if (limited !== undefined) return limited
             return [status, { code }, after === undefined ? {} : { 'retry-after': String(after) }]
           }
@@ -148,11 +159,11 @@ export function createProvisioningHandler(options: ProvisioningHandlerOptions) {
           signed = verdict.keyId !== undefined
         }
         // A claim whose signature verified is never limited; any other is answered 429 before resolve when over.
-        const limited = signed ? undefined : gate?.limited()
+        const limited = signed ? undefined : await gate?.limited()
         if (limited !== undefined) return limited
         const body = toAnswer(await options.resolve(data, request))
         await reclaimed?.(request, body) // noted before the answer leaves; never throws
-        if (!signed) gate?.failed((body as { code: string }).code)
+        if (!signed) await gate?.failed((body as { code: string }).code)
         // A claim refusal is 401 however it is made: also from a resolve (a group-key registry without `verify`).
         return [CLAIM_REFUSALS.has((body as { code: string }).code) ? 401 : 200, body, {}]
       })

@@ -13,7 +13,14 @@ export {
   checkProvisioningServer,
 } from './check.js'
 export type { CheckAttestation, CheckKey } from './check-claims.js'
-export { CLAIM_LIMITS_DEFAULTS, ClaimLimiter, type ClaimLimitsOptions } from './claims/limits.js'
+export {
+  CLAIM_LIMITS_DEFAULTS,
+  ClaimLimiter,
+  type ClaimLimitsOptions,
+  type LimitCounter,
+  type LimitCounterStore,
+  MemoryLimitCounters,
+} from './claims/limits.js'
 export {
   MEMORY_NONCE_STORE_DEFAULTS,
   MemoryNonceStore,
@@ -54,5 +61,21 @@ export {
   type Resolution,
   SERVER_CODES,
 } from './handler.js'
+export { PostgresClaimLog } from './postgres/claim-log.js'
+export {
+  POSTGRES_LIMIT_COUNTERS_DEFAULTS,
+  PostgresLimitCounters,
+  type PostgresLimitCountersOptions,
+} from './postgres/counters.js'
+export { PostgresNonceStore, type PostgresNonceStoreOptions } from './postgres/nonces.js'
+export {
+  type ClaimPolicy,
+  PostgresRegistry,
+  type PostgresRegistryOptions,
+  type RegistryListing,
+  type RegistrySettings,
+  type Triplet,
+} from './postgres/registry.js'
 export { DeviceRegistry, type RegistryVerifierOptions } from './registry.js'
 export { provisioningSchema, RESULT_CODES } from './schema.js'
+export { RegistryUnavailableError } from './unavailable.js'

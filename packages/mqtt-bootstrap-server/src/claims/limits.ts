@@ -14,8 +14,9 @@
  * Retry-After is truthful: the key is answered 429 until it has passed. It doubles each time the key goes over the
  * limit again within one Retry-After after the last block ended (`retryAfterSeconds`, then twice that, up to
  * `maxRetryAfterSeconds`); a key that stays under the limit that long starts again from `retryAfterSeconds`.
- * Memory is bounded: at most `maxKeys` addresses and as many identities, the least recently seen evicted first. An
- * evicted counter only forgets abuse, it never blocks anyone. IPv6 addresses count per /64 (one subscriber's block).
+ * The counters live in a {@link LimitCounterStore}: this process's memory by default, bounded (at most `maxKeys`
+ * addresses and as many identities, the least recently seen evicted first: an evicted counter only forgets abuse, it
+ * never blocks anyone), or one shared by every process (PostgreSQL's). IPv6 addresses count per /64 (one subscriber's).
  */
 import type { IncomingMessage } from 'node:http'
 import { MAX_KEY_ID_LENGTH, ResultCode } from 'mqtt-bootstrap/contract'
@@ -32,7 +33,7 @@ export interface ClaimLimitsOptions {
   retryAfterSeconds?: number
   /** The largest Retry-After, however long the abuse lasts, in seconds. @default 900 */
   maxRetryAfterSeconds?: number
-  /** The most addresses tracked, and the most identities; the least recently seen is evicted. @default 10000 */
+  /** The most addresses kept in memory, and the most identities (the memory store's bound). @default 10000 */
   maxKeys?: number
   /** IPv6 addresses are counted per prefix of this length (a subscriber gets a /64 or more). @default 64 */
   ipv6PrefixLength?: number
@@ -44,6 +45,8 @@ export interface ClaimLimitsOptions {
   identity?: string | ((data: unknown) => unknown)
   /** Where now comes from (epoch ms). @default Date */
   clock?: { now(): number }
+  /** Where the counters are kept; one shared by all processes counts an enumerator once. @default in memory */
+  store?: LimitCounterStore
 }
 
 export const CLAIM_LIMITS_DEFAULTS = Object.freeze({
@@ -58,7 +61,8 @@ export const CLAIM_LIMITS_DEFAULTS = Object.freeze({
 /** The codes that count as a failed claim. */
 const FAILURES: ReadonlySet<string> = new Set(['10001', '10004', '10005'])
 
-interface Counter {
+/** One key's failed claims, as a {@link LimitCounterStore} keeps them. */
+export interface LimitCounter {
   windowStart: number
   failures: number
   /** Answered 429 until then (epoch ms); 0 for never. */
@@ -67,52 +71,86 @@ interface Counter {
   lastBlockMs: number
 }
 
-/** One table of counters (addresses, or identities): a Map in least-recently-seen order, bounded. */
-class Counters {
-  readonly #map = new Map<string, Counter>()
-  constructor(readonly maxKeys: number) {}
+/** A change of a request's counters (in its keys' order; `undefined`: none): its result, what to keep (or leave). */
+export type LimitCounterChange<T> = { result: T; write: ReadonlyArray<LimitCounter | undefined> }
+export type LimitCounterChanger<T> = (counters: Array<LimitCounter | undefined>) => LimitCounterChange<T>
 
-  get size(): number {
-    return this.#map.size
-  }
+/** Now (epoch ms), the window, whether the change is likely to write (`false`: a store may read unlocked first). */
+export type LimitCounterUpdate = { now: number; windowMs: number; writes: boolean }
 
-  get(key: string): Counter | undefined {
-    return this.#map.get(key)
-  }
-
-  touch(key: string, now: number, windowMs: number): Counter {
-    let counter = this.#map.get(key)
-    if (counter !== undefined) this.#map.delete(key)
-    else counter = { windowStart: now, failures: 0, blockedUntil: 0, lastBlockMs: 0 }
-    this.#map.set(key, counter)
-    // Forgetting the least recently seen only forgets abuse: an evicted key starts again from zero failures.
-    for (const [oldest] of this.#map) {
-      if (this.#map.size <= this.maxKeys) break
-      this.#map.delete(oldest)
-    }
-    const first = this.#map.entries().next().value
-    if (first !== undefined && first[0] !== key && stale(first[1], now, windowMs)) this.#map.delete(first[0])
-    return counter
-  }
+/** Where a limiter's counters are kept: keys `'a:'` + an address key, `'i:'` + an identity; a stale one may go. */
+export interface LimitCounterStore {
+  /**
+   * Run `change` on the counters of `keys`, keep what it writes, answer its result; atomic: of two concurrent updates
+   * of one key, one sees the other's. `change` may run twice (read, then under a lock). A failure throws (e.g. 503).
+   */
+  update<T>(keys: readonly string[], at: LimitCounterUpdate, change: LimitCounterChanger<T>): T | Promise<T>
+  /** The keys kept now, if the store knows at once. */
+  readonly size?: { addresses: number; identities: number }
 }
 
-const stale = (c: Counter, now: number, windowMs: number) =>
+/** Whether `c` counts as none now: its window is over, and so is the time within which a block would double. */
+export const staleCounter = (c: LimitCounter, now: number, windowMs: number) =>
   now >= c.windowStart + windowMs && now >= c.blockedUntil + Math.max(c.lastBlockMs, windowMs)
+
+/** The counters of one process, in memory: per kind of key (addresses, identities) a bounded LRU Map. */
+export class MemoryLimitCounters implements LimitCounterStore {
+  readonly maxKeys: number
+  /** Key -> counter, least recently seen first: addresses (`'a:'`), and identities (`'i:'`). */
+  readonly #addresses = new Map<string, LimitCounter>()
+  readonly #identities = new Map<string, LimitCounter>()
+
+  constructor(options: { maxKeys?: number } = {}) {
+    const { maxKeys = CLAIM_LIMITS_DEFAULTS.maxKeys } = options
+    if (!Number.isSafeInteger(maxKeys) || maxKeys < 1) {
+      throw new TypeError(`Expected \`maxKeys\` to be a positive integer, got ${String(maxKeys)}`)
+    }
+    this.maxKeys = maxKeys
+  }
+
+  get size(): { addresses: number; identities: number } {
+    return { addresses: this.#addresses.size, identities: this.#identities.size }
+  }
+
+  update<T>(keys: readonly string[], at: LimitCounterUpdate, change: LimitCounterChanger<T>): T {
+    const tables = keys.map((key) => (key.startsWith('i:') ? this.#identities : this.#addresses))
+    const { result, write } = change(keys.map((key, i) => tables[i]?.get(key)))
+    for (const [i, counter] of write.entries()) {
+      if (counter === undefined) continue
+      const [table, key] = [tables[i] as Map<string, LimitCounter>, keys[i] as string]
+      table.delete(key)
+      table.set(key, counter)
+      // Forgetting the least recently seen only forgets abuse: an evicted key starts again from zero failures.
+      for (const [oldest] of table) {
+        if (table.size <= this.maxKeys) break
+        table.delete(oldest)
+      }
+      const [first, its] = table.entries().next().value ?? []
+      if (its !== undefined && first !== key && staleCounter(its, at.now, at.windowMs)) table.delete(first as string)
+    }
+    return result
+  }
+}
 
 /** The 429 answer: status, body, headers (the handler's Reply). */
 export type LimitedReply = [429, { code: string }, { 'retry-after': string }]
 
-/** The verdict for one request, its keys read once: see {@link ClaimLimiter.gate}. */
+type MaybeLimited = LimitedReply | undefined | Promise<LimitedReply | undefined>
+
+/** The verdict for one request, its keys read once: see {@link ClaimLimiter.gate}. A shared store answers promises. */
 export interface ClaimGate {
   /** The 429 answer when its address or identity is over the limit now (the block starts), else `undefined`. */
-  limited(): LimitedReply | undefined
+  limited(): MaybeLimited
   /** Count a refusal `code` (only a failure code counts). */
-  failed(code: string): void
+  failed(code: string): void | Promise<void>
   /** For a refusal `code` about to be answered: the 429 instead when over the limit (a failure code), else count it. */
-  refused(code: string): LimitedReply | undefined
+  refused(code: string): MaybeLimited
 }
 
-/** The failed-claim counters of one handler (one process). */
+type Change<T> = (counters: Array<LimitCounter | undefined>, now: number) => LimitCounterChange<T>
+const copied = (counters: Array<LimitCounter | undefined>) => counters.map((c) => c && { ...c })
+
+/** The failed-claim counters of one handler, in its store (this process's memory, or shared). */
 export class ClaimLimiter {
   readonly maxFailures: number
   readonly windowMs: number
@@ -120,9 +158,8 @@ export class ClaimLimiter {
   readonly maxRetryAfterSeconds: number
   readonly ipv6PrefixLength: number
   readonly identity: ((data: unknown) => string | undefined) | undefined
+  readonly store: LimitCounterStore
   readonly #clock: { now(): number }
-  readonly #addresses: Counters
-  readonly #identities: Counters
 
   constructor(options: ClaimLimitsOptions = {}) {
     const d = CLAIM_LIMITS_DEFAULTS
@@ -134,6 +171,7 @@ export class ClaimLimiter {
       maxKeys = d.maxKeys,
       ipv6PrefixLength = d.ipv6PrefixLength,
       clock = Date,
+      store = new MemoryLimitCounters({ maxKeys }),
     } = options
     const checks = { maxFailures, windowMs, retryAfterSeconds, maxRetryAfterSeconds, maxKeys, ipv6PrefixLength }
     for (const [name, value] of Object.entries(checks)) {
@@ -146,59 +184,73 @@ export class ClaimLimiter {
     }
     if (ipv6PrefixLength > 128) throw new TypeError('Expected `ipv6PrefixLength` to be at most 128')
     if (typeof clock?.now !== 'function') throw new TypeError('Expected `clock` to have a now() method')
+    if (typeof store?.update !== 'function') throw new TypeError('Expected `store` to have an update() method')
     this.maxFailures = maxFailures
     this.windowMs = windowMs
     this.retryAfterSeconds = retryAfterSeconds
     this.maxRetryAfterSeconds = maxRetryAfterSeconds
     this.ipv6PrefixLength = ipv6PrefixLength
     this.identity = options.identity === undefined ? undefined : identityReader(options.identity)
+    this.store = store
     this.#clock = clock
-    this.#addresses = new Counters(maxKeys)
-    this.#identities = new Counters(maxKeys)
   }
 
-  /** The keys tracked now (each table is bounded by `maxKeys`). */
+  /** The keys tracked now (each kind bounded by `maxKeys` in memory); NaN when the store does not tell. */
   get size(): { addresses: number; identities: number } {
-    return { addresses: this.#addresses.size, identities: this.#identities.size }
+    return this.store.size ?? { addresses: Number.NaN, identities: Number.NaN }
   }
 
   /** The gate of one request from `address` (the peer, see {@link peerAddress}) claiming `identity`. */
   gate(address: string | undefined, identity: string | undefined): ClaimGate {
-    const keys: Array<[Counters, string]> = []
-    if (address !== undefined) keys.push([this.#addresses, addressKey(address, this.ipv6PrefixLength)])
-    if (identity !== undefined) keys.push([this.#identities, identity])
-    const gate: ClaimGate = {
-      limited: () => {
-        const now = this.#clock.now()
-        let until = 0
-        for (const [table, key] of keys) {
-          const counter = table.get(key)
-          if (counter !== undefined) until = Math.max(until, this.#blockedUntil(counter, now))
-        }
-        if (until <= now) return undefined
-        return [429, { code: ResultCode.TRANSIENT }, { 'retry-after': String(Math.ceil((until - now) / 1000)) }]
-      },
-      failed: (code) => {
-        if (!FAILURES.has(code)) return
-        const now = this.#clock.now()
-        for (const [table, key] of keys) {
-          const counter = table.touch(key, now, this.windowMs)
-          if (now >= counter.windowStart + this.windowMs) Object.assign(counter, { windowStart: now, failures: 0 })
-          counter.failures++
-        }
-      },
+    const keys: string[] = []
+    if (address !== undefined) keys.push(`a:${addressKey(address, this.ipv6PrefixLength)}`)
+    if (identity !== undefined) keys.push(`i:${identity}`)
+    const update = <T>(writes: boolean, change: Change<T>): T | Promise<T> => {
+      const now = this.#clock.now()
+      const onCopies: LimitCounterChanger<T> = (counters) => change(copied(counters), now)
+      if (keys.length === 0) return onCopies([]).result // nothing to count it by
+      return this.store.update(keys, { now, windowMs: this.windowMs, writes }, onCopies)
+    }
+    return {
+      limited: () => update(false, (counters, now) => this.#limit(counters, now)),
+      failed: (code) => (FAILURES.has(code) ? update(true, (counters, now) => this.#count(counters, now)) : undefined),
+      // One update: another process cannot count between the look and the count.
       refused: (code) => {
         if (!FAILURES.has(code)) return undefined
-        const limited = gate.limited()
-        if (limited === undefined) gate.failed(code)
-        return limited
+        return update(true, (counters, now) => {
+          const limited = this.#limit(counters, now)
+          return limited.result === undefined ? this.#count(counters, now) : limited
+        })
       },
     }
-    return gate
+  }
+
+  /** The 429 when a counter is over the limit (its block starts: written), else `undefined` and nothing written. */
+  #limit(counters: Array<LimitCounter | undefined>, now: number): LimitCounterChange<LimitedReply | undefined> {
+    let until = 0
+    const write = counters.map((counter) => {
+      if (counter === undefined) return undefined
+      const before = counter.blockedUntil
+      until = Math.max(until, this.#blockedUntil(counter, now))
+      return counter.blockedUntil === before ? undefined : counter
+    })
+    if (until <= now) return { result: undefined, write }
+    const after = String(Math.ceil((until - now) / 1000))
+    return { result: [429, { code: ResultCode.TRANSIENT }, { 'retry-after': after }], write }
+  }
+
+  /** One more failure on each counter (a new one for a key without). */
+  #count(counters: Array<LimitCounter | undefined>, now: number): LimitCounterChange<undefined> {
+    const write = counters.map((counter = { windowStart: now, failures: 0, blockedUntil: 0, lastBlockMs: 0 }) => {
+      if (now >= counter.windowStart + this.windowMs) Object.assign(counter, { windowStart: now, failures: 0 })
+      counter.failures++
+      return counter
+    })
+    return { result: undefined, write }
   }
 
   /** When `counter`'s block ends (epoch ms), starting one when its window is over the limit; `0`: not blocked. */
-  #blockedUntil(counter: Counter, now: number): number {
+  #blockedUntil(counter: LimitCounter, now: number): number {
     if (now < counter.blockedUntil) return counter.blockedUntil
     if (now >= counter.windowStart + this.windowMs || counter.failures < this.maxFailures) return 0
     // Over the limit again within one block's length after the last ended: the abuse goes on, the block doubles.

@@ -1,0 +1,61 @@
+/**
+ * The registry's schema, versioned: the SQL files of the package's `migrations/` directory, applied in order by
+ * node-pg-migrate (a well-kept tool: it records what ran in `mqtt_bootstrap.migrations`, runs the pending files in
+ * one transaction, and holds an advisory lock meanwhile, so that two server processes starting at once apply each file
+ * once, the second waiting for the first). It is loaded only when migrating: a serving process never needs it twice.
+ */
+import { existsSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import pg from 'pg'
+import { databaseError } from './pool.js'
+
+export const SCHEMA = 'mqtt_bootstrap'
+
+/** The first migration's file: how the package's `migrations/` directory is recognised. */
+const FIRST = '0001_registry.sql'
+
+/**
+ * `migrations/` of this package: beside `dist/` when built, two levels up from `src/postgres/` under tsx or vitest.
+ */
+export function migrationsDir(): string {
+  const here = typeof __dirname === 'string' ? __dirname : dirname(fileURLToPath(import.meta.url))
+  for (let dir = here, up = 0; up < 4; dir = dirname(dir), up++) {
+    const candidate = join(dir, 'migrations')
+    if (existsSync(join(candidate, FIRST))) return candidate
+  }
+  throw new Error(`mqtt-bootstrap-server: its migrations/ directory is missing (looked up from ${here})`)
+}
+
+/**
+ * Apply the pending migrations on a connection of its own (node-pg-migrate changes its search_path); answers the
+ * names of those applied now, `[]` when the schema is up to date.
+ */
+export async function migrate(config: pg.PoolConfig): Promise<string[]> {
+  const { runner } = await import('node-pg-migrate')
+  const client = new pg.Client(config)
+  try {
+    await client.connect()
+    // Two processes creating it at once: the loser gets a unique violation, and the schema is there all the same.
+    await client.query(`CREATE SCHEMA IF NOT EXISTS ${SCHEMA}`).catch((error: { code?: string }) => {
+      if (error.code !== '23505' && error.code !== '42P06') throw error
+    })
+    const applied = await runner({
+      dbClient: client,
+      dir: migrationsDir(),
+      schema: SCHEMA,
+      migrationsSchema: SCHEMA,
+      migrationsTable: 'migrations',
+      direction: 'up',
+      checkOrder: true,
+      singleTransaction: true,
+      advisoryLockMode: 'wait',
+      logger: { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} },
+    })
+    return applied.map((migration) => migration.name)
+  } catch (error) {
+    throw databaseError(error, 'apply the migrations')
+  } finally {
+    await client.end().catch(() => {})
+  }
+}

@@ -1,0 +1,139 @@
+/**
+ * The PostgreSQL connection pool of the registry and its stores (`pg`), and how its failures are told: a database
+ * that cannot be reached, went away or is overloaded is a {@link RegistryUnavailableError} (the device gets `"77777"`,
+ * HTTP 503 and Retry-After, and comes back), never a wrong answer. pg's Pool replaces a broken connection by itself,
+ * so a database that comes back is used again without a restart.
+ */
+import pg from 'pg'
+import { RegistryUnavailableError } from '../unavailable.js'
+
+export interface PoolOptions {
+  /** `postgres://user:password@host:port/database`; without it, pg reads the standard `PG*` environment variables. */
+  connectionString?: string
+  /** The longest a claim waits for a connection or a query, in ms. @default 5000 */
+  queryTimeoutMs?: number
+  /** The most connections this process opens. @default 10 */
+  maxConnections?: number
+  /** Told when an idle connection fails (the database restarted): nothing to answer, the pool replaces it. */
+  onError?(error: Error): void
+}
+
+export const POOL_DEFAULTS = Object.freeze({ queryTimeoutMs: 5000, maxConnections: 10 })
+
+/** The Retry-After given while the database is unreachable, in seconds. */
+export const UNAVAILABLE_RETRY_SECONDS = 5
+
+export function createPool(options: PoolOptions): pg.Pool {
+  const { queryTimeoutMs = POOL_DEFAULTS.queryTimeoutMs, maxConnections = POOL_DEFAULTS.maxConnections } = options
+  for (const [name, value] of [
+    ['queryTimeoutMs', queryTimeoutMs],
+    ['maxConnections', maxConnections],
+  ] as const) {
+    if (!Number.isSafeInteger(value) || value < 1) {
+      throw new TypeError(`Expected \`${name}\` to be a positive integer, got ${String(value)}`)
+    }
+  }
+  const pool = new pg.Pool({
+    ...(options.connectionString === undefined ? {} : { connectionString: options.connectionString }),
+    max: maxConnections,
+    connectionTimeoutMillis: queryTimeoutMs,
+    // The server ends a statement that runs too long, and the client stops waiting for one that never answers.
+    statement_timeout: queryTimeoutMs,
+    query_timeout: queryTimeoutMs + 1000,
+    idleTimeoutMillis: 30_000,
+    application_name: 'mqtt-bootstrap',
+  })
+  // Without a listener, an idle connection that fails would be the process's uncaught exception.
+  pool.on('error', (error) => options.onError?.(error))
+  return pool
+}
+
+/** SQLSTATE classes and codes that mean "not now": connection, resources, shutdown, a lost serialization race. */
+const TRANSIENT_STATES = /^(?:08|53|57P0[1-4]|40001|40P01|55P03|57014)/
+
+/** Network errors of the socket under a connection. */
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+])
+
+/** pg's own messages for a connection that ended or never came (they carry no code). */
+const LOST =
+  /connection terminated|timeout exceeded when trying to connect|query read timeout|connection.*(?:ended|closed)|client has encountered a connection error|cannot use a pool after calling end/i
+
+/** Whether `error` (from pg) says the database is unreachable or busy rather than that the query is wrong. */
+export function isTransient(error: unknown): boolean {
+  if (!(error instanceof Error)) return false
+  const code = (error as { code?: unknown }).code
+  if (typeof code === 'string' && (TRANSIENT_STATES.test(code) || NETWORK_CODES.has(code))) return true
+  if (error instanceof AggregateError) return error.errors.some(isTransient)
+  return LOST.test(error.message)
+}
+
+/**
+ * The error to throw for a failed `doing` ("assign a triplet"): a RegistryUnavailableError for a database that is
+ * not there, else an Error. Only pg's code and message are kept: a `detail` can quote a row's values.
+ */
+export function databaseError(error: unknown, doing: string): Error {
+  const code = (error as { code?: unknown })?.code
+  const why = `${typeof code === 'string' ? `${code}: ` : ''}${(error as Error)?.message ?? String(error)}`
+  return isTransient(error)
+    ? new RegistryUnavailableError(`the database could not ${doing}: ${why}`, UNAVAILABLE_RETRY_SECONDS)
+    : new Error(`the database could not ${doing}: ${why}`)
+}
+
+/** `pool.query`, its failure told as {@link databaseError}. */
+export async function query<R extends pg.QueryResultRow = pg.QueryResultRow>(
+  pool: pg.Pool | pg.PoolClient,
+  doing: string,
+  text: string,
+  values?: unknown[],
+): Promise<pg.QueryResult<R>> {
+  try {
+    return await pool.query<R>(text, values)
+  } catch (error) {
+    throw databaseError(error, doing)
+  }
+}
+
+/**
+ * `work` inside one transaction on one connection: committed when it returns, rolled back when it throws (or the
+ * connection is lost: PostgreSQL rolls back what was not committed, so nothing is ever half-written). A connection
+ * whose rollback failed is dropped, not reused.
+ */
+export async function transaction<T>(pool: pg.Pool, doing: string, work: (client: pg.PoolClient) => Promise<T>) {
+  let client: pg.PoolClient
+  try {
+    client = await pool.connect()
+  } catch (error) {
+    throw databaseError(error, doing)
+  }
+  let broken: Error | undefined
+  try {
+    await client.query('BEGIN')
+    const result = await work(client)
+    await client.query('COMMIT')
+    return result
+  } catch (error) {
+    try {
+      await client.query('ROLLBACK')
+    } catch (rollback) {
+      broken = rollback as Error
+    }
+    throw error instanceof RegistryUnavailableError || !(error instanceof Error) || !isPgError(error)
+      ? error
+      : databaseError(error, doing)
+  } finally {
+    client.release(broken)
+  }
+}
+
+/** An error from pg or its socket (a SQLSTATE, a network code, or one of pg's connection messages). */
+function isPgError(error: Error): boolean {
+  return isTransient(error) || typeof (error as { code?: unknown }).code === 'string' || LOST.test(error.message)
+}
