@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The `mqtt-bootstrap` command (commander): provision, check, serve, demo, keys. Exit codes are in io.ts (EXIT) and the
+ * The `mqtt-bootstrap` command (commander): provision, check, serve, demo, keys, registry. Exit codes are in io.ts (EXIT) and the
  * README. Secrets are printed only with --show-secrets.
  */
 import { basename } from 'node:path'
@@ -13,6 +13,7 @@ import { runDemo } from './demo.js'
 import { collectHeader, EXIT, UsageError } from './io.js'
 import { addKeysCommands } from './keys.js'
 import { provisionCommand } from './provision.js'
+import { addRegistryCommands } from './registry.js'
 import { serveCommand } from './serve.js'
 
 const { version } = packageJson
@@ -93,10 +94,27 @@ function program(): Command {
 
   cli
     .command('serve')
-    .description('run the reference provisioning server over a device registry file, over HTTPS')
-    .requiredOption(
+    .description('run the reference provisioning server over a device registry file or database, over HTTPS')
+    .option(
       '--registry <file>',
       'the device registry (JSON: https://github.com/mqtt-bootstrap/mqtt-bootstrap/blob/main/docs/provisioning-server.md)',
+    )
+    .option('--database <url>', 'or the PostgreSQL registry, postgres://user@host:port/database (see registry --help)')
+    .option('--group-key-file <file>', "with --database: claims signed with this group key's keys (mode 0600)")
+    .option(
+      '--identity <field>',
+      "with --database: the request's field naming the device (default: the database's, imei)",
+    )
+    .addOption(
+      new Option('--attestation <none>', 'with --database: claims NOT authenticated (instead of a group key)').choices([
+        'none',
+      ]),
+    )
+    .addOption(
+      new Option('--claims <who>', 'with --database: who gets a triplet (any-signed: every signed claim)').choices([
+        'allow-list',
+        'any-signed',
+      ]),
     )
     .option('--host <address>', 'address to listen on', '127.0.0.1')
     .option('--port <port>', 'port to listen on (0: any free one)', '8443')
@@ -137,9 +155,14 @@ function program(): Command {
         "(identity: the registry's match fields, first 4 characters and length); failed TLS handshakes as",
         '  2026-05-04T10:00:01.000Z 127.0.0.1 TLS handshake failed (<reason>)',
         '',
-        'Exit codes: 0 stopped by SIGINT/SIGTERM, 1 could not listen (a busy port) or write the CA,',
-        '2 usage, a bad registry (or one that declares no "attestation"), a bad --cert/--key/--client-ca, or a CA file without',
-        'its key.',
+        'With --database, serve makes or updates its tables, takes the attestation, the broker and who may claim from',
+        'it (registry configure; the options above win), and keeps nonces, limits and re-claims there, so that several',
+        'serve processes on one database answer as one. The database gone later: devices get "77777", HTTP 503 and',
+        'Retry-After, and serve goes on (and serves again once it is back).',
+        '',
+        'Exit codes: 0 stopped by SIGINT/SIGTERM, 1 could not listen (a busy port), write the CA or reach the database,',
+        '2 usage, a bad registry (or one that declares no "attestation"), a database with no attestation or broker',
+        'configured, a bad --cert/--key/--client-ca/--group-key-file, or a CA file without its key.',
       ].join('\n'),
     )
     .action(async (flags) => {
@@ -155,6 +178,7 @@ function program(): Command {
     })
 
   addKeysCommands(cli)
+  addRegistryCommands(cli)
   return cli
 }
 

@@ -1,5 +1,6 @@
 /**
- * `mqtt-bootstrap serve`: the reference provisioning server over a device registry file, over HTTPS.
+ * `mqtt-bootstrap serve`: the reference provisioning server over a device registry file or a PostgreSQL registry
+ * (`--database`, serve-database.ts), over HTTPS.
  *
  * Without --cert it serves a certificate signed by a CA of its own, kept at --ca-out (the certificate) and --ca-key
  * (its key, 0600): a restart reuses both, so devices that trust the first start keep working. A new CA is written only
@@ -13,19 +14,18 @@ import type { AddressInfo, Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { TLSSocket } from 'node:tls'
 import { CLAIM_LIMITS_DEFAULTS as LIMITS } from '../claims/limits.js'
-import { MemoryNonceStore } from '../claims/nonces.js'
 import { trustedProxies } from '../claims/peer.js'
+import type { ClaimVerifier } from '../claims/verify.js'
 import { createProvisioningHandler } from '../handler.js'
-import { DeviceRegistry } from '../registry.js'
-import { identityOf, rejectedLine, requestLine, tlsFailureLine } from './access-log.js'
+import { rejectedLine, requestLine, tlsFailureLine } from './access-log.js'
 import { defaultCaKeyPath, loadCa, saveCa } from './ca-store.js'
 import { type CertificateAuthority, generateCa, issueServerCertificate } from './certificates.js'
 import { certificateNames, claimHosts, subjectAltNames } from './claim-hosts.js'
 import { EXIT, parsePortOption, UsageError } from './io.js'
 import { readCertificateOption, readKeyPair } from './pem.js'
+import { type RegistryFlags, type ServedRegistry, servedRegistry } from './serve-database.js'
 
-export interface ServeFlags {
-  registry: string
+export interface ServeFlags extends RegistryFlags {
   port: string
   host: string
   path: string
@@ -46,20 +46,6 @@ export interface ServeFlags {
   clientCa?: string
 }
 
-const NO_ATTESTATION = (path: string) =>
-  `--registry: ${path} does not say how claims are authenticated, and serve does not hand out secrets to whoever ` +
-  'asks for them. Add at its top level either\n' +
-  '  "attestation": { "groupKeyFile": "group.key", "identity": "imei" }\n' +
-  '(claims signed with keys derived from the group key: `mqtt-bootstrap keys group --out group.key` makes one, ' +
-  '`mqtt-bootstrap keys derive` the device keys), or\n' +
-  '  "attestation": "none"\n' +
-  "(unsigned claims: anyone who knows or guesses a device's identity gets its secret)."
-
-const UNSIGNED_WARNING = (path: string) =>
-  `warning: ${path} declares "attestation": "none": claims are not authenticated, and anyone who knows or guesses ` +
-  "a device's identity (an IMEI is printed on its box, and sequential) gets that device's secret. Declare a group " +
-  'key instead ("attestation": { "groupKeyFile": …, "identity": "imei" }) before devices are in the field.'
-
 /** The status Node's HTTP server answers for a parser error (its own choice when nobody listens for 'clientError'). */
 const CLIENT_ERROR_STATUS: Readonly<Record<string, number>> = {
   HPE_HEADER_OVERFLOW: 431,
@@ -67,25 +53,24 @@ const CLIENT_ERROR_STATUS: Readonly<Record<string, number>> = {
 }
 
 export async function serveCommand(flags: ServeFlags): Promise<number> {
-  let registry: DeviceRegistry
+  const registry = await servedRegistry(flags)
   try {
-    registry = new DeviceRegistry(flags.registry)
-  } catch (error) {
-    throw new UsageError(`--registry: ${(error as Error).message}`)
+    return await serveFrom(registry, flags)
+  } finally {
+    await registry.close().catch(() => {})
   }
-  // Secure by default (issue 14): a registry must say how claims are authenticated, or nothing is served.
-  if (registry.attestation === undefined) throw new UsageError(NO_ATTESTATION(flags.registry))
-  if (registry.attestation === 'none') console.error(UNSIGNED_WARNING(flags.registry))
+}
+
+async function serveFrom(registry: ServedRegistry, flags: ServeFlags): Promise<number> {
   const clientCa = readCertificateOption(flags.clientCa, '--client-ca')
   // A "none" registry accepts every claim: a certificate would prove nothing more, and saying it does would mislead.
   if (clientCa !== undefined && registry.attestation !== 'group-key') {
-    throw new UsageError(`--client-ca: ${flags.registry} declares "attestation": "none", so no claim needs a proof`)
+    throw new UsageError(`--client-ca: ${registry.unsigned}, so no claim needs a proof`)
   }
   const clientCertificate = clientCa === undefined ? {} : { clientCertificate: { ca: clientCa } }
-  const nonces = new MemoryNonceStore()
-  let verify: ReturnType<DeviceRegistry['verifier']>
+  let verify: ClaimVerifier
   try {
-    verify = registry.verifier({ nonces, ...clientCertificate, ...(flags.origin ? { origin: flags.origin } : {}) })
+    verify = registry.verifier({ ...clientCertificate, ...(flags.origin ? { origin: flags.origin } : {}) })
   } catch (error) {
     throw new UsageError(`--origin: ${(error as Error).message}`)
   }
@@ -129,8 +114,9 @@ export async function serveCommand(flags: ServeFlags): Promise<number> {
     resolve: registry.resolve,
     // Follows the file: a group key added later is enforced from the next request on.
     verify: (claim) => verify(claim),
-    // On by default (issue 15): failures counted per address and per the registry's match fields.
-    limits: flags.limits !== false && { identity: (data) => identityOf(data, registry.matchFields) },
+    // On by default (issue 15): failures counted per address and per the registry's identity.
+    limits: flags.limits !== false && registry.limits(),
+    ...(registry.claims === undefined ? {} : { claims: registry.claims }),
     trustProxy: flags.trustProxy ?? [],
     onError: (error) => console.error(`${new Date().toISOString()} error: ${(error as Error).message}`),
     // Issue 15: a device back after a factory reset (or one key used twice), in the access log's columns.
@@ -139,18 +125,13 @@ export async function serveCommand(flags: ServeFlags): Promise<number> {
         `${requestLine({ time, peer, method: 're-claim', url: '', status: undefined, code: undefined, identity })} ` +
           `(served before ${before.toISOString()}${same ? '' : '; its configuration changed since'})`,
       ),
-    onRequest: ({ request, status, code, data }) =>
-      log(
-        requestLine({
-          time: new Date(),
-          peer: peerOf.get(request),
-          method: request.method,
-          url: request.url,
-          status,
-          code,
-          identity: identityOf(data, registry.matchFields),
-        }),
-      ),
+    onRequest: (outcome) => {
+      const { request, status, code, data } = outcome
+      const peer = peerOf.get(request)
+      const { method, url } = request
+      log(requestLine({ time: new Date(), peer, method, url, status, code, identity: registry.identityOf(data) }))
+      registry.audit?.(outcome)
+    },
   })
   // Asked for, never required: a device without a certificate signs its claim instead (the verifier judges both).
   // No session tickets with client certificates: a resumed session no longer carries the intermediates a device
@@ -240,14 +221,12 @@ export async function serveCommand(flags: ServeFlags): Promise<number> {
   const { port: bound } = server.address() as AddressInfo
   // A claim names the server it was meant for (@target-uri): one for another host, sent here with that Host, is not
   // accepted. --origin pins the one public name instead (behind a proxy).
-  if (!flags.origin) verify = registry.verifier({ nonces, ...clientCertificate, hosts: claimHosts(names) })
+  if (!flags.origin) verify = registry.verifier({ ...clientCertificate, hosts: claimHosts(names) })
   console.log(`provisioning server listening on https://${shown}:${bound}${flags.path}`)
-  console.log(`registry ${flags.registry} (${registry.size} entries); certificate: ${caNote}`)
-  console.log(
-    registry.attestation === 'group-key'
-      ? `claims: signed (RFC 9421, keys derived from the group key), for ${flags.origin ?? claimHosts(names).join(', ')}; nonces kept in memory`
-      : 'claims: NOT authenticated ("attestation": "none")',
-  )
+  console.log(`registry ${registry.summary}; certificate: ${caNote}`)
+  for (const line of registry.claimLines(flags.origin ?? claimHosts(names).join(', '), flags.limits !== false)) {
+    console.log(line)
+  }
   if (clientCa !== undefined) {
     console.log(`claims: or a client certificate from the CA in ${flags.clientCa}, its CN the identity (mutual TLS)`)
   }
