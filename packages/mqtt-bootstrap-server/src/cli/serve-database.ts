@@ -16,6 +16,7 @@ import type { ProvisioningHandlerOptions, RequestOutcome } from '../handler.js'
 import type { PostgresRegistry, PostgresRegistryOptions } from '../postgres/registry.js'
 import { DeviceRegistry, type RegistryVerifierOptions } from '../registry.js'
 import { identityOf } from './access-log.js'
+import { logError } from './error-log.js'
 import { UsageError } from './io.js'
 import { type DatabaseTarget, databaseFailure, databaseTarget, openRegistry } from './registry-database.js'
 import { checkField, readKeyFile, SET_HOST } from './registry-settings.js'
@@ -144,7 +145,7 @@ async function databaseRegistry(flags: DatabaseFlags): Promise<ServedRegistry> {
     ...options,
     trustProxy: flags.trustProxy ?? [],
     // Idle connections lost (the database restarted), audit rows not written: nothing a device is answered.
-    onError: (error) => console.error(`${new Date().toISOString()} error: ${databaseFailure(error, target).message}`),
+    onError: (error) => logError(databaseFailure(error, target).message),
   })
   try {
     return await served(registry, target, flags)

@@ -21,6 +21,7 @@ import { rejectedLine, requestLine, tlsFailureLine } from './access-log.js'
 import { defaultCaKeyPath, loadCa, saveCa } from './ca-store.js'
 import { type CertificateAuthority, generateCa, issueServerCertificate } from './certificates.js'
 import { certificateNames, claimHosts, subjectAltNames } from './claim-hosts.js'
+import { logError } from './error-log.js'
 import { EXIT, parsePortOption, UsageError } from './io.js'
 import { readCertificateOption, readKeyPair } from './pem.js'
 import { type RegistryFlags, type ServedRegistry, servedRegistry } from './serve-database.js'
@@ -118,7 +119,7 @@ async function serveFrom(registry: ServedRegistry, flags: ServeFlags): Promise<n
     limits: flags.limits !== false && registry.limits(),
     ...(registry.claims === undefined ? {} : { claims: registry.claims }),
     trustProxy: flags.trustProxy ?? [],
-    onError: (error) => console.error(`${new Date().toISOString()} error: ${(error as Error).message}`),
+    onError: (error) => logError((error as Error).message),
     // Issue 15: a device back after a factory reset (or one key used twice), in the access log's columns.
     onReclaim: ({ time, peer, identity, previousTime: before, sameConfiguration: same }) =>
       log(

@@ -12,15 +12,29 @@ import { checkSetting, type RegistrySettings, settingsOf } from './settings.js'
 /** Rows sent per statement: 100,000 triplets are 20 statements, each well under PostgreSQL's message limits. */
 const BATCH = 5000
 
-/** An identity: 1 to 256 characters (the key id's limit: a longer one could never be signed for). */
+/**
+ * Identities checked ({@link isIdentity}), each once, sorted: two statements locking the same rows lock them in the
+ * same order, and never deadlock.
+ */
 function checkIdentities(identities: readonly unknown[]): string[] {
   if (!Array.isArray(identities)) throw new TypeError('Expected identities to be an array of strings')
   identities.forEach((identity, index) => {
-    if (typeof identity !== 'string' || identity.length < 1 || identity.length > 256) {
-      throw new TypeError(`identity #${index + 1} must be a string of 1 to 256 characters`)
+    if (!isIdentity(identity)) {
+      throw new TypeError(`identity #${index + 1} must be 1 to 256 printable characters (valid Unicode, no controls)`)
     }
   })
-  return [...new Set(identities as string[])]
+  return [...new Set(identities as string[])].sort()
+}
+
+/**
+ * 1 to 256 characters (the key id's limit: a longer one could never be signed for), well-formed Unicode (PostgreSQL
+ * would turn a lone surrogate into U+FFFD, and two identities into one) and no control character (NUL is refused by
+ * PostgreSQL; the others have no place in an identity).
+ */
+export function isIdentity(value: unknown): value is string {
+  return (
+    typeof value === 'string' && value.length >= 1 && value.length <= 256 && !/[\p{Cc}\p{Cs}]/u.test(value) // with the u flag, only a lone surrogate is a Cs code point
+  )
 }
 
 /** Any valid `connect`: a triplet is checked on its own. */
@@ -41,7 +55,10 @@ function checkTriplets(rows: Iterable<Triplet>): Triplet[] {
 }
 
 export async function importTriplets(pool: pg.Pool, rows: Iterable<Triplet>) {
-  const triplets = checkTriplets(rows)
+  // Sorted: two imports of the same devices lock their rows in one order, and never deadlock.
+  const triplets = checkTriplets(rows).sort((a, b) =>
+    a.productKey === b.productKey ? compare(a.deviceName, b.deviceName) : compare(a.productKey, b.productKey),
+  )
   return transaction(pool, 'import triplets', async (client) => {
     let added = 0
     let existing = 0
@@ -71,6 +88,8 @@ export async function importTriplets(pool: pg.Pool, rows: Iterable<Triplet>) {
     return { added, existing }
   })
 }
+
+const compare = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0)
 
 export async function allow(pool: pg.Pool, identities: readonly string[], nowMs: number) {
   const list = checkIdentities(identities)
@@ -160,6 +179,8 @@ export async function configure(pool: pg.Pool, changes: Record<string, unknown>)
     value === null ? null : checkSetting(name, value),
   ])
   await transaction(pool, 'configure the registry', async (client) => {
+    // One configure at a time: the check of the settings together below must see every other's change.
+    await client.query('LOCK TABLE mqtt_bootstrap.settings IN SHARE ROW EXCLUSIVE MODE')
     for (const [name, value] of checked) {
       if (value === null) await client.query('DELETE FROM mqtt_bootstrap.settings WHERE name = $1', [name])
       else {

@@ -48,7 +48,10 @@ export class Auditor {
       return
     }
     this.#pending++
-    const identity = this.options.identityOf(outcome.data)?.slice(0, 256) ?? null
+    // What was claimed, as text PostgreSQL takes: cut, controls (NUL) and lone surrogates escaped.
+    const claimed = this.options.identityOf(outcome.data)?.slice(0, 256)
+    const identity =
+      claimed?.replace(/[\p{Cc}\p{Cs}]/gu, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`) ?? null
     query(
       this.pool,
       'write an audit row',

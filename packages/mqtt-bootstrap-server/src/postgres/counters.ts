@@ -42,6 +42,12 @@ SET window_start = v.window_start, failures = v.failures, blocked_until = v.bloc
 FROM unnest($1::text[], $2::bigint[], $3::int[], $4::bigint[], $5::bigint[]) AS v (${COLUMNS})
 WHERE c.key = v.key`
 
+// The rows LOCK made for keys left unwritten (all zero: no counter ever is, its window starts at a real time): gone
+// with the transaction, so that 429s for many identities leave no rows behind.
+const UNMADE = `
+DELETE FROM mqtt_bootstrap.limit_counters
+WHERE key = ANY($1::text[]) AND window_start = 0 AND failures = 0 AND blocked_until = 0 AND last_block_ms = 0`
+
 // $1 now, $2 window (ms), $3 batch. SKIP LOCKED: rows a claim holds are not waited for (they are not stale anyway).
 const PRUNE = `
 DELETE FROM mqtt_bootstrap.limit_counters WHERE key IN (
@@ -98,6 +104,8 @@ export class PostgresLimitCounters implements LimitCounterStore {
       const { rows } = await client.query<CounterRow>(LOCK, [sorted])
       const { result, write } = change(inOrder(keys, rows))
       const changed = keys.flatMap((key, i) => (write[i] === undefined ? [] : [{ key, ...(write[i] as LimitCounter) }]))
+      const unwritten = keys.filter((_key, i) => write[i] === undefined)
+      if (unwritten.length > 0) await client.query(UNMADE, [unwritten])
       if (changed.length > 0) {
         // Whole ms, as the columns are (a clock may answer fractions).
         const column = (pick: (counter: LimitCounter) => number) => changed.map((counter) => Math.round(pick(counter)))

@@ -33,7 +33,9 @@ export function migrationsDir(): string {
  */
 export async function migrate(config: pg.PoolConfig): Promise<string[]> {
   const { runner } = await import('node-pg-migrate')
-  const client = new pg.Client(config)
+  // No statement timeout: a migration may take long, and a second server waits on the advisory lock meanwhile.
+  const client = new pg.Client({ ...config, statement_timeout: 0, query_timeout: 0 })
+  client.on('error', () => {}) // a connection lost mid-migration: the statement in flight fails, and that is told
   try {
     await client.connect()
     // Two processes creating it at once: the loser gets a unique violation, and the schema is there all the same.

@@ -22,7 +22,13 @@ export interface PostgresNonceStoreOptions {
 /** Expired rows deleted by each claim: more than one, so that a backlog (after a quiet spell) shrinks. */
 const PRUNE_PER_CALL = 8
 
-// $1 key id, $2 nonce, $3 now, $4 expires at, $5 maxPerKey, $6 rows to prune.
+/**
+ * How long past its expiry (by this process's clock) a row is kept before it is deleted: a process whose clock runs
+ * ahead of another's by less than this never deletes a nonce the other could still accept a replay of.
+ */
+const PRUNE_MARGIN_MS = 300_000
+
+// $1 key id, $2 nonce, $3 now, $4 expires at, $5 maxPerKey, $6 rows to prune, $7 the prune margin.
 // - `mine`: this key id's unexpired nonces, and whether this pair is one of them (a replay).
 // - `kept`: inserted, or an expired row of the same pair taken over. A concurrent insert of the same pair makes
 //   ON CONFLICT wait for it; its row is then unexpired, the WHERE fails and nothing is returned: exactly one `true`.
@@ -40,7 +46,7 @@ WITH mine AS (
 ), pruned AS (
   DELETE FROM mqtt_bootstrap.nonces WHERE (key_id, nonce) IN (
     SELECT key_id, nonce FROM mqtt_bootstrap.nonces
-    WHERE expires_at <= $3 AND NOT (key_id = $1 AND nonce = $2)
+    WHERE expires_at <= $3::bigint - $7::bigint AND NOT (key_id = $1 AND nonce = $2)
     ORDER BY expires_at LIMIT $6 FOR UPDATE SKIP LOCKED
   )
 )
@@ -76,7 +82,7 @@ export class PostgresNonceStore implements NonceStore {
     // The column holds whole ms: rounded up, a nonce is never forgotten early.
     const expires = Math.ceil(expiresAtMs)
     if (expires <= now) return !(await this.#seen(keyId, nonce, now)) // outside the window: nothing to keep
-    const values = [keyId, nonce, now, expires, this.maxPerKey, PRUNE_PER_CALL]
+    const values = [keyId, nonce, now, expires, this.maxPerKey, PRUNE_PER_CALL, PRUNE_MARGIN_MS]
     const { rows } = await query<RememberRow>(this.#pool, 'remember a nonce', REMEMBER, values)
     const row = rows[0] as RememberRow
     if (row.kept === 1) return true

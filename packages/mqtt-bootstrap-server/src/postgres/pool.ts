@@ -40,6 +40,10 @@ export function createPool(options: PoolOptions): pg.Pool {
     // The server ends a statement that runs too long, and the client stops waiting for one that never answers.
     statement_timeout: queryTimeoutMs,
     query_timeout: queryTimeoutMs + 1000,
+    // A server process that froze (or lost power) mid-claim must not hold its row locks for hours: the database ends
+    // its transaction once it has been idle in it that long, and TCP keepalives find a peer that is gone.
+    idle_in_transaction_session_timeout: queryTimeoutMs,
+    keepAlive: true,
     idleTimeoutMillis: 30_000,
     application_name: 'mqtt-bootstrap',
   })
@@ -114,6 +118,12 @@ export async function transaction<T>(pool: pg.Pool, doing: string, work: (client
     throw databaseError(error, doing)
   }
   let broken: Error | undefined
+  // pg-pool listens on a client only while it is idle: checked out, a connection lost mid-transaction would emit an
+  // 'error' nobody hears, the process's uncaught exception. Heard here, the query fails and the client is dropped.
+  const lost = (error: Error) => {
+    broken ??= error
+  }
+  client.on('error', lost)
   try {
     await client.query('BEGIN')
     const result = await work(client)
@@ -129,6 +139,7 @@ export async function transaction<T>(pool: pg.Pool, doing: string, work: (client
       ? error
       : databaseError(error, doing)
   } finally {
+    client.off('error', lost)
     client.release(broken)
   }
 }

@@ -14,6 +14,7 @@
  */
 import type { IncomingMessage } from 'node:http'
 import { hostname } from 'node:os'
+import { inspect } from 'node:util'
 import type pg from 'pg'
 import { DEFAULT_IDENTITY } from '../claims/declaration.js'
 import { ClaimLimiter, type ClaimLimitsOptions } from '../claims/limits.js'
@@ -24,6 +25,7 @@ import { type ClaimVerifier, signedClaims, verifiedKeyId } from '../claims/verif
 import { type Resolution, SERVER_CODES } from '../handler.js'
 import type { RegistryVerifierOptions } from '../registry.js'
 import * as admin from './admin.js'
+import { isIdentity } from './admin.js'
 import { claimTriplet, type Triplet } from './assign.js'
 import { Auditor } from './audit.js'
 import { PostgresClaimLog } from './claim-log.js'
@@ -153,7 +155,7 @@ export class PostgresRegistry {
   resolve = async (data: unknown, request?: IncomingMessage): Promise<Resolution | undefined> => {
     const settings = await this.#current()
     const claimed = ownField(data, settings.identity)
-    if (typeof claimed !== 'string' || claimed === '' || claimed.length > 256) return undefined
+    if (!isIdentity(claimed)) return undefined // no identity a claim, the allow-list or the database could hold
     // Not said, or a group key: only a claim the handler verified for this identity gets anything.
     if (settings.attestation?.kind !== 'none' && verifiedKeyId(request) !== claimed) {
       return { code: SERVER_CODES.INVALID_SIGNATURE }
@@ -202,6 +204,15 @@ export class PostgresRegistry {
   /** The pool's counts alone (what `list()` starts with), without reading every identity. */
   counts(): Promise<admin.RegistryListing['triplets']> {
     return admin.counts(this.pool)
+  }
+
+  /** What inspect and JSON show: the database by its label, never the pool (its options hold the password). */
+  [inspect.custom](): string {
+    return `PostgresRegistry { ${this.label} }`
+  }
+
+  toJSON(): { label: string } {
+    return { label: this.label }
   }
 
   /** End the pool (one passed to `open` is left to its owner). */
