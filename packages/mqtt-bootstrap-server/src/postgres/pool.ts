@@ -49,6 +49,10 @@ export function createPool(options: PoolOptions): pg.Pool {
   })
   // Without a listener, an idle connection that fails would be the process's uncaught exception.
   pool.on('error', (error) => options.onError?.(error))
+  // pg-pool hands a released connection straight to a waiting caller and drops its own listener; the caller adds
+  // one a moment later. A database shutdown message read in between would be an 'error' nobody hears: every
+  // connection has a listener of its own for its whole life (each query still fails with the error itself).
+  pool.on('connect', (client) => client.on('error', () => {}))
   return pool
 }
 
