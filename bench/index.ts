@@ -4,8 +4,8 @@
  *
  *   BENCH_ITERATIONS (300)  A/B iterations per comparison
  *   BENCH_FLEET (1000,2000,5000,10000)  fleet sizes
- *   BENCH_ONLY (all)  a comma-separated subset of cached, boot, dps, footprint, fleet, registry, claims: the others are kept
- *                     from the last results (bench/results/latest.json), so the table stays whole
+ *   BENCH_ONLY (all)  a comma-separated subset of cached, boot, dps, footprint, fleet, registry, claims, postgres:
+ *                     the others are kept from the last results (bench/results/latest.json), so the table stays whole
  *   BENCH_PAIRS (400)  rounds of the cached section (issue 13's figures: bench/cached.ts)
  *   BENCH_PROFILE (1)  0 leaves the cached boot's CPU profile out
  */
@@ -20,6 +20,7 @@ import { footprint } from './footprint.js'
 import { fleetChart } from './lib/chart.js'
 import { startProcess } from './lib/processes.js'
 import { type AB, median, round } from './lib/stats.js'
+import { benchPostgres, postgresRows } from './postgres.js'
 import { benchRegistry } from './registry.js'
 
 const iterations = Number(process.env.BENCH_ITERATIONS ?? 300)
@@ -34,7 +35,7 @@ const summary = (ab: AB) => ({
   iterations: ab.a.length,
 })
 
-const only = new Set((process.env.BENCH_ONLY ?? 'cached,boot,dps,footprint,fleet,registry,claims').split(','))
+const only = new Set((process.env.BENCH_ONLY ?? 'cached,boot,dps,footprint,fleet,registry,claims,postgres').split(','))
 const previous = await readFile('bench/results/latest.json', 'utf8').then(JSON.parse, () => ({}))
 
 async function part<T>(name: string, title: string, run: () => Promise<T>): Promise<T> {
@@ -85,6 +86,12 @@ const claims = await part('claims', 'signed claims: CPU per request, device and 
   benchClaims(),
 )
 
+const postgres = await part(
+  'postgres',
+  'PostgreSQL registry: claims/s and latency, JSON vs PostgreSQL with 1 and 2 server processes, 100,000 identities',
+  () => benchPostgres(),
+)
+
 const results = {
   date: new Date().toISOString(),
   machine: { node: process.version, cpus: cpus().length, model: cpus()[0]?.model },
@@ -95,6 +102,7 @@ const results = {
   fleet,
   registry,
   claims,
+  postgres,
 }
 await mkdir('bench/results', { recursive: true })
 await writeFile('bench/results/latest.json', `${JSON.stringify(results, null, 2)}\n`)
@@ -179,6 +187,7 @@ if (registry !== undefined) {
   rows.push([`registry reload, ${entries} entries`, `${reloadMedianMs} ms`, '', '', ''])
 }
 if (claims !== undefined) rows.push(...claimsRows(claims))
+if (postgres !== undefined) rows.push(...postgresRows(postgres))
 const widths = rows[0]?.map((_, i) => Math.max(...rows.map((row) => (row[i] ?? '').length))) ?? []
 console.log(`\n${rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ')).join('\n')}`)
 if (cached?.profile !== undefined && only.has('cached')) console.log(`\n${profileReport(cached.profile)}`)
