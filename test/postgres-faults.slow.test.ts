@@ -4,11 +4,19 @@
  * rows behind, and the password of the connection string. Against a real PostgreSQL, through the registry's API.
  */
 import { randomBytes } from 'node:crypto'
+import { once } from 'node:events'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { inspect } from 'node:util'
 import pg from 'pg'
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
 import { errorLog } from '../packages/mqtt-bootstrap-server/src/cli/error-log.js'
-import { ClaimLimiter, PostgresRegistry, type Triplet } from '../packages/mqtt-bootstrap-server/src/index.js'
+import {
+  ClaimLimiter,
+  createProvisioningHandler,
+  PostgresRegistry,
+  type Triplet,
+} from '../packages/mqtt-bootstrap-server/src/index.js'
 import { suite } from './helpers/exposure.js'
 import { type Postgres, postgresSkipReason, startPostgres } from './helpers/postgres.js'
 
@@ -92,7 +100,9 @@ describe.skipIf(postgresSkipReason())('the PostgreSQL registry under faults', ()
     // A lone surrogate would become U+FFFD in the database, and claim another identity's triplet.
     expect(await registry.resolve({ imei: 'x\ud800' })).toBeUndefined()
     expect(await registry.resolve({ imei: 'a\u0000b' })).toBeUndefined()
-    await expect(registry.allow(['x\ud800'])).rejects.toThrow(/identity #1 must be 1 to 256 printable/)
+    await expect(registry.allow(['x\ud800'])).rejects.toThrow(
+      /identity #1 must be 1 to 256 characters of valid Unicode/,
+    )
     await expect(registry.revoke(['a\u0000b'])).rejects.toThrow(TypeError)
     expect((await registry.counts()).assigned).toBe(0)
     const request = {} as never
@@ -106,15 +116,67 @@ describe.skipIf(postgresSkipReason())('the PostgreSQL registry under faults', ()
     expect(errors).toEqual([])
   })
 
+  test('a hostile identity through the handler with the shared limits: answered, counted, never a 500', async () => {
+    const { registry, admin } = await fresh()
+    await registry.importTriplets(triplets(1))
+    const errors: unknown[] = []
+    const server = createServer(
+      createProvisioningHandler({
+        resolve: registry.resolve,
+        verify: registry.verifier(),
+        limits: registry.limiter(), // per identity by default: the settings' field
+        onRequest: registry.audit,
+        onError: (error) => errors.push(error),
+      }),
+    )
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    closers.push(async () => {
+      server.close()
+      await once(server, 'close')
+    })
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`
+    const post = async (imei: string) => {
+      const body = JSON.stringify({ imei })
+      const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body })
+      return { status: response.status, ...((await response.json()) as { code: string }) }
+    }
+    for (const imei of ['a\u0000b', 'x\ud800', 'a\\u0000b'])
+      expect(await post(imei)).toMatchObject({ status: 200, code: '10001' })
+    expect(errors).toEqual([])
+    // Counted per identity, each its own key: the text with a NUL and the text that spells one are two.
+    const { rows } = await admin.query(
+      `SELECT key FROM mqtt_bootstrap.limit_counters WHERE key LIKE 'i:%' ORDER BY key`,
+    )
+    expect(rows.map((row) => row.key)).toEqual(['i:a\\\\u0000b', 'i:a\\u0000b', 'i:x\\ud800'])
+  })
+
+  test('a connection handed from one caller to the next keeps an error listener throughout', async () => {
+    const url = await db.database()
+    const registry = await PostgresRegistry.open({ connectionString: url, maxConnections: 1 })
+    closers.push(() => registry.close())
+    const first = await registry.pool.connect()
+    const next = registry.pool.connect() // queued: the first's connection is handed to it on release
+    first.release()
+    const second = await next
+    // Before this caller adds a listener of its own: a shutdown message read now would otherwise be unheard.
+    expect(second.listenerCount('error')).toBeGreaterThan(0)
+    second.release()
+  })
+
   test('two imports of the same devices in opposite orders at once: both succeed, no deadlock', async () => {
     const { registry } = await fresh()
     const pool = triplets(400)
     const results = await Promise.all([registry.importTriplets(pool), registry.importTriplets([...pool].reverse())])
     expect(results.map((r) => r.added + r.existing)).toEqual([400, 400])
     expect(results[0].added + (results[1]?.added ?? 0)).toBe(400)
+    // The pool keeps the order of the import that added it: the first free triplet is its first row.
+    const first = results[0].added === 400 ? pool[0] : pool[399]
+    await registry.allow(['first'])
+    expect(await registry.resolve({ imei: 'first' })).toMatchObject({ device: { deviceName: first?.deviceName } })
     const ids = Array.from({ length: 300 }, (_, i) => `id-${i}`)
     await Promise.all([registry.allow(ids), registry.revoke([...ids].reverse()), registry.allow(ids)])
-    expect((await registry.list()).identities).toHaveLength(300)
+    expect((await registry.list()).identities).toHaveLength(301) // and 'first'
   })
 
   test('429s for many identities leave no counter rows behind', async () => {

@@ -10,13 +10,15 @@ export function errorLog(now: () => number = Date.now): (message: string) => voi
   return (message) => {
     const time = now()
     const seen = last.get(message)
+    // Most recently seen last: bounded, the message seen longest ago is forgotten first.
+    last.delete(message)
     if (seen !== undefined && time - seen.at < QUIET_MS) {
       seen.left++
+      last.set(message, seen)
       return
     }
     const more = seen !== undefined && seen.left > 0 ? ` (and ${seen.left} more like it in ${QUIET_MS / 1000} s)` : ''
     last.set(message, { at: time, left: 0 })
-    // Bounded: messages differ by little (a code, a statement); an odd one forgets the others.
     if (last.size > 100) last.delete(last.keys().next().value as string)
     console.error(`${new Date(time).toISOString()} error: ${message}${more}`)
   }

@@ -39,20 +39,22 @@ export async function configureCommand(flags: ConfigureFlags): Promise<number> {
   if (flags.identity !== undefined) checkField(flags.identity, '--identity')
   const keyFile = flags.groupKeyFile === undefined ? undefined : await checkedKeyFile(flags.groupKeyFile)
   return withRegistry(flags.database, async (registry) => {
-    const current = await registry.settings()
-    const changes = changesOf(flags, current, keyFile)
+    // Made of the settings as they are while held: a concurrent change (a key rotated) is never undone here.
+    const changes = await registry.configure((current) => {
+      const wanted = changesOf(flags, current, keyFile)
+      const next = { ...current, ...wanted }
+      if (next.claims === 'any-signed' && !hasGroupKey(next)) {
+        throw new UsageError(
+          'claims any-signed give a triplet to every device whose claim is signed: they need a group key ' +
+            '(--group-key-file <file>; or --claims allow-list to go without one)',
+        )
+      }
+      return wanted
+    })
     if (Object.keys(changes).length === 0) {
-      console.log(describeSettings(current))
+      console.log(describeSettings(await registry.settings()))
       return EXIT.OK
     }
-    const next = { ...current, ...changes }
-    if (next.claims === 'any-signed' && !hasGroupKey(next)) {
-      throw new UsageError(
-        'claims any-signed give a triplet to every device whose claim is signed: they need a group key ' +
-          '(--group-key-file <file>; or --claims allow-list to go without one)',
-      )
-    }
-    await registry.configure(changes)
     console.log(`configured ${Object.keys(changes).join(', ')}:`)
     console.log(describeSettings(await registry.settings()))
     return EXIT.OK

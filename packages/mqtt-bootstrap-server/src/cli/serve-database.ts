@@ -221,7 +221,7 @@ async function served(registry: PostgresRegistry, target: DatabaseTarget, flags:
     verifier: (options: RegistryVerifierOptions) => registry.verifier({ ...options, nonces: registry.nonces }),
     resolve: (data, request) => registry.resolve(data, request),
     identityOf: (data: unknown) => identityOf(data, [field]),
-    limits: () => registry.limiter({ identity: field }),
+    limits: () => registry.limiter(), // per the settings' identity field, as it changes
     claims: registry.claims,
     audit: (outcome: RequestOutcome) => registry.audit(outcome),
     close: () => registry.close(),

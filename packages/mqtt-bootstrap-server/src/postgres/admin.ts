@@ -9,6 +9,9 @@ import type { Triplet } from './assign.js'
 import { query, transaction } from './pool.js'
 import { checkSetting, type RegistrySettings, settingsOf } from './settings.js'
 
+/** The advisory lock imports take (a constant of this schema's own). */
+const IMPORT_LOCK = 0x6d71_7474_6273
+
 /** Rows sent per statement: 100,000 triplets are 20 statements, each well under PostgreSQL's message limits. */
 const BATCH = 5000
 
@@ -20,7 +23,7 @@ function checkIdentities(identities: readonly unknown[]): string[] {
   if (!Array.isArray(identities)) throw new TypeError('Expected identities to be an array of strings')
   identities.forEach((identity, index) => {
     if (!isIdentity(identity)) {
-      throw new TypeError(`identity #${index + 1} must be 1 to 256 printable characters (valid Unicode, no controls)`)
+      throw new TypeError(`identity #${index + 1} must be 1 to 256 characters of valid Unicode, no control characters`)
     }
   })
   return [...new Set(identities as string[])].sort()
@@ -55,11 +58,11 @@ function checkTriplets(rows: Iterable<Triplet>): Triplet[] {
 }
 
 export async function importTriplets(pool: pg.Pool, rows: Iterable<Triplet>) {
-  // Sorted: two imports of the same devices lock their rows in one order, and never deadlock.
-  const triplets = checkTriplets(rows).sort((a, b) =>
-    a.productKey === b.productKey ? compare(a.deviceName, b.deviceName) : compare(a.productKey, b.productKey),
-  )
+  const triplets = checkTriplets(rows)
   return transaction(pool, 'import triplets', async (client) => {
+    // One import at a time (claims are not held up): two imports of the same devices in different orders would
+    // otherwise wait for each other's rows, a deadlock. The pool keeps the import's order: it is assigned in it.
+    await client.query('SELECT pg_advisory_xact_lock($1)', [IMPORT_LOCK])
     let added = 0
     let existing = 0
     for (let start = 0; start < triplets.length; start += BATCH) {
@@ -89,14 +92,13 @@ export async function importTriplets(pool: pg.Pool, rows: Iterable<Triplet>) {
   })
 }
 
-const compare = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0)
-
 export async function allow(pool: pg.Pool, identities: readonly string[], nowMs: number) {
   const list = checkIdentities(identities)
   const { rows } = await query<{ inserted: boolean }>(
     pool,
     'allow identities',
-    `INSERT INTO mqtt_bootstrap.identities (identity, allowed_at) SELECT unnest($1::text[]), to_timestamp($2 / 1000.0)
+    `INSERT INTO mqtt_bootstrap.identities (identity, allowed_at)
+     SELECT id, to_timestamp($2 / 1000.0) FROM unnest($1::text[]) WITH ORDINALITY AS u (id, i) ORDER BY i
      ON CONFLICT (identity) DO UPDATE SET revoked_at = NULL WHERE mqtt_bootstrap.identities.revoked_at IS NOT NULL
      RETURNING (xmax = 0) AS inserted`,
     [list, nowMs],
@@ -112,7 +114,8 @@ export async function revoke(pool: pg.Pool, identities: readonly string[], nowMs
     pool,
     'revoke identities',
     `INSERT INTO mqtt_bootstrap.identities (identity, allowed_at, revoked_at)
-     SELECT unnest($1::text[]), to_timestamp($2 / 1000.0), to_timestamp($2 / 1000.0)
+     SELECT id, to_timestamp($2 / 1000.0), to_timestamp($2 / 1000.0)
+     FROM unnest($1::text[]) WITH ORDINALITY AS u (id, i) ORDER BY i
      ON CONFLICT (identity) DO UPDATE SET revoked_at = EXCLUDED.revoked_at
      WHERE mqtt_bootstrap.identities.revoked_at IS NULL`,
     [list, nowMs],
@@ -172,15 +175,24 @@ export async function readSettings(pool: pg.Pool): Promise<RegistrySettings> {
   return settingsOf(rows)
 }
 
-/** Set some settings (`null` removes one), checked one by one and then together, in one transaction. */
-export async function configure(pool: pg.Pool, changes: Record<string, unknown>): Promise<void> {
-  const checked = Object.entries(changes).map(([name, value]) => [
-    name,
-    value === null ? null : checkSetting(name, value),
-  ])
-  await transaction(pool, 'configure the registry', async (client) => {
-    // One configure at a time: the check of the settings together below must see every other's change.
+/** Settings to change (`null` removes one), or a function of the current settings that answers them. */
+export type SettingsChanges = Record<string, unknown> | ((current: RegistrySettings) => Record<string, unknown>)
+
+/**
+ * Set some settings, checked one by one and then together, in one transaction holding the settings table: one
+ * configure at a time, so that changes made of the current settings (an updater) never lose another's.
+ */
+export async function configure(pool: pg.Pool, changes: SettingsChanges): Promise<Record<string, unknown>> {
+  return transaction(pool, 'configure the registry', async (client) => {
     await client.query('LOCK TABLE mqtt_bootstrap.settings IN SHARE ROW EXCLUSIVE MODE')
+    const current = await client.query<{ name: string; value: unknown }>(
+      'SELECT name, value FROM mqtt_bootstrap.settings',
+    )
+    const wanted = typeof changes === 'function' ? changes(settingsOf(current.rows)) : changes
+    const checked = Object.entries(wanted).map(([name, value]) => [
+      name,
+      value === null ? null : checkSetting(name, value),
+    ])
     for (const [name, value] of checked) {
       if (value === null) await client.query('DELETE FROM mqtt_bootstrap.settings WHERE name = $1', [name])
       else {
@@ -198,5 +210,6 @@ export async function configure(pool: pg.Pool, changes: Record<string, unknown>)
     if (settings.claims === 'any-signed' && typeof settings.attestation !== 'object') {
       throw new TypeError('"any-signed" claims need a group key: configure attestation with a groupKeyFile first')
     }
+    return wanted
   })
 }

@@ -9,7 +9,7 @@ import type { IncomingMessage } from 'node:http'
 import type pg from 'pg'
 import { peerAddress } from '../claims/peer.js'
 import type { RequestOutcome } from '../handler.js'
-import { query } from './pool.js'
+import { query, storable } from './pool.js'
 
 /** Audit rows waiting for the database at most: beyond, rows are dropped (and counted), never queued unbounded. */
 const MAX_PENDING = 256
@@ -48,10 +48,9 @@ export class Auditor {
       return
     }
     this.#pending++
-    // What was claimed, as text PostgreSQL takes: cut, controls (NUL) and lone surrogates escaped.
+    // What was claimed, cut, as text PostgreSQL takes (see storable).
     const claimed = this.options.identityOf(outcome.data)?.slice(0, 256)
-    const identity =
-      claimed?.replace(/[\p{Cc}\p{Cs}]/gu, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`) ?? null
+    const identity = claimed === undefined ? null : storable(claimed)
     query(
       this.pool,
       'write an audit row',

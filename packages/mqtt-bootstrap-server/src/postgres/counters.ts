@@ -10,7 +10,7 @@
  */
 import type pg from 'pg'
 import type { LimitCounter, LimitCounterChanger, LimitCounterStore, LimitCounterUpdate } from '../claims/limits.js'
-import { query, transaction } from './pool.js'
+import { query, storable, transaction } from './pool.js'
 
 export interface PostgresLimitCountersOptions {
   /** How often this process deletes stale counters, in ms of the limiter's clock. @default 60000 */
@@ -92,7 +92,9 @@ export class PostgresLimitCounters implements LimitCounterStore {
     this.#onError = onError
   }
 
-  async update<T>(keys: readonly string[], at: LimitCounterUpdate, change: LimitCounterChanger<T>): Promise<T> {
+  async update<T>(given: readonly string[], at: LimitCounterUpdate, change: LimitCounterChanger<T>): Promise<T> {
+    // A claimed identity is anything a client sent: stored as text PostgreSQL takes, one key for one text.
+    const keys = given.map(storable)
     this.#pruneSometimes(at)
     if (!at.writes) {
       const { rows } = await query<CounterRow>(this.#pool, 'read the claim limits', READ, [keys])

@@ -34,7 +34,12 @@ export function migrationsDir(): string {
 export async function migrate(config: pg.PoolConfig): Promise<string[]> {
   const { runner } = await import('node-pg-migrate')
   // No statement timeout: a migration may take long, and a second server waits on the advisory lock meanwhile.
-  const client = new pg.Client({ ...config, statement_timeout: 0, query_timeout: 0 })
+  // (pg sends no statement_timeout of 0: the session's options say it, over a role's or a database's own.)
+  const { statement_timeout: _s, idle_in_transaction_session_timeout: _i, query_timeout: _q, ...connection } = config
+  const client = new pg.Client({
+    ...connection,
+    options: '-c statement_timeout=0 -c idle_in_transaction_session_timeout=0',
+  })
   client.on('error', () => {}) // a connection lost mid-migration: the statement in flight fails, and that is told
   try {
     await client.connect()

@@ -41,19 +41,42 @@ export function createPool(options: PoolOptions): pg.Pool {
     statement_timeout: queryTimeoutMs,
     query_timeout: queryTimeoutMs + 1000,
     // A server process that froze (or lost power) mid-claim must not hold its row locks for hours: the database ends
-    // its transaction once it has been idle in it that long, and TCP keepalives find a peer that is gone.
+    // its transaction once it has been idle in it that long. TCP keepalives find a database host that is gone.
     idle_in_transaction_session_timeout: queryTimeoutMs,
     keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
     idleTimeoutMillis: 30_000,
     application_name: 'mqtt-bootstrap',
   })
-  // Without a listener, an idle connection that fails would be the process's uncaught exception.
-  pool.on('error', (error) => options.onError?.(error))
-  // pg-pool hands a released connection straight to a waiting caller and drops its own listener; the caller adds
-  // one a moment later. A database shutdown message read in between would be an 'error' nobody hears: every
-  // connection has a listener of its own for its whole life (each query still fails with the error itself).
-  pool.on('connect', (client) => client.on('error', () => {}))
+  listen(pool, options.onError)
   return pool
+}
+
+/** The pools listened to already (a pool of the caller's, given to more than one registry). */
+const listened = new WeakSet<pg.Pool>()
+
+/**
+ * The listeners a pool needs not to take the process down when its database goes away; also given to a pool of the
+ * caller's. Its idle connections' failures go to `onError`. And pg-pool hands a released connection straight to a
+ * waiting caller, dropping its own listener before the caller adds one: a shutdown message read in between would be
+ * an 'error' nobody hears. So every connection has a listener of its own for its whole life (each query still fails
+ * with the error itself).
+ */
+export function listen(pool: pg.Pool, onError: ((error: Error) => void) | undefined): void {
+  if (listened.has(pool)) return
+  listened.add(pool)
+  pool.on('error', (error) => onError?.(error))
+  pool.on('connect', (client) => client.on('error', () => {}))
+}
+
+/**
+ * Text as PostgreSQL can store it, the same text always the same way, and no two texts alike: a backslash doubled,
+ * each control character (NUL is refused by PostgreSQL) and lone surrogate (it would become U+FFFD) as `\uXXXX`.
+ */
+export function storable(text: string): string {
+  return text.replace(/[\\\p{Cc}\p{Cs}]/gu, (c) =>
+    c === '\\' ? '\\\\' : `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  )
 }
 
 /** SQLSTATE classes and codes that mean "not now": connection, resources, shutdown, a lost serialization race. */
@@ -122,8 +145,8 @@ export async function transaction<T>(pool: pg.Pool, doing: string, work: (client
     throw databaseError(error, doing)
   }
   let broken: Error | undefined
-  // pg-pool listens on a client only while it is idle: checked out, a connection lost mid-transaction would emit an
-  // 'error' nobody hears, the process's uncaught exception. Heard here, the query fails and the client is dropped.
+  // A connection lost mid-transaction is not given back to the pool (the 'connect' listener only keeps its 'error'
+  // from being unheard).
   const lost = (error: Error) => {
     broken ??= error
   }

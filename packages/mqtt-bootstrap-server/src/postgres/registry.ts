@@ -32,7 +32,7 @@ import { PostgresClaimLog } from './claim-log.js'
 import { PostgresLimitCounters } from './counters.js'
 import { migrate } from './migrate.js'
 import { PostgresNonceStore } from './nonces.js'
-import { createPool, type PoolOptions, query } from './pool.js'
+import { createPool, listen, type PoolOptions, query } from './pool.js'
 import { type LoadedSettings, loadSettings, type RegistrySettings, type SettingsOverrides } from './settings.js'
 
 export interface PostgresRegistryOptions extends Omit<PoolOptions, 'onError'>, SettingsOverrides {
@@ -80,7 +80,7 @@ export class PostgresRegistry {
       trusted: trustedProxies(options.trustProxy),
       clock: this.#clock,
       identityOf: (data) => {
-        const value = ownField(data, this.#loaded?.identity ?? options.identity ?? DEFAULT_IDENTITY)
+        const value = ownField(data, this.#identityField())
         return typeof value === 'string' ? value : undefined
       },
       onError: (error) => this.#tellError(error),
@@ -94,6 +94,7 @@ export class PostgresRegistry {
     const own = options.pool === undefined
     let tell = (_error: Error) => {}
     const pool = options.pool ?? createPool({ ...options, onError: (error) => tell(error) })
+    if (options.pool !== undefined) listen(pool, (error) => tell(error))
     try {
       const registry = new PostgresRegistry(pool, own, options)
       tell = (error) => registry.#tellError(error)
@@ -117,8 +118,10 @@ export class PostgresRegistry {
 
   /** Abuse limits whose counters are shared by every process on the database. */
   limiter(options: ClaimLimitsOptions = {}): ClaimLimiter {
+    // Failures are counted per identity too: by default the field the settings name, as they change.
+    const identity = options.identity ?? ((data: unknown) => ownField(data, this.#identityField()))
     const store = options.store ?? new PostgresLimitCounters(this.pool, { onError: (error) => this.#tellError(error) })
-    return new ClaimLimiter({ clock: this.#clock, ...options, store })
+    return new ClaimLimiter({ clock: this.#clock, ...options, identity, store })
   }
 
   /**
@@ -176,9 +179,14 @@ export class PostgresRegistry {
   /** For the handler's `onRequest`: the audit row of a request `resolve` did not answer. Never throws. */
   audit = (outcome: Parameters<Auditor['record']>[0]): void => this.#audit.record(outcome)
 
-  configure(changes: Partial<Record<keyof RegistrySettings, unknown>>): Promise<void> {
+  /**
+   * Change settings (`null` removes one): an object, or a function of the current settings answering the changes,
+   * run while the settings are held (a change made of them loses no other's). Answers the changes made.
+   */
+  async configure(changes: admin.SettingsChanges): Promise<Record<string, unknown>> {
+    const made = await admin.configure(this.pool, changes)
     this.#loadedAt = Number.NEGATIVE_INFINITY // this process sees its own change at once
-    return admin.configure(this.pool, changes)
+    return made
   }
 
   settings(): Promise<RegistrySettings> {
@@ -235,6 +243,11 @@ export class PostgresRegistry {
         this.#loading = undefined
       })
     return this.#loading
+  }
+
+  /** The field of the data that names the device, as the settings in force say. */
+  #identityField(): string {
+    return this.#loaded?.identity ?? this.#options.identity ?? DEFAULT_IDENTITY
   }
 
   #tellError(error: Error): void {
