@@ -4,12 +4,10 @@
  * rows behind, and the password of the connection string. Against a real PostgreSQL, through the registry's API.
  */
 import { randomBytes } from 'node:crypto'
-import { once } from 'node:events'
 import { createServer } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { inspect } from 'node:util'
 import pg from 'pg'
-import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
+import { describe, expect, test } from 'vitest'
 import { errorLog } from '../packages/mqtt-bootstrap-server/src/cli/error-log.js'
 import {
   ClaimLimiter,
@@ -18,7 +16,8 @@ import {
   type Triplet,
 } from '../packages/mqtt-bootstrap-server/src/index.js'
 import { suite } from './helpers/exposure.js'
-import { type Postgres, postgresSkipReason, startPostgres } from './helpers/postgres.js'
+import { listenOnLoopback } from './helpers/ports.js'
+import { postgresSkipReason, usePostgres } from './helpers/postgres.js'
 
 const HOST = 'mqtts://broker.example:8883'
 const PASSWORD = `pg-password-${randomBytes(6).toString('hex')}`
@@ -33,22 +32,12 @@ function triplets(n: number, prefix = 'dev'): Triplet[] {
 }
 
 describe.skipIf(postgresSkipReason())('the PostgreSQL registry under faults', () => {
-  let db: Postgres
-  beforeAll(async () => {
-    db = await startPostgres()
-  }, 60_000)
-  afterAll(async () => {
-    await db?.stop()
-  })
-
-  const closers: Array<() => Promise<void>> = []
-  afterEach(async () => {
-    for (const close of closers.splice(0).reverse()) await close()
-  })
+  const cluster = usePostgres()
+  const closers = { push: cluster.closeLater }
 
   /** A migrated registry whose claims are unsigned (attestation "none": resolve is called directly here). */
   async function fresh() {
-    const url = await db.database()
+    const url = await cluster.db.database()
     // trust authentication takes any password: the URL carries one, as a production URL would.
     const withPassword = url.replace('postgres@', `postgres:${PASSWORD}@`)
     const errors: Error[] = []
@@ -67,7 +56,7 @@ describe.skipIf(postgresSkipReason())('the PostgreSQL registry under faults', ()
     await registry.importTriplets(triplets(1))
     await registry.allow(['860000000000001'])
     // Hold the identity's row: the claim's transaction waits on it, inside BEGIN.
-    const holder = new pg.Client(db.url(admin.database))
+    const holder = new pg.Client(cluster.db.url(admin.database))
     await holder.connect()
     closers.push(() => holder.end())
     await holder.query('BEGIN')
@@ -129,13 +118,9 @@ describe.skipIf(postgresSkipReason())('the PostgreSQL registry under faults', ()
         onError: (error) => errors.push(error),
       }),
     )
-    server.listen(0, '127.0.0.1')
-    await once(server, 'listening')
-    closers.push(async () => {
-      server.close()
-      await once(server, 'close')
-    })
-    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`
+    const { port, close } = await listenOnLoopback(server)
+    closers.push(close)
+    const url = `http://127.0.0.1:${port}/`
     const post = async (imei: string) => {
       const body = JSON.stringify({ imei })
       const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body })
@@ -152,7 +137,7 @@ describe.skipIf(postgresSkipReason())('the PostgreSQL registry under faults', ()
   })
 
   test('a connection handed from one caller to the next keeps an error listener throughout', async () => {
-    const url = await db.database()
+    const url = await cluster.db.database()
     const registry = await PostgresRegistry.open({ connectionString: url, maxConnections: 1 })
     closers.push(() => registry.close())
     const first = await registry.pool.connect()

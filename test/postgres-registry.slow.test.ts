@@ -5,11 +5,9 @@
  * back. Two registries on one database stand for two server processes. Nothing here shows a secret.
  */
 import { createHmac, randomBytes } from 'node:crypto'
-import { once } from 'node:events'
 import { chmodSync, writeFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { createServer } from 'node:https'
-import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { inspect } from 'node:util'
@@ -24,6 +22,7 @@ import {
   type Triplet,
 } from '../packages/mqtt-bootstrap-server/src/index.js'
 import { suite } from './helpers/exposure.js'
+import { listenOnLoopback } from './helpers/ports.js'
 import { type Postgres, postgresSkipReason, startPostgres } from './helpers/postgres.js'
 import { signClaimIndependently } from './helpers/sign-claim.js'
 import { type TlsFixture, tlsFixture } from './helpers/tls.js'
@@ -99,14 +98,9 @@ describe.skipIf(postgresSkipReason())('the PostgreSQL registry', () => {
         onError: (error) => errors.push(error as Error),
       }),
     )
-    server.listen(0, '127.0.0.1')
-    await once(server, 'listening')
-    closers.push(async () => {
-      server.closeAllConnections()
-      server.close()
-      await once(server, 'close')
-    })
-    return { url: `https://127.0.0.1:${(server.address() as AddressInfo).port}/bootstrap`, errors }
+    const { port, close } = await listenOnLoopback(server)
+    closers.push(close)
+    return { url: `https://127.0.0.1:${port}/bootstrap`, errors }
   }
 
   /** POST a claim for `imei`, signed with its derived key unless `sign` is false. */

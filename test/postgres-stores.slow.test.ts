@@ -5,13 +5,11 @@
  * only the clock is fake. Each statement a store sends is counted, for the round trips per call.
  */
 import { createHmac, randomBytes } from 'node:crypto'
-import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
 import { createServer } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import type pg from 'pg'
 import { request } from 'undici'
-import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
+import { describe, expect, test } from 'vitest'
 import { ClaimLimiter, type ClaimLimitsOptions } from '../packages/mqtt-bootstrap-server/src/claims/limits.js'
 import { NonceStoreFullError } from '../packages/mqtt-bootstrap-server/src/claims/nonces.js'
 import { signedClaims } from '../packages/mqtt-bootstrap-server/src/claims/verify.js'
@@ -24,7 +22,8 @@ import { RegistryUnavailableError } from '../packages/mqtt-bootstrap-server/src/
 import { suite } from './helpers/exposure.js'
 import { FakeClock } from './helpers/fake-clock.js'
 import { DEVICE } from './helpers/https-server.js'
-import { type Postgres, postgresSkipReason, startPostgres } from './helpers/postgres.js'
+import { listenOnLoopback } from './helpers/ports.js'
+import { postgresSkipReason, usePostgres } from './helpers/postgres.js'
 import { signClaimIndependently } from './helpers/sign-claim.js'
 
 const MIGRATION = new URL('../packages/mqtt-bootstrap-server/migrations/0001_registry.sql', import.meta.url)
@@ -36,22 +35,12 @@ suite.secret(derive(IMEI))
 suite.secret(DEVICE.deviceSecret)
 
 describe.skipIf(postgresSkipReason())('the PostgreSQL stores', () => {
-  let db: Postgres
-  beforeAll(async () => {
-    db = await startPostgres()
-  }, 60_000)
-  afterAll(async () => {
-    await db?.stop()
-  })
-
-  const closers: Array<() => Promise<void>> = []
-  afterEach(async () => {
-    for (const close of closers.splice(0).reverse()) await close()
-  })
+  const cluster = usePostgres()
+  const closers = { push: cluster.closeLater }
 
   /** A fresh database with the migration's Up part applied (the lead's migrate() is not needed for this). */
   async function migrated(): Promise<string> {
-    const url = await db.database()
+    const url = await cluster.db.database()
     const sql = readFileSync(MIGRATION, 'utf8')
     const pool = createPool({ connectionString: url })
     try {
@@ -179,13 +168,13 @@ describe.skipIf(postgresSkipReason())('the PostgreSQL stores', () => {
       const clock = new FakeClock()
       const store = new PostgresNonceStore(pool, { clock })
       expect(await store.remember(IMEI, 'before', clock.now() + 60_000)).toBe(true)
-      await db.halt()
+      await cluster.db.halt()
       try {
         const error = await store.remember(IMEI, 'during', clock.now() + 60_000).catch((e: unknown) => e)
         expect(error).toBeInstanceOf(RegistryUnavailableError)
         expect(error).toMatchObject({ code: 'REGISTRY_UNAVAILABLE', retryAfterSeconds: 5 })
       } finally {
-        await db.resume()
+        await cluster.db.resume()
       }
       expect(await store.remember(IMEI, 'before', clock.now() + 60_000)).toBe(false)
       expect(await store.remember(IMEI, 'after', clock.now() + 60_000)).toBe(true)
@@ -324,14 +313,9 @@ describe.skipIf(postgresSkipReason())('the PostgreSQL stores', () => {
             limits: limiter,
           })
           const server = createServer(handler)
-          server.listen(0, '127.0.0.1')
-          await once(server, 'listening')
-          closers.push(async () => {
-            server.closeAllConnections()
-            server.close()
-            await once(server, 'close')
-          })
-          return { pool, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/bootstrap` }
+          const { port, close } = await listenOnLoopback(server)
+          closers.push(close)
+          return { pool, url: `http://127.0.0.1:${port}/bootstrap` }
         }),
       )
       const post = async (target: string, body: string, headers: Record<string, string> = {}) => {

@@ -14,3 +14,31 @@ export async function freePort(avoid: readonly number[] = []): Promise<number> {
   }
   throw new Error('no free port on 127.0.0.1')
 }
+
+/** An HTTP(S) server, as far as listening and closing go. */
+interface Listening {
+  listen(port: number, host: string): unknown
+  address(): AddressInfo | string | null
+  close(): unknown
+  closeAllConnections?(): void
+  once(event: string, listener: () => void): unknown
+}
+
+/**
+ * `server` listening on 127.0.0.1 and a port the system picks; answers the port and `close()`, which ends its open
+ * connections too (keep-alive clients would hold it open) and resolves once it has closed.
+ */
+export async function listenOnLoopback(server: Listening): Promise<{ port: number; close(): Promise<void> }> {
+  server.listen(0, '127.0.0.1')
+  await new Promise<void>((resolve) => server.once('listening', resolve))
+  const { port } = server.address() as AddressInfo
+  return {
+    port,
+    close: async () => {
+      const closed = new Promise<void>((resolve) => server.once('close', resolve))
+      server.closeAllConnections?.()
+      server.close()
+      await closed
+    },
+  }
+}

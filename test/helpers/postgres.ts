@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import pg from 'pg'
+import { afterAll, afterEach, beforeAll } from 'vitest'
 import { freePort } from './ports.js'
 
 const run = promisify(execFile)
@@ -167,6 +168,33 @@ export async function startPostgres(): Promise<Postgres> {
       stopped = true
       await tool('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']).catch(() => {})
       await rm(dir, { recursive: true, force: true })
+    },
+  }
+}
+
+/**
+ * For a test file's `describe.skipIf(postgresSkipReason())` block: one cluster for its tests (started before them,
+ * stopped after them), and `closeLater(fn)`: what a test opened, closed after it in the reverse order.
+ */
+export function usePostgres(): { readonly db: Postgres; closeLater(close: () => Promise<unknown>): void } {
+  let db: Postgres | undefined
+  const closers: Array<() => Promise<unknown>> = []
+  beforeAll(async () => {
+    db = await startPostgres()
+  }, 60_000)
+  afterEach(async () => {
+    for (const close of closers.splice(0).reverse()) await close()
+  })
+  afterAll(async () => {
+    await db?.stop()
+  })
+  return {
+    get db() {
+      if (db === undefined) throw new Error('the PostgreSQL cluster is not started yet (use it inside a test)')
+      return db
+    },
+    closeLater: (close) => {
+      closers.push(close)
     },
   }
 }
