@@ -13,6 +13,7 @@ import {
   ClaimLimiter,
   type ClaimLimitsOptions,
   createProvisioningHandler,
+  type LimitCounterStore,
   MemoryNonceStore,
   type ProvisioningHandlerOptions,
   signedClaims,
@@ -173,6 +174,21 @@ test('without verify (the seed contract): unknown devices count, and past the li
   expect(resolved).toHaveLength(10)
   expect(await post(url, JSON.stringify({ imei: IMEI }))).toMatchObject({ status: 429, code: '77777' })
   expect(resolved).toHaveLength(10)
+})
+
+test('a counter store that fails after resolve decided: the answer stands, the failure goes to onError', async () => {
+  const errors: unknown[] = []
+  const failing: LimitCounterStore = {
+    update: (_keys, at, change) => {
+      if (at.writes) return Promise.reject(new Error('the counter store is away'))
+      return change([undefined, undefined]).result
+    },
+  }
+  const { url, resolved } = await limitedServer({ store: failing }, { onError: (e) => errors.push(e) }, false)
+  expect(await post(url, guess())).toMatchObject({ status: 200, code: '10001' })
+  expect(await post(url, JSON.stringify({ imei: IMEI }))).toMatchObject({ status: 200, code: '00000' })
+  expect(resolved).toHaveLength(2)
+  expect(errors.map((e) => (e as Error).message)).toEqual(['the counter store is away'])
 })
 
 test('limits are off by default in the handler, and with limits: false', async () => {

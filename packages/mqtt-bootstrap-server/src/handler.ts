@@ -163,7 +163,8 @@ export function createProvisioningHandler(options: ProvisioningHandlerOptions) {
         if (limited !== undefined) return limited
         const body = toAnswer(await options.resolve(data, request))
         await reclaimed?.(request, body) // noted before the answer leaves; never throws
-        if (!signed) await gate?.failed((body as { code: string }).code)
+        // Decided: a counter store that fails now (its database gone) is told, and the answer stands as decided.
+        if (!signed) await Promise.resolve(gate?.failed((body as { code: string }).code)).catch(tellError)
         // A claim refusal is 401 however it is made: also from a resolve (a group-key registry without `verify`).
         return [CLAIM_REFUSALS.has((body as { code: string }).code) ? 401 : 200, body, {}]
       })
