@@ -185,6 +185,8 @@ describe.skipIf(postgresSkipReason())('registry commands and serve --database, o
       expect(revoked.code).toBe(0)
       expect(revoked.output).toMatch(/revoked 2\n/)
       expect((await registry(db, 'revoke', '--identity', IMEI[1])).output).toMatch(/revoked 0, 1 already revoked/)
+      // Not a keyid (not ASCII), as the library API may allow with "attestation": "none": revocable all the same.
+      expect((await registry(db, 'revoke', '--identity', 'séríal-7')).output).toMatch(/revoked 1\n/)
       const restored = await registry(db, 'allow', '--identity', IMEI[1])
       expect(restored.output).toMatch(/0 added, 1 restored/)
 
@@ -192,7 +194,7 @@ describe.skipIf(postgresSkipReason())('registry commands and serve --database, o
       expect(json.code).toBe(0)
       const listing = JSON.parse(json.output)
       expect(listing.triplets).toEqual({ total: 0, free: 0, assigned: 0 })
-      expect(listing.identities.map((row: { identity: string }) => row.identity)).toEqual(IMEI)
+      expect(listing.identities.map((row: { identity: string }) => row.identity)).toEqual([...IMEI, 'séríal-7'])
       expect(listing.identities[0]).toEqual({ identity: IMEI[0], allowedAt: expect.any(String) })
       expect(new Date(listing.identities[0].allowedAt).getTime()).toBeGreaterThan(Date.now() - 120_000)
       expect(listing.identities[3]).toEqual({

@@ -5,6 +5,7 @@
  * printed: a triplet is shown by its productKey and deviceName.
  */
 import { type Command, Option } from 'commander'
+import { isIdentity } from '../postgres/admin.js'
 import type { RegistryListing } from '../postgres/registry.js'
 import { EXIT, table, UsageError } from './io.js'
 import { withRegistry } from './registry-database.js'
@@ -44,8 +45,11 @@ export async function importCommand(flags: DatabaseFlags & { csv: string }): Pro
 }
 
 /** The identities of --identity and --file, each once. */
-async function identitiesFrom(flags: { identity?: string[]; file?: string }): Promise<string[]> {
-  const given = (flags.identity ?? []).map((id) => checkIdentity(id, '--identity'))
+async function identitiesFrom(
+  flags: { identity?: string[]; file?: string },
+  check: (id: string, where: string) => string = checkIdentity,
+): Promise<string[]> {
+  const given = (flags.identity ?? []).map((id) => check(id, '--identity'))
   if (flags.file !== undefined) {
     const { text, source } = await readInput(flags.file, '--file')
     given.push(...identitiesOf(text, source))
@@ -68,7 +72,11 @@ export async function allowCommand(flags: DatabaseFlags & { identity?: string[];
 }
 
 export async function revokeCommand(flags: DatabaseFlags & { identity: string[] }): Promise<number> {
-  const identities = await identitiesFrom({ identity: flags.identity })
+  // Any identity the registry can hold can be revoked, also one the library allowed that is no keyid (not ASCII).
+  const identities = await identitiesFrom({ identity: flags.identity }, (id, where) => {
+    if (!isIdentity(id)) throw new UsageError(`${where}: 1 to 256 characters of valid Unicode, no control characters`)
+    return id
+  })
   return withRegistry(flags.database, async (registry) => {
     const { revoked } = await registry.revoke(identities)
     const others = identities.length - revoked
