@@ -107,10 +107,13 @@ describe.skipIf(postgresSkipReason())('the PostgreSQL stores', () => {
       // Then each claim deletes up to 8 of them: the 29 are gone within 4 more claims.
       for (let i = 0; i < 4; i++) await store.remember(IMEI, `m${i}`, clock.now() + 60_000)
       expect(await rows(pool, 'nonces')).toBe(1 + 1 + 4) // key-0's taken-over row (within the margin), early, m0–m3
-      // Already outside the window: nothing kept, a replay of an unexpired pair still refused.
+      // Already past its expiry by this clock (the call waited): kept all the same, so that a process whose clock
+      // runs behind refuses its replay; a replay of an unexpired pair is refused whatever the expiry it is given.
       expect(await store.remember(IMEI, 'late', clock.now())).toBe(true)
       expect(await store.remember(IMEI, 'm0', clock.now() - 1)).toBe(false)
-      expect(await rows(pool, 'nonces')).toBe(6)
+      expect(await rows(pool, 'nonces')).toBe(7)
+      const behind = new PostgresNonceStore(pool, { clock: { now: () => clock.now() - 1000 } })
+      expect(await behind.remember(IMEI, 'late', clock.now())).toBe(false)
     })
 
     test('per key id at most maxPerKey unexpired nonces: NonceStoreFullError with the wait for the first', async () => {

@@ -81,7 +81,8 @@ export class PostgresNonceStore implements NonceStore {
     const now = Math.floor(this.#clock.now())
     // The column holds whole ms: rounded up, a nonce is never forgotten early.
     const expires = Math.ceil(expiresAtMs)
-    if (expires <= now) return !(await this.#seen(keyId, nonce, now)) // outside the window: nothing to keep
+    // Kept even when already past its expiry by this clock (the call waited for a connection): a process whose clock
+    // runs behind may still accept a replay of it, and must find it.
     const values = [keyId, nonce, now, expires, this.maxPerKey, PRUNE_PER_CALL, PRUNE_MARGIN_MS]
     const { rows } = await query<RememberRow>(this.#pool, 'remember a nonce', REMEMBER, values)
     const row = rows[0] as RememberRow
@@ -89,15 +90,5 @@ export class PostgresNonceStore implements NonceStore {
     if (row.seen === true || row.unexpired < this.maxPerKey) return false // seen now, or inserted meanwhile
     const wait = Math.max(1, Math.ceil((Number(row.first) - now) / 1000))
     throw new NonceStoreFullError(wait, `this key id has ${row.unexpired} unexpired nonces; one expires in ${wait} s`)
-  }
-
-  async #seen(keyId: string, nonce: string, now: number): Promise<boolean> {
-    const { rowCount } = await query(
-      this.#pool,
-      'look up a nonce',
-      'SELECT 1 FROM mqtt_bootstrap.nonces WHERE key_id = $1 AND nonce = $2 AND expires_at > $3',
-      [keyId, nonce, now],
-    )
-    return (rowCount ?? 0) > 0
   }
 }
