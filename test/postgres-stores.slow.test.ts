@@ -42,7 +42,7 @@ describe.skipIf(postgresSkipReason())('the PostgreSQL stores', () => {
   async function migrated(): Promise<string> {
     const url = await cluster.db.database()
     const sql = readFileSync(MIGRATION, 'utf8')
-    const pool = createPool({ connectionString: url })
+    const pool = await createPool({ connectionString: url })
     try {
       await pool.query(`CREATE SCHEMA mqtt_bootstrap;\n${sql.slice(0, sql.indexOf('-- Down Migration'))}`)
     } finally {
@@ -52,8 +52,8 @@ describe.skipIf(postgresSkipReason())('the PostgreSQL stores', () => {
   }
 
   /** A pool (one "server process"), ended after the test, with a count of the statements its connections ran. */
-  function poolOf(url: string) {
-    const pool = createPool({ connectionString: url, queryTimeoutMs: 2000, onError: () => {} })
+  async function poolOf(url: string) {
+    const pool = await createPool({ connectionString: url, queryTimeoutMs: 2000, onError: () => {} })
     const sent = { statements: 0 }
     pool.on('connect', (client) => {
       const original = client.query.bind(client) as (...args: unknown[]) => unknown
@@ -67,7 +67,7 @@ describe.skipIf(postgresSkipReason())('the PostgreSQL stores', () => {
   }
 
   /** The statements `work` sent on `pool` (one round trip each). */
-  async function roundTrips<T>(pool: ReturnType<typeof poolOf>, work: () => Promise<T>): Promise<[number, T]> {
+  async function roundTrips<T>(pool: Awaited<ReturnType<typeof poolOf>>, work: () => Promise<T>): Promise<[number, T]> {
     const before = pool.sent.statements
     const result = await work()
     return [pool.sent.statements - before, result]
@@ -79,7 +79,7 @@ describe.skipIf(postgresSkipReason())('the PostgreSQL stores', () => {
   describe('PostgresNonceStore', () => {
     test('a new pair is true, a replay false (one statement each), also to another pool; other pairs are new', async () => {
       const url = await migrated()
-      const [one, two] = [poolOf(url), poolOf(url)]
+      const [one, two] = await Promise.all([poolOf(url), poolOf(url)])
       const clock = new FakeClock()
       const [a, b] = [new PostgresNonceStore(one, { clock }), new PostgresNonceStore(two, { clock })]
       const until = clock.now() + 300_000
@@ -92,7 +92,7 @@ describe.skipIf(postgresSkipReason())('the PostgreSQL stores', () => {
 
     test('an expired pair counts as new (its row is taken over); expired rows are pruned by later claims', async () => {
       const url = await migrated()
-      const pool = poolOf(url)
+      const pool = await poolOf(url)
       const clock = new FakeClock()
       const store = new PostgresNonceStore(pool, { clock })
       for (let i = 0; i < 30; i++) expect(await store.remember(`key-${i}`, 'n', clock.now() + 1000)).toBe(true)
@@ -118,7 +118,7 @@ describe.skipIf(postgresSkipReason())('the PostgreSQL stores', () => {
 
     test('per key id at most maxPerKey unexpired nonces: NonceStoreFullError with the wait for the first', async () => {
       const url = await migrated()
-      const pool = poolOf(url)
+      const pool = await poolOf(url)
       const clock = new FakeClock()
       const store = new PostgresNonceStore(pool, { clock, maxPerKey: 3 })
       for (const [nonce, lifeMs] of [
@@ -143,7 +143,7 @@ describe.skipIf(postgresSkipReason())('the PostgreSQL stores', () => {
 
     test('two pools racing: 50 parallel calls with one pair, exactly one true (5 rounds); the bound holds', async () => {
       const url = await migrated()
-      const pools = [poolOf(url), poolOf(url)]
+      const pools = await Promise.all([poolOf(url), poolOf(url)])
       const clock = new FakeClock()
       const stores = pools.map((pool) => new PostgresNonceStore(pool, { clock, maxPerKey: 10 }))
       for (let round = 0; round < 5; round++) {
@@ -167,7 +167,7 @@ describe.skipIf(postgresSkipReason())('the PostgreSQL stores', () => {
 
     test('the database halted: RegistryUnavailableError; resumed: the same pool works again, nothing forgotten', async () => {
       const url = await migrated()
-      const pool = poolOf(url)
+      const pool = await poolOf(url)
       const clock = new FakeClock()
       const store = new PostgresNonceStore(pool, { clock })
       expect(await store.remember(IMEI, 'before', clock.now() + 60_000)).toBe(true)
@@ -187,7 +187,7 @@ describe.skipIf(postgresSkipReason())('the PostgreSQL stores', () => {
   describe('PostgresClaimLog', () => {
     test('first claim undefined, then the one before (one statement each, the first too)', async () => {
       const url = await migrated()
-      const pool = poolOf(url)
+      const pool = await poolOf(url)
       const log = new PostgresClaimLog(pool)
       const claim = (timeMs: number) => ({ timeMs, digest: `digest-${timeMs}` })
       expect(await roundTrips(pool, () => log.served(IMEI, claim(1_700_000_000_000)))).toEqual([1, undefined])
@@ -201,7 +201,7 @@ describe.skipIf(postgresSkipReason())('the PostgreSQL stores', () => {
 
     test('two pools at once for one identity, first claims and re-claims: one sees the other (20 identities)', async () => {
       const url = await migrated()
-      const logs = [new PostgresClaimLog(poolOf(url)), new PostgresClaimLog(poolOf(url))] as const
+      const logs = [new PostgresClaimLog(await poolOf(url)), new PostgresClaimLog(await poolOf(url))] as const
       const claim = (digest: string, timeMs: number) => ({ timeMs, digest })
       for (let i = 0; i < 20; i++) {
         const identity = `86000000000${String(i).padStart(4, '0')}`
@@ -223,8 +223,8 @@ describe.skipIf(postgresSkipReason())('the PostgreSQL stores', () => {
   describe('PostgresLimitCounters', () => {
     const ADDRESS = '192.0.2.7'
 
-    function limiters(url: string, clock: FakeClock, options: ClaimLimitsOptions = {}) {
-      return [poolOf(url), poolOf(url)].map((pool) => ({
+    async function limiters(url: string, clock: FakeClock, options: ClaimLimitsOptions = {}) {
+      return (await Promise.all([poolOf(url), poolOf(url)])).map((pool) => ({
         pool,
         limiter: new ClaimLimiter({ clock, ...options, store: new PostgresLimitCounters(pool) }),
       }))
@@ -233,7 +233,7 @@ describe.skipIf(postgresSkipReason())('the PostgreSQL stores', () => {
     test('10 failures spread over two limiters: the 11th limited on both; blocks double; round trips', async () => {
       const url = await migrated()
       const clock = new FakeClock()
-      const both = limiters(url, clock)
+      const both = await limiters(url, clock)
       const gate = (n: number) => both[n % 2]?.limiter.gate(ADDRESS, IMEI)
       const [one] = both as [(typeof both)[number]]
       expect(await roundTrips(one.pool, async () => one.limiter.gate(ADDRESS, IMEI).limited())).toEqual([1, undefined])
@@ -267,7 +267,7 @@ describe.skipIf(postgresSkipReason())('the PostgreSQL stores', () => {
     test('20 failures at once over two pools are all counted (no lost update, no deadlock)', async () => {
       const url = await migrated()
       const clock = new FakeClock()
-      const both = limiters(url, clock, { maxFailures: 100 })
+      const both = await limiters(url, clock, { maxFailures: 100 })
       // Two addresses and two identities, in every combination: requests sharing keys lock them in one order.
       await Promise.all(
         Array.from({ length: 20 }, (_, i) =>
@@ -287,7 +287,7 @@ describe.skipIf(postgresSkipReason())('the PostgreSQL stores', () => {
 
     test('stale counters are pruned: in the background once per interval, and by prune()', async () => {
       const url = await migrated()
-      const pool = poolOf(url)
+      const pool = await poolOf(url)
       const clock = new FakeClock()
       const store = new PostgresLimitCounters(pool, { pruneIntervalMs: 60_000 })
       const limiter = new ClaimLimiter({ clock, store })
@@ -305,7 +305,7 @@ describe.skipIf(postgresSkipReason())('the PostgreSQL stores', () => {
       const url = await migrated()
       const clock = new FakeClock()
       const servers = await Promise.all(
-        limiters(url, clock).map(async ({ pool, limiter }) => {
+        (await limiters(url, clock)).map(async ({ pool, limiter }) => {
           const nonces = new PostgresNonceStore(pool, { clock })
           const handler = createProvisioningHandler({
             resolve: (data) =>

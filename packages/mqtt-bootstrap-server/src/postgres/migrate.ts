@@ -7,7 +7,7 @@
 import { existsSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import pg from 'pg'
+import type pg from 'pg'
 import { databaseError } from './pool.js'
 
 export const SCHEMA = 'mqtt_bootstrap'
@@ -32,11 +32,11 @@ export function migrationsDir(): string {
  * names of those applied now, `[]` when the schema is up to date.
  */
 export async function migrate(config: pg.PoolConfig): Promise<string[]> {
-  const { runner } = await import('node-pg-migrate')
+  const [{ runner }, { default: postgres }] = await Promise.all([import('node-pg-migrate'), import('pg')])
   // No statement timeout: a migration may take long, and a second server waits on the advisory lock meanwhile.
   // (pg sends no statement_timeout of 0: the session's options say it, over a role's or a database's own.)
   const { statement_timeout: _s, idle_in_transaction_session_timeout: _i, query_timeout: _q, ...connection } = config
-  const client = new pg.Client({
+  const client = new postgres.Client({
     ...connection,
     options: '-c statement_timeout=0 -c idle_in_transaction_session_timeout=0',
   })

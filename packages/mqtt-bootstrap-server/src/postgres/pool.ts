@@ -4,7 +4,7 @@
  * HTTP 503 and Retry-After, and comes back), never a wrong answer. pg's Pool replaces a broken connection by itself,
  * so a database that comes back is used again without a restart.
  */
-import pg from 'pg'
+import type pg from 'pg'
 import { RegistryUnavailableError } from '../unavailable.js'
 
 export interface PoolOptions {
@@ -23,7 +23,11 @@ export const POOL_DEFAULTS = Object.freeze({ queryTimeoutMs: 5000, maxConnection
 /** The Retry-After given while the database is unreachable, in seconds. */
 export const UNAVAILABLE_RETRY_SECONDS = 5
 
-export function createPool(options: PoolOptions): pg.Pool {
+/**
+ * A pool for `options`. pg is loaded here, on first use: a server on the JSON registry, and every other command, never
+ * load it (about 60 ms at start-up here).
+ */
+export async function createPool(options: PoolOptions): Promise<pg.Pool> {
   const { queryTimeoutMs = POOL_DEFAULTS.queryTimeoutMs, maxConnections = POOL_DEFAULTS.maxConnections } = options
   for (const [name, value] of [
     ['queryTimeoutMs', queryTimeoutMs],
@@ -33,7 +37,8 @@ export function createPool(options: PoolOptions): pg.Pool {
       throw new TypeError(`Expected \`${name}\` to be a positive integer, got ${String(value)}`)
     }
   }
-  const pool = new pg.Pool({
+  const { default: postgres } = await import('pg')
+  const pool = new postgres.Pool({
     ...(options.connectionString === undefined ? {} : { connectionString: options.connectionString }),
     max: maxConnections,
     connectionTimeoutMillis: queryTimeoutMs,

@@ -93,7 +93,7 @@ export class PostgresRegistry {
     if (!Number.isSafeInteger(ttl) || ttl < 0) throw new TypeError(`Expected \`settingsTtlMs\` to be ms, got ${ttl}`)
     const own = options.pool === undefined
     let tell = (_error: Error) => {}
-    const pool = options.pool ?? createPool({ ...options, onError: (error) => tell(error) })
+    const pool = options.pool ?? (await createPool({ ...options, onError: (error) => tell(error) }))
     if (options.pool !== undefined) listen(pool, (error) => tell(error))
     try {
       const registry = new PostgresRegistry(pool, own, options)
