@@ -1,9 +1,7 @@
 import { createHmac, randomBytes } from 'node:crypto'
-import { once } from 'node:events'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { createServer } from 'node:https'
-import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
@@ -22,6 +20,7 @@ import { runTs } from './helpers/child.js'
 import { suite } from './helpers/exposure.js'
 import { FakeClock } from './helpers/fake-clock.js'
 import { DEVICE } from './helpers/https-server.js'
+import { listenOnLoopback } from './helpers/ports.js'
 import { useServeProcesses } from './helpers/serve.js'
 import { signClaimIndependently } from './helpers/sign-claim.js'
 import { type TlsFixture, tlsFixture } from './helpers/tls.js'
@@ -78,14 +77,9 @@ async function limitedServer(
     ...extra,
   })
   const server = createServer({ key: tls.key, cert: tls.cert, noDelay: true }, handler)
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  closers.push(async () => {
-    server.closeAllConnections()
-    server.close()
-    await once(server, 'close')
-  })
-  const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/bootstrap`
+  const { port, close } = await listenOnLoopback(server)
+  closers.push(close)
+  const url = `https://127.0.0.1:${port}/bootstrap`
   return { url, clock, resolved, limiter }
 }
 

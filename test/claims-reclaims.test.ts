@@ -9,7 +9,6 @@ import { once } from 'node:events'
 import { readFileSync, utimesSync, writeFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { createServer } from 'node:https'
-import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Agent, request } from 'undici'
@@ -29,6 +28,7 @@ import { startTs } from './helpers/child.js'
 import { suite } from './helpers/exposure.js'
 import { FakeClock } from './helpers/fake-clock.js'
 import { DEVICE } from './helpers/https-server.js'
+import { listenOnLoopback } from './helpers/ports.js'
 import { signClaimIndependently } from './helpers/sign-claim.js'
 import { type TlsFixture, tlsFixture } from './helpers/tls.js'
 import { until } from './helpers/until.js'
@@ -84,14 +84,9 @@ async function reclaimServer(
     ...extra,
   })
   const server = createServer({ key: tls.key, cert: tls.cert, noDelay: true }, handler)
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  closers.push(async () => {
-    server.closeAllConnections()
-    server.close()
-    await once(server, 'close')
-  })
-  const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/bootstrap`
+  const { port, close } = await listenOnLoopback(server)
+  closers.push(close)
+  const url = `https://127.0.0.1:${port}/bootstrap`
   /** A claim of `imei`, signed with its key at the clock's time (a fresh nonce each time) unless `signed` is false. */
   const claim = (imei: string, signed = true) => post(url, JSON.stringify({ imei }), signed ? clock : undefined)
   return { url, clock, reclaims, errors, resolved, claim }

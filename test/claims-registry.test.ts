@@ -10,7 +10,6 @@ import { once } from 'node:events'
 import { chmodSync, readFileSync, utimesSync, writeFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { createServer } from 'node:https'
-import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { inspect } from 'node:util'
@@ -21,6 +20,7 @@ import { createProvisioningHandler, DeviceRegistry } from '../packages/mqtt-boot
 import { runTs } from './helpers/child.js'
 import { suite } from './helpers/exposure.js'
 import { DEVICE } from './helpers/https-server.js'
+import { listenOnLoopback } from './helpers/ports.js'
 import { useServeProcesses } from './helpers/serve.js'
 import { signClaimIndependently } from './helpers/sign-claim.js'
 import { type TlsFixture, tlsFixture } from './helpers/tls.js'
@@ -99,14 +99,9 @@ describe('the registry declares how claims are authenticated', () => {
         onError: (error) => errors.push(error),
       }),
     )
-    server.listen(0, '127.0.0.1')
-    await once(server, 'listening')
-    closers.push(async () => {
-      server.closeAllConnections()
-      server.close()
-      await once(server, 'close')
-    })
-    return { url: `https://127.0.0.1:${(server.address() as AddressInfo).port}/bootstrap`, errors }
+    const { port, close } = await listenOnLoopback(server)
+    closers.push(close)
+    return { url: `https://127.0.0.1:${port}/bootstrap`, errors }
   }
 
   test('an inline group key: signed claims with the derived key get their configuration, nothing else does', async () => {

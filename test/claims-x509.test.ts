@@ -5,9 +5,7 @@
  * refusals are 401 `{ code: "10004" }` only, and the HMAC path still works on the same server.
  */
 import { createHmac, randomBytes } from 'node:crypto'
-import { once } from 'node:events'
 import { createServer } from 'node:https'
-import type { AddressInfo } from 'node:net'
 import { Agent, request } from 'undici'
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest'
 import { PointAccess } from '../packages/mqtt-bootstrap/src/index.js'
@@ -22,6 +20,7 @@ import {
 } from '../packages/mqtt-bootstrap-server/src/index.js'
 import { suite } from './helpers/exposure.js'
 import { DEVICE } from './helpers/https-server.js'
+import { listenOnLoopback } from './helpers/ports.js'
 import { type TlsFixture, tlsFixture } from './helpers/tls.js'
 import { type Authority, authority, deviceCertificate } from './helpers/x509.js'
 
@@ -78,14 +77,9 @@ async function certServer(verify: ClaimVerifier, extra: Partial<ProvisioningHand
     { key: tls.key, cert: tls.cert, requestCert: true, rejectUnauthorized: false, ca: factory.cert, noDelay: true },
     handler,
   )
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  closers.push(async () => {
-    server.closeAllConnections()
-    server.close()
-    await once(server, 'close')
-  })
-  return { url: `https://127.0.0.1:${(server.address() as AddressInfo).port}/bootstrap`, resolved, errors }
+  const { port, close } = await listenOnLoopback(server)
+  closers.push(close)
+  return { url: `https://127.0.0.1:${port}/bootstrap`, resolved, errors }
 }
 
 const verifier = (clientCertificate: ClientCertificateOptions = { ca: factory.cert }) =>
