@@ -16,6 +16,7 @@ export type ErrorCode =
   | CredentialStoreErrorCode
   | AuthErrorCode
   | TransportErrorCode
+  | DependencyError['code']
   | AbortError['code']
 
 export type ProvisioningErrorCode =
@@ -234,6 +235,25 @@ export class AuthError extends MqttBootstrapError {
   }
 }
 brand(AuthError, 'AuthError')
+
+/**
+ * An optional feature needs a package that is not installed (an optional peer dependency, loaded on first use:
+ * `certificate` needs `@peculiar/asn1-csr`). `packageName` says what to install. Never transient.
+ */
+export class DependencyError extends MqttBootstrapError {
+  declare readonly code: 'ERR_DEPENDENCY_MISSING'
+  declare readonly transient: false
+  /** The npm package to install. */
+  readonly packageName: string
+
+  constructor(packageName: string, feature: string, options?: { cause?: unknown }) {
+    super('ERR_DEPENDENCY_MISSING', `${feature} needs the package ${packageName}: npm install ${packageName}`, {
+      cause: options?.cause,
+    })
+    this.packageName = packageName
+  }
+}
+brand(DependencyError, 'DependencyError')
 
 /** The caller's AbortSignal fired. `name` is `'AbortError'`, as for fetch and timers. */
 export class AbortError extends MqttBootstrapError {
