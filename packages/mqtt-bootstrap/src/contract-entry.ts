@@ -18,11 +18,15 @@ export {
   contentDigest,
   signClaim,
 } from './attestation/sign.js'
+export { type ChainCheck, checkCertificateChain, publicKeyOf } from './certificates/chain.js'
+export { createCertificateRequest, createDeviceKey, type DeviceKey } from './certificates/csr.js'
+export type { KeyType } from './certificates/options.js'
 export type { Checked, ConnectInfo, DeviceConfig, DeviceCredentials, KnownResultCode, Qos } from './contract.js'
 export {
   codePointLimit,
   contractSchemas,
   describeIssue,
+  MAX_CERTIFICATE_LENGTH,
   MAX_CODE_LENGTH,
   MAX_FIELD_LENGTH,
   parseAnswer,

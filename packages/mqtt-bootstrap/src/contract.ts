@@ -32,6 +32,11 @@ export interface DeviceCredentials {
   deviceSecret: string
   /** Secret, or `null` when the server sent none. */
   productSecret: string | null
+  /**
+   * The device's certificate chain (PEM, leaf first), issued for the CSR the device sent (the `certificate` option);
+   * absent otherwise. Public: the private key it goes with never leaves the device.
+   */
+  certificate?: string
 }
 
 export interface ConnectInfo {
@@ -48,6 +53,8 @@ export interface DeviceConfig {
 
 /** Longest identifier or secret accepted in an answer; anything longer is not a device credential. */
 export const MAX_FIELD_LENGTH = 1024
+/** Longest certificate chain accepted in an answer (PEM text): a leaf and a few CA certificates. */
+export const MAX_CERTIFICATE_LENGTH = 32 * 1024
 /** Longest server result code passed through. */
 export const MAX_CODE_LENGTH = 64
 
@@ -83,12 +90,30 @@ function buildSchemas(v: typeof Valibot) {
   }
   const text = v.pipe(v.string(), maxCodePoints(MAX_FIELD_LENGTH), printable)
   const nonEmpty = v.pipe(v.string(), v.minLength(1), maxCodePoints(MAX_FIELD_LENGTH), printable)
-  const identity = { productKey: nonEmpty, deviceName: nonEmpty }
+  /**
+   * A PEM chain: one or more CERTIFICATE blocks (base64 lines), nothing else. What is inside is the device's to check
+   * (certificates/chain.ts: it parses, it is for the device's key, it is valid now); the schema keeps the text sane.
+   */
+  const certificate = v.pipe(
+    v.string(),
+    maxCodePoints(MAX_CERTIFICATE_LENGTH),
+    v.regex(PEM_CHAIN_PATTERN, 'is not a PEM certificate chain'),
+  )
+  const identity = { productKey: nonEmpty, deviceName: nonEmpty, certificate: v.optional(certificate) }
 
-  /** The triplet; a server may send a productSecret instead of the deviceSecret (dynamic registration), not neither. */
+  /**
+   * The triplet; a server may send a productSecret instead of the deviceSecret (dynamic registration), or a
+   * certificate for the device's own key (the `certificate` option), not none of them.
+   */
   const Device = v.union([
     v.object({ ...identity, deviceSecret: nonEmpty, productSecret: v.optional(v.nullable(text), null) }),
     v.object({ ...identity, deviceSecret: v.optional(text, ''), productSecret: nonEmpty }),
+    v.object({
+      ...identity,
+      deviceSecret: v.optional(text, ''),
+      productSecret: v.optional(v.nullable(text), null),
+      certificate,
+    }),
   ])
   const Connect = v.object({
     qos: v.optional(v.picklist([0, 1, 2]), 1),
@@ -109,6 +134,13 @@ function buildSchemas(v: typeof Valibot) {
     Answer: v.object({ code: Code, result: v.optional(v.unknown()), message: v.optional(v.unknown()) }),
   }
 }
+
+/**
+ * CERTIFICATE blocks, each of base64 lines (LF or CRLF), blank lines between them allowed. No flags, so that it is a
+ * JSON Schema pattern too; linear to match (every repetition ends at a character its body cannot hold).
+ */
+const PEM_CHAIN_PATTERN =
+  /^(?:-----BEGIN CERTIFICATE-----\r?\n(?:[A-Za-z0-9+/=]+\r?\n)+-----END CERTIFICATE-----(?:\r?\n)*)+$/
 
 let schemas: ReturnType<typeof buildSchemas> | undefined
 
@@ -144,6 +176,7 @@ export function parseDeviceConfig(value: unknown): Checked<DeviceConfig> {
         deviceName: device.deviceName,
         deviceSecret: device.deviceSecret,
         productSecret: device.productSecret === '' ? null : (device.productSecret ?? null),
+        ...(device.certificate === undefined ? {} : { certificate: device.certificate }),
       },
       connect: {
         qos: connect.qos,

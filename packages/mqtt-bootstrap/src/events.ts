@@ -85,7 +85,11 @@ export interface CacheHitEvent {
 export interface CacheMissEvent {
   action: 'miss'
   key: string
-  reason: 'absent' | 'corrupt' | 'version' | 'key' | 'io'
+  /**
+   * `certificate`: the entry holds no certificate the device can use (none, not for its key, or not valid now), so
+   * the device claims a new one.
+   */
+  reason: 'absent' | 'corrupt' | 'version' | 'key' | 'io' | 'certificate'
   /** Why the cache read failed (reason corrupt, version, key or io). */
   error?: CredentialStoreError
 }

@@ -17,6 +17,7 @@ export type {
 export { aliyunAuth, signAliyun, signAliyunRegistration, verifyAliyunCredentials } from './auth/aliyun.js'
 export { plainAuth } from './auth/plain.js'
 export type { AuthFunction, AuthStrategy, MqttCredentials, SignContext } from './auth/strategy.js'
+export { x509Auth } from './auth/x509.js'
 export type { CallOptions, ConnectOptions } from './bootstrap.js'
 export { connectProvisioned, createBootstrap, MqttBootstrap, registerBootstrap } from './bootstrap.js'
 export type { BrokerOptions, BrokerProtocol } from './broker-url.js'
@@ -43,6 +44,7 @@ export {
   BootTimeoutError,
   BrokerError,
   CredentialStoreError,
+  DependencyError,
   errorCode,
   InvalidOptionError,
   MqttBootstrapError,
@@ -72,7 +74,14 @@ export type { Logger } from './logger.js'
 export { silentLogger } from './logger.js'
 export type { MqttOptions, ProvisionedMqttKey } from './mqtt-options.js'
 export { PROVISIONED_MQTT_KEYS } from './mqtt-options.js'
-export type { AuthOption, BootstrapOptions, ResolvedOptions, TransportOptions } from './options.js'
+export type {
+  AuthOption,
+  BootstrapOptions,
+  CertificateOptions,
+  KeyType,
+  ResolvedOptions,
+  TransportOptions,
+} from './options.js'
 export { DEFAULTS } from './options.js'
 export type { PointAccessDeps, PointAccessOptions, PointAccessRequestOptions } from './point-access.js'
 export { PointAccess } from './point-access.js'

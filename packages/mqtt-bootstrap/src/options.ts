@@ -6,9 +6,15 @@
  * value's type, never its content: headers and TLS keys are secrets.
  */
 import { type AttestationOptions, type ResolvedAttestation, resolveAttestation } from './attestation/options.js'
-import { AUTH_DEFAULT, type AuthOption, resolveAuthOption } from './auth/resolve.js'
+import { AUTH_DEFAULT, type AuthOption, resolveAuthOption, X509 } from './auth/resolve.js'
 import type { AuthStrategy } from './auth/strategy.js'
 import { BROKER_PROTOCOLS, type BrokerOptions, type BrokerProtocol } from './broker-url.js'
+import {
+  type CertificateOptions,
+  checkOwnClientCertificate,
+  type ResolvedCertificate,
+  resolveCertificate,
+} from './certificates/options.js'
 import type { Container } from './container.js'
 import type { Logger } from './logger.js'
 import { type MqttOptions, PROVISIONED_MQTT_KEYS, refuseOwnedMqttKeys } from './mqtt-options.js'
@@ -34,6 +40,7 @@ import {
 } from './transport/options.js'
 
 export type { AuthOption } from './auth/resolve.js'
+export type { CertificateOptions, KeyType } from './certificates/options.js'
 export type { TransportOptions } from './transport/options.js'
 
 export interface BootstrapOptions extends TransportOptions {
@@ -75,6 +82,12 @@ export interface BootstrapOptions extends TransportOptions {
   registration?: RegistrationOption
   /** Sign every provisioning request (RFC 9421, hmac-sha256) with the device's key. @default unsigned */
   attestation?: AttestationOptions
+  /**
+   * Make a key pair on the first boot, send a CSR with `data` (as its `csr` field), and connect with the certificate
+   * the server issues for it (mutual TLS; `auth` then defaults to `'x509'`). The private key never leaves the device;
+   * it is kept in `cache` beside the certificate. Needs the optional peer `@peculiar/asn1-csr`. @default false
+   */
+  certificate?: boolean | CertificateOptions
 }
 
 export interface ResolvedOptions extends ResolvedTransportOptions {
@@ -103,6 +116,8 @@ export interface ResolvedOptions extends ResolvedTransportOptions {
   readonly registration: RegistrationStrategy | undefined
   /** The `attestation` option, checked; its key shows nowhere (not in inspect, JSON or errors). */
   readonly attestation: ResolvedAttestation | undefined
+  /** The `certificate` option; `undefined` when the device does not ask for a certificate. */
+  readonly certificate: ResolvedCertificate | undefined
 }
 
 export const DEFAULTS = Object.freeze({
@@ -136,6 +151,7 @@ const KNOWN_OPTIONS: ReadonlySet<string> = new Set([
   'deadlineMs',
   'registration',
   'attestation',
+  'certificate',
 ])
 
 /** Check every option and fill in the defaults. Throws `InvalidOptionError` (a TypeError) naming the bad option. */
@@ -156,6 +172,9 @@ export function resolveOptions(options: BootstrapOptions): ResolvedOptions {
   }
   const signal = options.signal
   if (signal !== undefined && !(signal instanceof AbortSignal)) fail('signal', 'an AbortSignal', typeName(signal))
+  const certificate = resolveCertificate(options.certificate, options.data, options.mqtt)
+  const auth = resolveAuthOption(options.auth) ?? (certificate === undefined ? undefined : X509)
+  if (auth === X509 && certificate === undefined) checkOwnClientCertificate(options.mqtt)
   const container = options.container as { createChildContainer?: unknown } | undefined
   if (container !== undefined && typeof container?.createChildContainer !== 'function') {
     fail('container', 'a tsyringe DependencyContainer', typeName(container))
@@ -172,7 +191,7 @@ export function resolveOptions(options: BootstrapOptions): ResolvedOptions {
     headers: options.headers === undefined ? NONE : Object.freeze(checkHeaders(options.headers, 'headers')),
     retry: resolveRetryOptions(options.retry),
     cache: checkCache(options.cache),
-    auth: resolveAuthOption(options.auth),
+    auth,
     broker: Object.freeze(checkBroker(options.broker)),
     mqtt: options.mqtt === undefined ? NONE : Object.freeze(checkMqtt(options.mqtt)),
     signal,
@@ -183,6 +202,7 @@ export function resolveOptions(options: BootstrapOptions): ResolvedOptions {
       options.deadlineMs === undefined ? undefined : checkInteger(options.deadlineMs, 'deadlineMs', 1, MAX_DELAY_MS),
     registration: resolveRegistrationOption(options.registration, transport),
     attestation: resolveAttestation(options.attestation),
+    certificate,
   })
 }
 

@@ -40,6 +40,8 @@ export interface SessionHooks {
   url(config: DeviceConfig): string
   /** Freshly signed CONNECT fields for `config` (may throw: a custom strategy's trouble). */
   sign(config: DeviceConfig): MqttCredentials
+  /** The device's own key and certificate for `config` (the `certificate` option), if it has them. */
+  clientCertificate(config: DeviceConfig): { key: Buffer; cert: string } | undefined
   /** Credentials to use after `rejected` was refused: newer cached ones, else the server's (retried). */
   replace(rejected: DeviceConfig, signal: AbortSignal): Promise<Provisioned>
   /** Cache credentials that have just been accepted by the broker. Never rejects. */
@@ -159,7 +161,10 @@ class Session {
       const credentials = hooks.sign(config)
       client.options.clientId = credentials.clientId
       client.options.username = credentials.username
-      client.options.password = sealedPassword(credentials.password)
+      client.options.password = credentials.password === undefined ? undefined : sealedPassword(credentials.password)
+      // A re-provisioned device has a new key and certificate: mqtt.js hands client.options to tls.connect.
+      const own = hooks.clientCertificate(config)
+      if (own !== undefined) Object.assign(client.options, own)
     } catch (error) {
       // mqtt.js connects right after this event: it goes with the previous fields, and we say why.
       hooks.report.nonFatal(error)

@@ -27,7 +27,7 @@ export interface AliyunSignInput {
 }
 
 /** The CONNECT fields for Alibaba Cloud IoT. */
-export function signAliyun(input: AliyunSignInput): MqttCredentials {
+export function signAliyun(input: AliyunSignInput): MqttCredentials & { password: string } {
   const { cid, productKey, deviceName, deviceSecret, signMethod, secureMode } = input
   const timestamp = String(input.timestamp)
   const message = `clientId${cid}deviceName${deviceName}productKey${productKey}timestamp${timestamp}`

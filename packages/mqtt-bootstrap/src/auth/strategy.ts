@@ -7,8 +7,8 @@ import type { DeviceCredentials } from '../contract.js'
 export interface MqttCredentials {
   clientId: string
   username: string
-  /** Secret. */
-  password: string
+  /** Secret. Absent when the credential is something else: `x509`'s client certificate. */
+  password?: string
 }
 
 export interface SignContext {

@@ -2,9 +2,13 @@
  * The cache phase: read the configuration cached for this bootstrap's (url, data), write it once it has proven
  * itself, forget it on request. A store that fails is never fatal here: a read is a miss, a write a non-fatal error.
  */
+
+import { heldKey } from '../certificates/held-keys.js'
 import { type DeviceConfig, frozenValidated, isValidatedConfig, parseDeviceConfig } from '../contract.js'
 import { CredentialStoreError } from '../errors.js'
 import type { CacheEvent } from '../events.js'
+import { type StoredCredentials, storedEntry } from '../store/credential-store.js'
+import { usableCertificate } from './certificate.js'
 import type { BootContext } from './context.js'
 
 const MISS_REASONS = {
@@ -26,12 +30,30 @@ export async function readCache(context: BootContext): Promise<DeviceConfig | un
     config = await readEntry(context)
     event = config === undefined ? { action: 'miss', key, reason: 'absent' } : { action: 'hit', key }
   } catch (cause) {
-    const error = storeError(cause, 'cannot read the credential cache')
-    event = { action: 'miss', key, reason: MISS_REASONS[error.code], error }
+    if (cause === NO_USABLE_CERTIFICATE) {
+      config = undefined
+      event = { action: 'miss', key, reason: 'certificate' }
+    } else {
+      const error = storeError(cause, 'cannot read the credential cache')
+      event = { action: 'miss', key, reason: MISS_REASONS[error.code], error }
+    }
   }
   await audit
   context.report.cache(event)
   return config
+}
+
+/**
+ * What readEntry() throws for an entry a device with the `certificate` option cannot use (usableCertificate()): a miss
+ * of its own, not a store failure. Never leaves this module but through replace(), which takes any throw for "none".
+ */
+const NO_USABLE_CERTIFICATE = Symbol('no usable certificate')
+
+/** The entry's configuration, when this bootstrap can use it (with `certificate`: its key, a valid certificate). */
+function usable(context: BootContext, entry: StoredCredentials, config: DeviceConfig): DeviceConfig {
+  if (context.options.certificate === undefined) return config
+  if (usableCertificate(entry, config, context.seams.clock.now())) return config
+  throw NO_USABLE_CERTIFICATE
 }
 
 /** What the store's audit finds (e.g. a directory open to others): non-fatal errors. A failing audit is silent. */
@@ -52,9 +74,9 @@ export async function readEntry(context: BootContext): Promise<DeviceConfig | un
   const key = context.options.cacheKey
   const entry = await store.get(key)
   if (entry === undefined) return undefined
-  if (isValidatedConfig(entry.config)) return entry.config // made by parseDeviceConfig, and frozen since
+  if (isValidatedConfig(entry.config)) return usable(context, entry, entry.config) // made by parseDeviceConfig, frozen since
   const parsed = parseDeviceConfig(entry?.config)
-  if (parsed.ok) return parsed.value
+  if (parsed.ok) return usable(context, entry, parsed.value)
   await store.delete(key).catch(() => undefined)
   throw new CredentialStoreError('ERR_STORE_CORRUPT', `cached credentials are invalid: ${parsed.problem}`)
 }
@@ -68,7 +90,10 @@ export async function persist(context: BootContext, config: DeviceConfig): Promi
   if (context.memory.stored === config) return // a registered secret, stored before the connect
   const key = context.options.cacheKey
   try {
-    await context.seams.store.set(key, { config: withoutProductSecret(config), savedAt: context.seams.clock.now() })
+    const savedAt = context.seams.clock.now()
+    // The private key with its certificate, in one entry: a store writes them in one step or not at all.
+    const privateKey = heldKey(config)?.toString()
+    await context.seams.store.set(key, storedEntry(withoutProductSecret(config), savedAt, privateKey))
     context.report.cache({ action: 'write', key })
   } catch (cause) {
     context.report.nonFatal(storeError(cause, 'cannot write the credential cache'))

@@ -5,6 +5,7 @@
 import type { IClientOptions, MqttClient } from 'mqtt'
 import { DEFAULT_MQTTS_PORT, type MqttCredentials } from '../auth/strategy.js'
 import { brokerUrl, upgradeToTls } from '../broker-url.js'
+import { heldKey } from '../certificates/held-keys.js'
 import type { Clock } from '../clock.js'
 import { AUTH_REJECTED_CODES } from '../connector.js'
 import type { DeviceConfig } from '../contract.js'
@@ -47,9 +48,10 @@ export async function open(
       const forMqtt = {
         [INSPECT_CUSTOM]: INSPECT_HOOK,
         ...mqtt,
+        ...clientCertificate(config),
         clientId,
         username,
-        password: sealedPassword(password),
+        password: password === undefined ? undefined : sealedPassword(password),
         clean: config.connect.cleanSession === 1,
         rejectUnauthorized: mqtt.rejectUnauthorized ?? true,
         reconnectPeriod: 0,
@@ -89,19 +91,36 @@ const INSPECT_HOOK = hookFor(SECRET_OPTION_KEYS)
 export function clientOptions(context: BootContext, config: DeviceConfig): { url: string; options: IClientOptions } {
   const url = brokerUrlOf(context, config)
   const { clientId, username, password } = sign(context, config, url)
-  const signed = { clientId, username, password: sealedPassword(password) }
+  const signed = { clientId, username, password: password === undefined ? undefined : sealedPassword(password) }
   const mqtt = withSealedKeys(context.options.mqtt)
-  return { url, options: { ...mqtt, ...signed, clean: config.connect.cleanSession === 1 } }
+  return {
+    url,
+    options: { ...mqtt, ...clientCertificate(config), ...signed, clean: config.connect.cleanSession === 1 },
+  }
+}
+
+/**
+ * The client certificate of `config` for mutual TLS (the `certificate` option): the device's own key, sealed, and the
+ * chain the server issued; `undefined` for a configuration without them.
+ */
+export function clientCertificate(config: DeviceConfig): { key: Buffer; cert: string } | undefined {
+  const key = heldKey(config)
+  const cert = config.device.certificate
+  return key === undefined || cert === undefined ? undefined : { key, cert }
 }
 
 function sign(context: BootContext, config: DeviceConfig, url: string): MqttCredentials {
   const { auth, clock } = context.seams
   const credentials = auth.sign(config.device, { brokerUrl: url, now: clock.now() })
   const { clientId, username, password } = credentials ?? {}
-  if (typeof clientId !== 'string' || typeof username !== 'string' || typeof password !== 'string') {
+  if (
+    typeof clientId !== 'string' ||
+    typeof username !== 'string' ||
+    (password !== undefined && typeof password !== 'string')
+  ) {
     throw new InvalidOptionError(
       'auth',
-      `Expected \`auth\` (${auth.name}) to return clientId, username and password strings`,
+      `Expected \`auth\` (${auth.name}) to return clientId and username strings, and a password string or none`,
     )
   }
   return { clientId, username, password }
@@ -125,6 +144,10 @@ class ContextHooks implements SessionHooks {
 
   sign(config: DeviceConfig): MqttCredentials {
     return sign(this.#context, config, brokerUrlOf(this.#context, config))
+  }
+
+  clientCertificate(config: DeviceConfig): { key: Buffer; cert: string } | undefined {
+    return clientCertificate(config)
   }
 
   persist(config: DeviceConfig): Promise<void> {
@@ -152,7 +175,7 @@ export function brokerUrlOf(context: BootContext, config: DeviceConfig): string 
   let url = brokerUrl(config.connect.host, options.broker, seams.auth.defaultPort ?? DEFAULT_MQTTS_PORT)
   // mqtt.js upgrades mqtt:// and ws:// to TLS when a client certificate is given; sign for what will really happen.
   const { cert, key } = options.mqtt
-  if (cert !== undefined && key !== undefined) url = upgradeToTls(url)
+  if ((cert !== undefined && key !== undefined) || options.certificate !== undefined) url = upgradeToTls(url)
   memory.urlConfig = config
   memory.brokerUrl = url
   return url

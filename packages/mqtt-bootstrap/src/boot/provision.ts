@@ -4,11 +4,13 @@
  */
 import type { DeviceConfig } from '../contract.js'
 import { secretsOf, withoutEchoes } from '../echoes.js'
+import { withUrl } from '../error-urls.js'
 import { requestConfig } from '../point-access.js'
 import { redactUrl } from '../redact.js'
 import { withRetry } from '../retry.js'
 import type { Provisioned } from '../session.js'
 import { readCache, readEntry } from './cache.js'
+import { acceptCertificate, certificateClaim } from './certificate.js'
 import { type BootContext, type FailureSink, retryLoop } from './context.js'
 import { register } from './register.js'
 
@@ -69,14 +71,26 @@ async function fetch(
   const { url, headers } = options
   memory.shownUrl ??= redactUrl(url)
   const shown = memory.shownUrl
+  // With `certificate`, a key pair made now and the data plus its CSR (one per provisioning, shared by the retries).
+  const claim = options.certificate && (await certificateClaim(options.data, options.certificate))
   // Checked at the door (resolveOptions): serialised once per provisioning, never on a cached boot.
-  const body = JSON.stringify(options.data)
+  const body = claim ? claim.body : JSON.stringify(options.data)
   const request = { url: new URL(url), body, headers, signal, secrets: refused === undefined ? [] : secretsOf(refused) }
   const config = await withRetry(
     async (attempt) => {
       report.provisioning(shown, attempt)
       try {
-        return await requestConfig({ ...request, attestation: options.attestation }, options.transportOptions, seams)
+        const answer = await requestConfig(
+          { ...request, attestation: options.attestation },
+          options.transportOptions,
+          seams,
+        )
+        if (!claim) return answer
+        try {
+          return acceptCertificate(answer, claim, seams.clock.now())
+        } catch (error) {
+          throw withUrl(error, request.url)
+        }
       } catch (error) {
         // Re-provisioning after a rejection: a refusal's message and code may echo the refused secrets.
         throw refused === undefined ? error : withoutEchoes(error, secretsOf(refused))
@@ -84,7 +98,8 @@ async function fetch(
     },
     retryLoop(context, 'provision', sink, signal),
   )
-  if (config.device.deviceSecret === '') {
+  // A certificate is the credential then: a device with one has no secret to register for.
+  if (config.device.deviceSecret === '' && config.device.certificate === undefined) {
     return { config: await register(context, sink, config, signal, refused), source: 'server' }
   }
   report.provisioned(config, 'server')

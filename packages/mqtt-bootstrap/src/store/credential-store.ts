@@ -6,11 +6,28 @@ import type { DeviceConfig } from '../contract.js'
 import type { CredentialStoreError } from '../errors.js'
 import { nodeCrypto } from '../lazy.js'
 import type { Logger } from '../logger.js'
+import { redactOnInspect } from '../redact.js'
 
 export interface StoredCredentials {
   config: DeviceConfig
   /** When the configuration was received from the server (ms since the epoch). */
   savedAt: number
+  /**
+   * Secret: the device's private key (PKCS#8 PEM) for `config.device.certificate`, when the device made one (the
+   * `certificate` option). A store keeps it with the entry, written in the same atomic step, never apart from it.
+   */
+  privateKey?: string
+}
+
+const PRIVATE_KEY = ['privateKey'] as const
+
+/**
+ * An entry as a store hands it out: the private key, if any, shown by util.inspect as `[redacted]` (it stays in JSON:
+ * a store of one's own persists entries so, as it does the device secret).
+ */
+export function storedEntry(config: DeviceConfig, savedAt: number, privateKey: string | undefined): StoredCredentials {
+  if (privateKey === undefined) return { config, savedAt }
+  return redactOnInspect({ config, savedAt, privateKey }, PRIVATE_KEY)
 }
 
 export interface CredentialStore {

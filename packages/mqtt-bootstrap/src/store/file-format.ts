@@ -6,7 +6,7 @@ import { nodeCrypto } from '../lazy.js'
 export const FILE_FORMAT = 'mqtt-bootstrap/credentials'
 export const FILE_VERSION = 1
 
-export type Entries = Record<string, { savedAt: number; config: DeviceConfig }>
+export type Entries = Record<string, { savedAt: number; config: DeviceConfig; privateKey?: string }>
 
 /** The file: plain entries with their checksum, or the entries sealed with AES-256-GCM. */
 export interface FileContent {
@@ -135,7 +135,7 @@ function unseal(sealed: NonNullable<FileContent['sealed']>, key: Buffer | undefi
  * and the text is checked in full again. Sealed files are not remembered: no key is kept beyond its store.
  */
 const proven = new Map<string, { text: string; entries: Map<string, StoredEntry> }>()
-type StoredEntry = { readonly config: DeviceConfig; readonly savedAt: number }
+type StoredEntry = { readonly config: DeviceConfig; readonly savedAt: number; readonly privateKey?: string }
 
 export function provenEntry(path: string, text: string, name: string): StoredEntry | undefined {
   const known = proven.get(path)

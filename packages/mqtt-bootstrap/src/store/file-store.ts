@@ -21,7 +21,7 @@ import { CredentialStoreError } from '../errors.js'
 import { nodeCrypto } from '../lazy.js'
 import { isLogger, type Logger, logFor, silentLogger } from '../logger.js'
 import { removeTempFiles, replaceFile } from './atomic-file.js'
-import type { CredentialStore, StoredCredentials } from './credential-store.js'
+import { type CredentialStore, type StoredCredentials, storedEntry } from './credential-store.js'
 import { auditDirectory } from './directory-audit.js'
 import {
   digest,
@@ -56,6 +56,13 @@ export interface FileCredentialStoreOptions {
    * is given to, silent until then
    */
   logger?: Logger
+}
+
+/** A private key as an entry holds it: absent, or PEM text of a sane size (the device made it). */
+function isPrivateKeyField(value: unknown): value is string | undefined {
+  return (
+    value === undefined || (typeof value === 'string' && value.length <= 16 * 1024 && value.startsWith('-----BEGIN'))
+  )
 }
 
 // Builtins come through process.getBuiltinModule rather than `import` (why: lazy.ts).
@@ -113,27 +120,33 @@ export class FileCredentialStore implements CredentialStore {
         throw (text as Extract<ReadResult, { state: 'unusable' }>).error
       }
       const known = this.#key === undefined ? provenEntry(this.path, text, key) : undefined
-      if (known !== undefined) return { config: known.config, savedAt: known.savedAt }
+      if (known !== undefined) return storedEntry(known.config, known.savedAt, known.privateKey)
       const file = parseFile(text, this.#key, this.path)
       if (file.state === 'absent') return undefined
       if (file.state === 'unusable') throw file.error
       if (!Object.hasOwn(file.entries, key)) return undefined
       const entry: unknown = file.entries[key]
-      const { config, savedAt } = isObject(entry) ? entry : {}
+      const { config, savedAt, privateKey } = isObject(entry) ? entry : {}
       const parsed = parseDeviceConfig(config)
-      if (!parsed.ok || typeof savedAt !== 'number') {
+      if (!parsed.ok || typeof savedAt !== 'number' || !isPrivateKeyField(privateKey)) {
         throw new CredentialStoreError('ERR_STORE_CORRUPT', `credential file entry is invalid: ${this.path}`)
       }
       // Checked here once: frozen and known valid, the bootstrap does not check it again.
-      const stored = { config: frozenValidated(parsed.value), savedAt }
+      const stored = {
+        config: frozenValidated(parsed.value),
+        savedAt,
+        ...(privateKey === undefined ? {} : { privateKey }),
+      }
       if (this.#key === undefined) rememberEntry(this.path, text, key, stored)
-      return { config: stored.config, savedAt }
+      return storedEntry(stored.config, savedAt, privateKey)
     })
   }
 
   set(key: string, value: StoredCredentials): Promise<void> {
     return this.#mutate((entries) => {
-      entries[key] = { savedAt: value.savedAt, config: plain(value.config) }
+      const { savedAt, privateKey } = value
+      // The key in the same entry, so in the same atomic write: never a certificate without its key, nor the reverse.
+      entries[key] = { savedAt, config: plain(value.config), ...(privateKey === undefined ? {} : { privateKey }) }
       return true
     })
   }

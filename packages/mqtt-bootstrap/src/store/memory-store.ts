@@ -1,5 +1,5 @@
 import { frozenValidated, isValidatedConfig, parseDeviceConfig } from '../contract.js'
-import type { CredentialStore, StoredCredentials } from './credential-store.js'
+import { type CredentialStore, type StoredCredentials, storedEntry } from './credential-store.js'
 
 /**
  * Keeps credentials for the life of the process (the default: a new one per bootstrap). Share one to reuse it.
@@ -21,7 +21,7 @@ export class MemoryCredentialStore implements CredentialStore {
       // A bad entry is kept as it is: the bootstrap finds it on reading, reports a corrupt miss and deletes it.
       if (parsed.ok) config = frozenValidated(parsed.value)
     }
-    this.#entries.set(key, Object.freeze({ config, savedAt: value.savedAt }))
+    this.#entries.set(key, Object.freeze(storedEntry(config, value.savedAt, value.privateKey)))
   }
 
   async delete(key: string): Promise<void> {
