@@ -2,11 +2,12 @@
  * The conformance checker: calls a real provisioning server and reports, check by check, whether it keeps the
  * contract. It judges with the library's own schemas (contract.ts) and transport, so a server that passes is one the
  * library works with. Details name fields and codes, never a secret. With a device's key (`attestation`) it signs that
- * device's claim and checks that claims without it are refused (check-claims.ts).
+ * device's claim and checks that claims without it are refused (check-claims.ts); with `certificate`, that claim
+ * carries a CSR and the certificate answered is judged (check-certificates.ts).
  */
 import { randomBytes } from 'node:crypto'
 import type { HttpResponse } from 'mqtt-bootstrap'
-import { ProvisioningError, type TlsOptions, TransportError, UndiciTransport } from 'mqtt-bootstrap'
+import { InvalidOptionError, ProvisioningError, type TlsOptions, TransportError, UndiciTransport } from 'mqtt-bootstrap'
 import {
   checkHeaders,
   checkUrl,
@@ -20,6 +21,7 @@ import {
   serializeData,
 } from 'mqtt-bootstrap/contract'
 import * as v from 'valibot'
+import { CERTIFICATE_CHECKS, certificateProbe, checkCertificates } from './check-certificates.js'
 import {
   type CheckAttestation,
   type CheckStatus,
@@ -52,6 +54,12 @@ export interface CheckOptions {
    * checks run (CLAIM_CHECKS). @default none: unsigned claims, as the seed's contract has them
    */
   attestation?: CheckAttestation
+  /**
+   * The known device's claim carries a CSR for a P-256 key made for the check (as the device's `certificate` option
+   * sends it; `data` must then be an object without `csr`), and the certificate checks run (CERTIFICATE_CHECKS).
+   * @default false
+   */
+  certificate?: boolean
 }
 
 export interface CheckResult {
@@ -86,6 +94,7 @@ export const CHECKS = Object.freeze({
   unknownDevice: 'refuses an unknown device with its own code',
   latency: 'latency',
   ...CLAIM_CHECKS,
+  ...CERTIFICATE_CHECKS,
 } as const)
 
 type CheckId = keyof typeof CHECKS
@@ -96,7 +105,13 @@ export async function checkProvisioningServer(options: CheckOptions): Promise<Ch
     results.set(id, { id, title: CHECKS[id], status, detail })
   }
   const url = checkUrl(options.url, true, 'url')
-  const body = serializeData(options.data, 'data')
+  const { certificate = false } = options
+  if (typeof certificate !== 'boolean') {
+    throw new InvalidOptionError('certificate', 'Expected `certificate` to be a boolean')
+  }
+  // Made before any request: data that cannot carry a CSR is an option error, as it is for the device.
+  const withCsr = certificate ? await certificateProbe(options.data) : undefined
+  const body = serializeData(withCsr?.data ?? options.data, 'data')
   const unknownBody = serializeData(
     options.unknownData ?? { imei: `check-${randomBytes(6).toString('hex')}` },
     'unknownData',
@@ -130,7 +145,7 @@ export async function checkProvisioningServer(options: CheckOptions): Promise<Ch
     if (known.error instanceof TransportError && known.error.code === 'ERR_TRANSPORT_TLS') {
       record('tls', 'fail', known.error.message)
     } else record('reachable', 'fail', known.error.message)
-    return finish(url.href, results, keys !== undefined)
+    return finish(url.href, results, keys !== undefined, certificate)
   }
   record('tls', secure ? 'pass' : 'skip', secure ? `verified for ${url.hostname}` : 'not HTTPS')
   record('reachable', 'pass', `HTTP ${known.response.status}`)
@@ -153,7 +168,13 @@ export async function checkProvisioningServer(options: CheckOptions): Promise<Ch
     const accepted = results.get('code')?.status === 'pass'
     await checkClaims({ url, body, ...keys, sent, accepted, post, record })
   }
-  return finish(url.href, results, keys !== undefined)
+  if (withCsr !== undefined) {
+    const { probe, data } = withCsr
+    const signedPost = async (payload: string) =>
+      post(payload, keys === undefined ? {} : { ...(await signed(keys.key, url, payload)) })
+    await checkCertificates({ probe, data, response: known.response, post: signedPost, record })
+  }
+  return finish(url.href, results, keys !== undefined, certificate)
 }
 
 function judgeAnswer(
@@ -219,9 +240,12 @@ function judgeRefusal(response: HttpResponse): [CheckStatus, string] {
   return ['fail', `${outcome.message}: ${why}; a refusal needs the server's own code`]
 }
 
-function finish(url: string, results: Map<CheckId, CheckResult>, claims: boolean): CheckReport {
+function finish(url: string, results: Map<CheckId, CheckResult>, claims: boolean, certificate: boolean): CheckReport {
   // The claim checks are listed only when there was a key to sign with: without one, the seed's contract is checked.
-  const ids = (Object.keys(CHECKS) as CheckId[]).filter((id) => claims || !Object.hasOwn(CLAIM_CHECKS, id))
+  // The certificate checks likewise only when asked for.
+  const ids = (Object.keys(CHECKS) as CheckId[]).filter(
+    (id) => (claims || !Object.hasOwn(CLAIM_CHECKS, id)) && (certificate || !Object.hasOwn(CERTIFICATE_CHECKS, id)),
+  )
   const checks = ids.map(
     (id) => results.get(id) ?? { id, title: CHECKS[id], status: 'skip' as const, detail: 'not reached' },
   )

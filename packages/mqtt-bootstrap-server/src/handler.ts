@@ -2,14 +2,25 @@
  * A reference provisioning request handler for node:http / node:https (and Express or Fastify, see the third
  * argument). It answers the wire contract of PointAccess: `{ code, result? }`, with `"00000"` and a configuration
  * checked by the same validation the device uses, or a refusal code checked against the contract too. With `verify`,
- * a claim is judged (its signature, DESIGN.md "Authenticated claims") between reading the body and `resolve`.
+ * a claim is judged (its signature, DESIGN.md "Authenticated claims") between reading the body and `resolve`. With
+ * `issue`, a request's CSR is judged before `resolve` and answered a certificate with the configuration (issue 17).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { contractSchemas, type DeviceConfig, parseDeviceConfig, ResultCode } from 'mqtt-bootstrap/contract'
 import * as v from 'valibot'
+import {
+  awaitingCertificate,
+  BAD_CSR,
+  checkIssuer,
+  requestedCertificate,
+  withCertificate,
+  withoutCertificate,
+} from './certificates/handler-step.js'
+import type { CertificateIssuer } from './certificates/issue.js'
 import { type ClaimLimiter, type ClaimLimitsOptions, carriesSignature, claimGates } from './claims/limits.js'
 import { type ReclaimOptions, reclaimRecorder } from './claims/reclaims.js'
 import { CLAIM_CODES, type ClaimVerifier, recordVerifiedClaim } from './claims/verify.js'
+import { answer, exchanges, NOT_JSON, parseJson, type Reply, rawBytes } from './http-answer.js'
 import { RegistryUnavailableError } from './unavailable.js'
 
 /** What `resolve` answers: the device's configuration, a refusal code, or `undefined` for an unknown device. */
@@ -28,6 +39,13 @@ export interface ProvisioningHandlerOptions extends ReclaimOptions {
    */
   verify?: ClaimVerifier
   /**
+   * Certificates for the device's own key, e.g. `issueCertificates({ ca: { cert, key }, validitySeconds })`: a
+   * request whose data carries `csr` has it checked before `resolve` (an unusable one is `"10008"`, and `resolve` is
+   * not asked), and its `"00000"` answer gets `device.certificate` (CN = the configuration's deviceName). A failure of
+   * the issuer itself is `"77777"`, told to `onError`. Without it, `csr` is ignored. @default none
+   */
+  issue?: CertificateIssuer
+  /**
    * Abuse limits for failed claims (claims/limits.ts): past 10 failures a minute from one address, or against one
    * identity, a claim without a valid signature is answered at once 429 + Retry-After (`"77777"`); a valid signature is
    * never limited. `true` for the defaults, options, a `ClaimLimiter`, or `false`. @default false (`serve`: on)
@@ -43,7 +61,7 @@ export interface ProvisioningHandlerOptions extends ReclaimOptions {
   /** A body that has not arrived whole by then is answered 408 (slow clients hold no resources). @default 10000 */
   bodyTimeoutMs?: number
   /**
-   * Told about failures of `resolve` (the device gets `"77777"`: HTTP 503 + Retry-After for a
+   * Told about failures of `resolve` and `issue` (the device gets `"77777"`: HTTP 503 + Retry-After for a
    * `RegistryUnavailableError`, else 500). Never given a secret by the handler.
    */
   onError?(error: unknown): void
@@ -68,9 +86,6 @@ export interface RequestOutcome {
   data: unknown
 }
 
-/** The code answered and the data read, per exchange, for `onRequest`. */
-const exchanges = new WeakMap<ServerResponse, { code?: string; data?: unknown }>()
-
 /** The reference server's refusal codes (any string other than 00000/77777/99999 is a refusal). */
 export const SERVER_CODES = Object.freeze({
   /** The data identifies no known device. */
@@ -85,6 +100,8 @@ export const SERVER_CODES = Object.freeze({
   POOL_EXHAUSTED: '10006',
   /** The PostgreSQL registry: the identity is revoked. */
   REVOKED: '10007',
+  /** With `issue`: the CSR is unusable (not PEM PKCS#10, a bad signature, a key that is not P-256 or RSA 2048+). */
+  BAD_CSR,
 })
 
 const RESERVED_CODES: ReadonlySet<string> = new Set(Object.values(ResultCode))
@@ -109,6 +126,7 @@ export function createProvisioningHandler(options: ProvisioningHandlerOptions) {
 
   const { verify } = options
   if (verify !== undefined && typeof verify !== 'function') throw new TypeError('Expected `verify` to be a function')
+  const issue = checkIssuer(options.issue)
   const gateOf = claimGates(options.limits, options.trustProxy, verify)
   /** Tell `onError`; one that throws itself is ignored (it must not take the host app down, nor the answer). */
   const tellError = (error: unknown) => {
@@ -161,12 +179,19 @@ export function createProvisioningHandler(options: ProvisioningHandlerOptions) {
         // A claim whose signature verified is never limited; any other is answered 429 before resolve when over.
         const limited = signed ? undefined : await gate?.limited()
         if (limited !== undefined) return limited
-        const body = toAnswer(await options.resolve(data, request))
+        // Before resolve: a CSR that cannot be used must not take a triplet from a pool.
+        const wanted = issue === undefined ? undefined : await requestedCertificate(issue, data)
+        if (wanted !== undefined && 'refusal' in wanted) return wanted.refusal
+        // With a certificate to issue, a configuration needs no secret: the certificate is its credential.
+        const body = toAnswer(await options.resolve(data, request), wanted !== undefined)
+        const answered =
+          wanted === undefined ? body : await withCertificate(issue as CertificateIssuer, wanted.request, body)
+        // The registry's configuration, without the certificate: a certificate is new at every claim.
         await reclaimed?.(request, body) // noted before the answer leaves; never throws
         // Decided: a counter store that fails now (its database gone) is told, and the answer stands as decided.
         if (!signed) await Promise.resolve(gate?.failed((body as { code: string }).code)).catch(tellError)
         // A claim refusal is 401 however it is made: also from a resolve (a group-key registry without `verify`).
-        return [CLAIM_REFUSALS.has((body as { code: string }).code) ? 401 : 200, body, {}]
+        return [CLAIM_REFUSALS.has((body as { code: string }).code) ? 401 : 200, answered, {}]
       })
       .then(([status, body, headers]) => answer(response, status, body, headers))
       // answer() too: whatever fails is the server's "77777", never an unhandled rejection.
@@ -249,51 +274,24 @@ export function createProvisioningHandler(options: ProvisioningHandlerOptions) {
   }
 }
 
-const NOT_JSON = Symbol('not JSON')
-
 const CLAIM_REFUSALS: ReadonlySet<string> = new Set(Object.values(CLAIM_CODES))
-
-/** An answer: status, body, extra headers. */
-type Reply = [number, object, Record<string, string>]
 
 const RAW_BODY_NEEDED =
   'verify needs the body as received, to check its Content-Digest: the body was read before the handler; pass it ' +
   'as a Buffer or string third argument, or keep it as request.rawBody (Buffer or string)'
 
-function rawBytes(value: unknown): Buffer | undefined {
-  if (Buffer.isBuffer(value)) return value
-  return typeof value === 'string' ? Buffer.from(value) : undefined
-}
-
-function parseJson(text: string | Buffer): unknown {
-  try {
-    return JSON.parse(text.toString())
-  } catch {
-    return NOT_JSON
-  }
-}
-
-function toAnswer(resolution: Resolution | undefined): object {
+function toAnswer(resolution: Resolution | undefined, certified = false): object {
   if (resolution === undefined) return { code: SERVER_CODES.UNKNOWN_DEVICE, message: 'unknown device' }
   if ('code' in resolution) {
     const problem = refusalCodeProblem(resolution.code)
     if (problem !== undefined) throw new TypeError(`resolve() returned a refusal code that ${problem}`)
     return { code: resolution.code }
   }
-  const config = parseDeviceConfig(resolution)
+  const config = parseDeviceConfig(certified ? awaitingCertificate(resolution) : resolution)
   if (!config.ok) throw new TypeError(`resolve() returned an invalid configuration: ${config.problem}`)
-  return { code: ResultCode.SUCCESS, result: plain(config.value) }
+  return { code: ResultCode.SUCCESS, result: certified ? withoutCertificate(config.value) : plain(config.value) }
 }
 
 function plain({ device, connect }: DeviceConfig): DeviceConfig {
   return { device: { ...device }, connect: { ...connect } }
-}
-
-function answer(response: ServerResponse, status: number, body: object, headers: Record<string, string> = {}): void {
-  if (response.headersSent || response.destroyed) return
-  const exchange = exchanges.get(response)
-  if (exchange !== undefined && 'code' in body && typeof body.code === 'string') exchange.code = body.code
-  // no-store: the answer carries secrets, no cache on the way may keep it.
-  response.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', ...headers })
-  response.end(JSON.stringify(body))
 }

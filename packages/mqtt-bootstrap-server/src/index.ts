@@ -4,6 +4,15 @@
  */
 export { type AliyunVerifyOptions, verifyAliyunCredentials } from 'mqtt-bootstrap'
 export { type DeviceConfig, deriveDeviceKey, ResultCode } from 'mqtt-bootstrap/contract'
+export type { IssuingCaOptions } from './certificates/ca.js'
+export type { CertificateRequest, CertificateRequestCheck } from './certificates/csr.js'
+export {
+  type CertificateIssuer,
+  CertificateIssuingError,
+  type CertificateTarget,
+  type IssueCertificatesOptions,
+  issueCertificates,
+} from './certificates/issue.js'
 export {
   CHECKS,
   type CheckOptions,

@@ -6,6 +6,7 @@
  */
 import { toJsonSchema } from '@valibot/to-json-schema'
 import { codePointLimit, contractSchemas, ResultCode } from 'mqtt-bootstrap/contract'
+import { PEM as CSR_PEM, MAX_CSR_BYTES } from './certificates/csr.js'
 
 export const RESULT_CODES = Object.freeze([
   { code: ResultCode.SUCCESS, meaning: 'configuration received; result holds it', retry: false },
@@ -53,7 +54,27 @@ export function provisioningSchema(): Record<string, unknown> {
     definitions: {
       request: {
         title: 'Request body',
-        description: 'What identifies the device (IMEI, serial, …): any JSON value, typically an object.',
+        description:
+          'What identifies the device (IMEI, serial, …): any JSON value, typically an object. A device that asks for ' +
+          'a certificate (its `certificate` option) adds `csr`, and the answer then carries `device.certificate`.',
+        // Any value, and when it is an object with `csr`, that is a CSR (a server refuses any other with "10008").
+        anyOf: [
+          { not: { type: 'object' } },
+          {
+            type: 'object',
+            properties: {
+              csr: {
+                description:
+                  'A PKCS#10 certificate request (RFC 2986) in PEM for a key the device made itself (P-256, or RSA of ' +
+                  '2048 bits or more), signed with it. Its subject and extensions are not used: the certificate is ' +
+                  'issued to the deviceName, and is never a CA.',
+                type: 'string',
+                maxLength: MAX_CSR_BYTES,
+                pattern: CSR_PEM.source,
+              },
+            },
+          },
+        ],
       },
       deviceConfig: { title: 'result of a "00000" answer', ...fragment(DeviceConfig) },
       response: {

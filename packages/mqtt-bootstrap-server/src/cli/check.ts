@@ -22,6 +22,8 @@ export interface CheckFlags {
   keyId?: string
   /** The group key the device keys derive from, mode 0600; `-`: standard input. */
   groupKeyFile?: string
+  /** The known device's claim carries a CSR, and the certificate checks run. */
+  certificate?: boolean
 }
 
 const MARK = { pass: 'PASS', fail: 'FAIL', warn: 'WARN', skip: 'SKIP' } as const
@@ -38,6 +40,7 @@ export async function checkCommand(url: string, flags: CheckFlags): Promise<numb
     data,
     unknownData,
     ...(attestation === undefined ? {} : { attestation }),
+    ...(flags.certificate ? { certificate: true } : {}),
     tls: tlsFromFiles(flags),
     headers: flags.header ?? {},
     ...(flags.timeout === undefined ? {} : { timeoutMs: parseIntegerOption(flags.timeout, '--timeout') }),

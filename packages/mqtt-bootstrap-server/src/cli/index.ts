@@ -75,6 +75,7 @@ function program(): Command {
       .option('--key-file <file>', "sign the known device's claims with its key (base64, mode 0600; - reads stdin)")
       .option('--key-id <id>', 'the key id it signs with (default: the value of --data, when it has one field)')
       .option('--group-key-file <file>', "derive the device's key from the group key (mode 0600; - reads stdin)")
+      .option('--certificate', "send a CSR with the known device's claim and check the certificate answered")
       .option('--json', 'print the report as JSON'),
   )
     .addHelpText(
@@ -84,6 +85,10 @@ function program(): Command {
         "With a device key (--key-file, or --group-key-file to derive it and another device's) the known device's",
         'claim is signed, and the checker also tries an unsigned claim, the same signed request twice, a body changed',
         'after signing and another device\'s key: each must be refused ("10004"/"10005", HTTP 401).',
+        '',
+        "With --certificate the known device's claim carries a CSR (a P-256 key made for the check, as the device's",
+        'certificate option sends it; --data must be an object): its certificate must be for that key, CN the',
+        "answer's deviceName, not a CA, and chain to the CA sent after it; a CSR with a broken signature must be refused.",
         '',
         'Exit codes: 0 conforms (warnings allowed), 1 a check failed, 2 usage (bad arguments, an unreadable key file).',
       ].join('\n'),
@@ -143,6 +148,12 @@ function program(): Command {
       "factory CA certificate(s) (PEM): a device's mutual-TLS client certificate from it, naming its identity in its CN, proves its claim",
     )
     .option('--no-limits', 'turn off the abuse limits on failed claims (429 past 10 a minute per address or identity)')
+    .option('--issuing-ca <file>', "issue certificates for devices' CSRs with this CA certificate (PEM; or a chain)")
+    .option('--issuing-key <file>', "the issuing CA's private key (PEM, mode 0600)")
+    .option(
+      '--certificate-validity <seconds>',
+      'how long an issued certificate is valid (default: 2592000, 30 days; never past the CA)',
+    )
     .addHelpText(
       'after',
       [
@@ -160,9 +171,14 @@ function program(): Command {
         'serve processes on one database answer as one. The database gone later: devices get "77777", HTTP 503 and',
         'Retry-After, and serve goes on (and serves again once it is back).',
         '',
+        'With --issuing-ca and --issuing-key, a claim that carries "csr" (a PEM PKCS#10 request for a P-256 or RSA',
+        '2048+ key) is answered device.certificate too: CN the deviceName, a client certificate, never a CA. An unusable',
+        'CSR is refused "10008" before the registry is asked.',
+        '',
         'Exit codes: 0 stopped by SIGINT/SIGTERM, 1 could not listen (a busy port), write the CA or reach the database,',
         '2 usage, a bad registry (or one that declares no "attestation"), a database with no attestation or broker',
-        'configured, a bad --cert/--key/--client-ca/--group-key-file, or a CA file without its key.',
+        'configured, a bad --cert/--key/--client-ca/--group-key-file/--issuing-ca/--issuing-key (also a key file others',
+        'can read), or a CA file without its key.',
       ].join('\n'),
     )
     .action(async (flags) => {

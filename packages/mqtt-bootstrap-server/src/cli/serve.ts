@@ -23,10 +23,11 @@ import { type CertificateAuthority, generateCa, issueServerCertificate } from '.
 import { certificateNames, claimHosts, subjectAltNames } from './claim-hosts.js'
 import { logError } from './error-log.js'
 import { EXIT, parsePortOption, UsageError } from './io.js'
+import { type IssuingFlags, issuerFromFlags } from './issuing.js'
 import { readCertificateOption, readKeyPair } from './pem.js'
 import { type RegistryFlags, type ServedRegistry, servedRegistry } from './serve-database.js'
 
-export interface ServeFlags extends RegistryFlags {
+export interface ServeFlags extends RegistryFlags, IssuingFlags {
   port: string
   host: string
   path: string
@@ -47,6 +48,8 @@ export interface ServeFlags extends RegistryFlags {
   clientCa?: string
 }
 
+type Issuing = ReturnType<typeof issuerFromFlags>
+
 /** The status Node's HTTP server answers for a parser error (its own choice when nobody listens for 'clientError'). */
 const CLIENT_ERROR_STATUS: Readonly<Record<string, number>> = {
   HPE_HEADER_OVERFLOW: 431,
@@ -54,15 +57,17 @@ const CLIENT_ERROR_STATUS: Readonly<Record<string, number>> = {
 }
 
 export async function serveCommand(flags: ServeFlags): Promise<number> {
+  // Issue 17: certificates for devices' own keys; the CA checked before the registry opens (a wrong file is exit 2).
+  const issuing = issuerFromFlags(flags)
   const registry = await servedRegistry(flags)
   try {
-    return await serveFrom(registry, flags)
+    return await serveFrom(registry, flags, issuing)
   } finally {
     await registry.close().catch(() => {})
   }
 }
 
-async function serveFrom(registry: ServedRegistry, flags: ServeFlags): Promise<number> {
+async function serveFrom(registry: ServedRegistry, flags: ServeFlags, issuing: Issuing): Promise<number> {
   const clientCa = readCertificateOption(flags.clientCa, '--client-ca')
   // A "none" registry accepts every claim: a certificate would prove nothing more, and saying it does would mislead.
   if (clientCa !== undefined && registry.attestation !== 'group-key') {
@@ -118,6 +123,7 @@ async function serveFrom(registry: ServedRegistry, flags: ServeFlags): Promise<n
     // On by default (issue 15): failures counted per address and per the registry's identity.
     limits: flags.limits !== false && registry.limits(),
     ...(registry.claims === undefined ? {} : { claims: registry.claims }),
+    ...(issuing === undefined ? {} : { issue: issuing.issuer }),
     trustProxy: flags.trustProxy ?? [],
     onError: (error) => logError((error as Error).message),
     // Issue 15: a device back after a factory reset (or one key used twice), in the access log's columns.
@@ -228,6 +234,8 @@ async function serveFrom(registry: ServedRegistry, flags: ServeFlags): Promise<n
   for (const line of registry.claimLines(flags.origin ?? claimHosts(names).join(', '), flags.limits !== false)) {
     console.log(line)
   }
+  if (issuing !== undefined)
+    console.log(`certificates: for a CSR sent with a claim (CN the deviceName), ${issuing.summary}`)
   if (clientCa !== undefined) {
     console.log(`claims: or a client certificate from the CA in ${flags.clientCa}, its CN the identity (mutual TLS)`)
   }

@@ -1,0 +1,189 @@
+/**
+ * The checker's certificate checks (issue 17, CheckOptions `certificate`, `check --certificate`): the known device's
+ * claim carries a CSR for a key made for the check, as the device's `certificate` option sends it, and the answer's
+ * `device.certificate` must be a client certificate for that key, named after the answer's deviceName, not a CA, and
+ * chain to the CA the answer sends, as the device judges it (checkCertificateChain). Then a CSR whose signature does
+ * not verify must be refused: a server that signed it would certify a key nobody proved to hold.
+ */
+import { X509Certificate } from 'node:crypto'
+import type { HttpResponse } from 'mqtt-bootstrap'
+import { InvalidOptionError, ProvisioningError } from 'mqtt-bootstrap'
+import {
+  type DeviceKey as CertificateKey,
+  checkCertificateChain,
+  createCertificateRequest,
+  createDeviceKey,
+  interpretAnswer,
+  serializeData,
+} from 'mqtt-bootstrap/contract'
+import { asn1 } from './certificates/asn1.js'
+import type { CheckStatus } from './check-claims.js'
+
+/** The certificate checks, in report order (listed only with `certificate: true`). */
+export const CERTIFICATE_CHECKS = Object.freeze({
+  certificate: "issues device.certificate for the CSR sent with the known device's claim",
+  certificateKey: "the certificate is for the CSR's key",
+  certificateSubject: "the certificate's CN is the answer's deviceName",
+  certificateNotCa: 'the certificate is not a CA (CA:FALSE)',
+  certificateChain: 'the chain is valid now and each certificate is issued by the next, as the device checks it',
+  badCsr: 'refuses a CSR whose signature does not verify (not "00000")',
+} as const)
+
+/** The id of a certificate check. */
+export type CertificateCheckId = keyof typeof CERTIFICATE_CHECKS
+
+type Posted = { response: HttpResponse; error?: undefined } | { response?: undefined; error: Error }
+
+/** As the device allows a fresh certificate's notBefore ahead of its clock (certificates/chain.ts). */
+const NOT_BEFORE_SKEW_MS = 5 * 60_000
+
+const CERTIFICATE_BLOCK = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g
+
+/** A request made for the check: a fresh P-256 key, never sent, and its CSR. */
+export interface CertificateProbe {
+  key: CertificateKey
+  csr: string
+}
+
+/**
+ * The checker's data with a fresh CSR, or an InvalidOptionError (before any request) for data that cannot carry one:
+ * the device's own rule (an object without `csr`).
+ */
+export async function certificateProbe(data: unknown): Promise<{ probe: CertificateProbe; data: object }> {
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) {
+    throw new InvalidOptionError(
+      'data',
+      'Expected `data` to be an object when `certificate` is set (the CSR is its `csr` field)',
+    )
+  }
+  if (Object.hasOwn(data, 'csr')) {
+    throw new InvalidOptionError(
+      'data',
+      'Expected `data` without a `csr` field when `certificate` is set (the checker adds its own)',
+    )
+  }
+  const key = await createDeviceKey('p256')
+  const csr = createCertificateRequest(key)
+  return { probe: { key, csr }, data: { ...data, csr } }
+}
+
+/** What the certificate checks need from the checker. */
+export interface CertificateContext {
+  probe: CertificateProbe
+  /** The known device's answer (its claim carried the probe's CSR). */
+  response: HttpResponse
+  /** The known device's data with `csr`, to send again with a broken CSR. */
+  data: object
+  /** Post a body, signed as the known device's claims are. */
+  post(payload: string): Promise<Posted>
+  record(id: CertificateCheckId, status: CheckStatus, detail: string): void
+}
+
+/** Judge the known device's answer to its claim with a CSR, then send a broken CSR; record each check. */
+export async function checkCertificates(context: CertificateContext): Promise<void> {
+  const { probe, response, data, post, record } = context
+  judgeCertificate(probe, response, record)
+  // Flipped in the signature's last byte: the same request, its proof of possession broken.
+  const broken = brokenSignature(probe.csr)
+  const posted = await post(serializeData({ ...data, csr: broken }, 'data'))
+  record('badCsr', ...judgeRefusal(posted))
+}
+
+function judgeCertificate(probe: CertificateProbe, response: HttpResponse, record: CertificateContext['record']) {
+  const skipAll = (why: string) => {
+    for (const id of [
+      'certificate',
+      'certificateKey',
+      'certificateSubject',
+      'certificateNotCa',
+      'certificateChain',
+    ] as const) {
+      record(id, id === 'certificate' ? 'fail' : 'skip', id === 'certificate' ? why : 'not checked: no certificate')
+    }
+  }
+  const outcome = interpretAnswer(response, Date.now())
+  if (outcome instanceof ProvisioningError) {
+    for (const id of [
+      'certificate',
+      'certificateKey',
+      'certificateSubject',
+      'certificateNotCa',
+      'certificateChain',
+    ] as const) {
+      record(id, 'skip', 'not checked: the known device\'s claim with a CSR was not answered "00000"')
+    }
+    return
+  }
+  const { certificate, deviceName } = outcome.device
+  if (certificate === undefined) return skipAll('"00000" without device.certificate: the server ignored the CSR')
+  let chain: X509Certificate[]
+  try {
+    chain = (certificate.match(CERTIFICATE_BLOCK) ?? []).map((block) => new X509Certificate(block))
+  } catch {
+    return skipAll('device.certificate has a block that does not parse')
+  }
+  const [leaf] = chain
+  if (leaf === undefined) return skipAll('device.certificate holds no certificate')
+  record(
+    'certificate',
+    'pass',
+    `${chain.length} certificate(s), the leaf issued by ${leaf.issuer.replace(/\n/g, ', ')}`,
+  )
+  const forKey = leaf.publicKey.export({ type: 'spki', format: 'der' }).equals(probe.key.publicKeyDer)
+  record('certificateKey', forKey ? 'pass' : 'fail', forKey ? "the CSR's public key" : "another key than the CSR's")
+  const names = commonNames(leaf)
+  const named = names.length === 1 && names[0] === deviceName
+  record(
+    'certificateSubject',
+    named ? 'pass' : 'fail',
+    named
+      ? `CN "${deviceName}"`
+      : `CN ${names.map((name) => `"${name}"`).join(', ') || 'absent'}, deviceName "${deviceName}"`,
+  )
+  record(
+    'certificateNotCa',
+    leaf.ca ? 'fail' : 'pass',
+    leaf.ca ? 'CA:TRUE: the device could issue certificates' : 'CA:FALSE',
+  )
+  if (chain.length < 2) {
+    record('certificateChain', 'fail', 'only the leaf: the issuing CA must follow it (the chain, leaf first)')
+    return
+  }
+  const checked = checkCertificateChain(certificate, probe.key.publicKeyDer, Date.now(), NOT_BEFORE_SKEW_MS)
+  record(
+    'certificateChain',
+    checked.ok ? 'pass' : 'fail',
+    checked.ok ? `valid until ${new Date(checked.notAfter).toISOString()}` : checked.problem,
+  )
+}
+
+/** The subject's CN values (asn1-x509: exactly as encoded, not as a printed name that escapes them). */
+function commonNames(certificate: X509Certificate): string[] {
+  const { schema, x509 } = asn1()
+  const parsed = schema.AsnConvert.parse(certificate.raw, x509.Certificate)
+  return parsed.tbsCertificate.subject.flatMap((rdn) =>
+    rdn.filter((attribute) => attribute.type === '2.5.4.3').map((attribute) => attribute.value.toString()),
+  )
+}
+
+/** The CSR with the last byte of its signature flipped. */
+function brokenSignature(csr: string): string {
+  const der = Buffer.from(csr.replace(/-----[^-]+-----|\s/g, ''), 'base64')
+  der[der.length - 1] = (der[der.length - 1] as number) ^ 0x01
+  const lines = der.toString('base64').match(/.{1,64}/g) ?? []
+  return `-----BEGIN CERTIFICATE REQUEST-----\n${lines.join('\n')}\n-----END CERTIFICATE REQUEST-----\n`
+}
+
+/** Any refusal passes ("10008" is the reference server's); "00000", and what a device would retry or not read, fail. */
+function judgeRefusal(posted: Posted): [CheckStatus, string] {
+  if (posted.error !== undefined) return ['fail', `no answer to a broken CSR: ${posted.error.message}`]
+  const outcome = interpretAnswer(posted.response, Date.now())
+  if (!(outcome instanceof ProvisioningError)) {
+    return ['fail', 'answered "00000": it certifies a key without proof that the sender holds it']
+  }
+  if (outcome.code !== 'ERR_PROVISION_REFUSED') {
+    const why = outcome.transient ? 'the device would retry it' : 'the device could not understand it'
+    return ['fail', `${outcome.message}: ${why}; a refusal needs a code of its own ("10008")`]
+  }
+  return ['pass', `"${outcome.resultCode}" (HTTP ${posted.response.status})`]
+}

@@ -1,0 +1,101 @@
+/**
+ * `serve --issuing-ca cert.pem --issuing-key key.pem [--certificate-validity SECONDS]`: certificates for devices'
+ * CSRs (issue 17), signed by that CA. Both files or neither; the key file is refused when group or others may read
+ * it (as the group key and the generated CA's key are). Checked before the server listens: a wrong file is exit 2.
+ * Messages name the option and the file, never quote the key.
+ */
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs'
+import { type CertificateIssuer, issueCertificates } from '../certificates/issue.js'
+import { UsageError } from './io.js'
+import { parsePrivateKey, readCertificateOption } from './pem.js'
+
+/** serve's options for certificates. */
+export interface IssuingFlags {
+  /** The issuing CA's certificate (PEM; or a chain, the issuing CA first). */
+  issuingCa?: string
+  /** Its private key (PEM), mode 0600. */
+  issuingKey?: string
+  /** How long an issued certificate is valid, in seconds. @default 2592000 (30 days) */
+  certificateValidity?: string
+}
+
+/** 30 days: long enough for a device that is off for a while, short enough that a lost key does not last. */
+export const DEFAULT_CERTIFICATE_VALIDITY_SECONDS = 30 * 86_400
+
+/** More than any PEM private key (an RSA-8192 key is about 6.5 KiB): a bigger file is another file. */
+const MAX_KEY_FILE_BYTES = 16 * 1024
+
+/** The issuer the flags ask for, or `undefined` without them; a UsageError for a wrong combination or file. */
+export function issuerFromFlags(flags: IssuingFlags): { issuer: CertificateIssuer; summary: string } | undefined {
+  const { issuingCa, issuingKey, certificateValidity } = flags
+  if ((issuingCa === undefined) !== (issuingKey === undefined)) {
+    throw new UsageError('--issuing-ca and --issuing-key go together: the CA certificate and its private key')
+  }
+  if (issuingCa === undefined || issuingKey === undefined) {
+    if (certificateValidity !== undefined) {
+      throw new UsageError('--certificate-validity goes with --issuing-ca and --issuing-key')
+    }
+    return undefined
+  }
+  const validitySeconds =
+    certificateValidity === undefined ? DEFAULT_CERTIFICATE_VALIDITY_SECONDS : validity(certificateValidity)
+  const cert = readCertificateOption(issuingCa, '--issuing-ca') as string
+  const key = readKeyFile(issuingKey)
+  parsePrivateKey(key, `--issuing-key ${issuingKey}`)
+  let issuer: CertificateIssuer
+  try {
+    issuer = issueCertificates({ ca: { cert, key }, validitySeconds })
+  } catch (error) {
+    // The library names `ca.cert` and `ca.key`; here they are the files.
+    const message = (error as Error).message
+      .replaceAll('`ca.cert`', `--issuing-ca ${issuingCa}`)
+      .replaceAll('`ca.key`', `--issuing-key ${issuingKey}`)
+    throw new UsageError(message.replace(/^Expected /, 'expected '))
+  }
+  return { issuer, summary: `by the CA in ${issuingCa}, valid ${describe(validitySeconds)} (never past the CA's own)` }
+}
+
+function validity(value: string): number {
+  const seconds = /^\d{1,16}$/.test(value) ? Number(value) : Number.NaN
+  if (!(Number.isSafeInteger(seconds) && seconds > 0)) {
+    throw new UsageError(`--certificate-validity must be a whole number of seconds above 0, got ${value}`)
+  }
+  return seconds
+}
+
+function describe(seconds: number): string {
+  if (seconds % 86_400 === 0) return `${seconds / 86_400} day${seconds === 86_400 ? '' : 's'}`
+  return `${seconds} s`
+}
+
+/** The key file's text, checked as the file opened (not the name): mode 0600 or stricter, a key's size at most. */
+function readKeyFile(path: string): string {
+  let fd: number
+  try {
+    fd = openSync(path, 'r')
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    throw new UsageError(`--issuing-key: cannot read ${path} (${code === 'ENOENT' ? 'no such file' : code})`)
+  }
+  try {
+    const mode = fstatSync(fd).mode & 0o777
+    // As ssh does with an unprotected private key: refuse it rather than sign with a key others may have read.
+    if (process.platform !== 'win32' && (mode & 0o077) !== 0) {
+      const shown = mode.toString(8).padStart(4, '0')
+      throw new UsageError(
+        `--issuing-key: the key file ${path} is readable by others (mode ${shown}): chmod 600 ${path}`,
+      )
+    }
+    const buffer = Buffer.alloc(MAX_KEY_FILE_BYTES + 1)
+    let length = 0
+    for (let read = -1; read !== 0 && length < buffer.length; length += read) {
+      read = readSync(fd, buffer, length, buffer.length - length, null)
+    }
+    if (length > MAX_KEY_FILE_BYTES) {
+      throw new UsageError(`--issuing-key: ${path} is not a key file (over ${MAX_KEY_FILE_BYTES} bytes)`)
+    }
+    return buffer.toString('utf8', 0, length)
+  } finally {
+    closeSync(fd)
+  }
+}
