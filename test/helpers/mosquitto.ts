@@ -75,6 +75,11 @@ export interface MosquittoOptions {
   users: Record<string, string>
   /** Also listen with TLS, with this certificate and key (`ca` is written as the listener's cafile). */
   tls?: { ca: string; cert: string; key: string }
+  /**
+   * On the TLS listener: `require_certificate true` and `use_identity_as_username true`, so that a client connects by
+   * a certificate that chains to `tls.ca` (its CN is its user name), and one without such a certificate is refused.
+   */
+  requireCertificate?: boolean
   /** How long to wait for the listeners, per start attempt. @default 5000 */
   readyTimeoutMs?: number
 }
@@ -155,7 +160,8 @@ export async function startMosquitto(options: MosquittoOptions): Promise<Mosquit
       const port = await freePort()
       const tlsPort = tlsFiles ? await freePort([port]) : undefined
       const config = join(dir, 'mosquitto.conf')
-      await writeFile(config, configText({ port, tlsPort, tlsFiles, passwordFile }))
+      const requireCertificate = options.requireCertificate === true
+      await writeFile(config, configText({ port, tlsPort, tlsFiles, passwordFile, requireCertificate }))
       const started = await launch(binary, config, [port, ...(tlsPort === undefined ? [] : [tlsPort])], options)
       if (started.ok) return handle(started.child, started.log, { dir, port, tlsPort, passwordFile })
       failures.push(`attempt ${attempt} (ports ${port}${tlsPort ? `, ${tlsPort}` : ''}): ${started.reason}`)
@@ -172,6 +178,7 @@ function configText(o: {
   tlsPort: number | undefined
   tlsFiles: { ca: string; cert: string; key: string } | undefined
   passwordFile: string
+  requireCertificate: boolean
 }): string {
   const lines = [
     // Global settings first (per_listener_settings is false): they apply to every listener.
@@ -193,6 +200,7 @@ function configText(o: {
       `certfile ${o.tlsFiles.cert}`,
       `keyfile ${o.tlsFiles.key}`,
     )
+    if (o.requireCertificate) lines.push('require_certificate true', 'use_identity_as_username true')
   }
   return `${lines.join('\n')}\n`
 }

@@ -128,7 +128,10 @@ export interface ConnectedEvent {
 }
 
 export interface AuthRejectedEvent {
-  /** CONNACK return code (3.1.1) or reason code (5): 4, 5, 134 or 135. */
+  /**
+   * CONNACK return code (3.1.1) or reason code (5): 4, 5, 134 or 135; 0 when the broker refused the client certificate
+   * with a TLS alert (mutual TLS: no CONNACK comes).
+   */
   returnCode: number
   source: CredentialSource
   /** Whether the bootstrap now provisions afresh (once, and only for cached credentials). */

@@ -20,7 +20,7 @@ import type { IClientOptions, MqttClient, MqttProtocol } from 'mqtt'
 import type { MqttCredentials } from './auth/strategy.js'
 import { parseBrokerHost, STANDARD_PORTS } from './broker-url.js'
 import type { Clock } from './clock.js'
-import { AUTH_REJECTED_CODES, brokerFailure } from './connector.js'
+import { AUTH_REJECTED_CODES, brokerFailure, isClientCertificateRefusal } from './connector.js'
 import type { DeviceConfig } from './contract.js'
 import { withUrl } from './error-urls.js'
 import { AbortError, BrokerError, isTransient } from './errors.js'
@@ -183,9 +183,14 @@ class Session {
   }
 
   failed(error: Error & { code?: unknown }): void {
-    if (this.#stopped || typeof error.code !== 'number') return
+    if (this.#stopped) return
+    // A TLS alert refusing the client certificate is a refusal of the credentials, as a CONNACK 5 (returnCode 0).
+    const refused = isClientCertificateRefusal(error)
+    if (typeof error.code !== 'number' && !refused) return
     const failure = withUrl(brokerFailure(error), this.#hooks.url(this.#current.config))
-    if (AUTH_REJECTED_CODES.has(error.code)) this.#refusal = { kind: 'revoked', returnCode: error.code }
+    if (refused) this.#refusal = { kind: 'revoked', returnCode: 0 }
+    else if (AUTH_REJECTED_CODES.has(error.code as number))
+      this.#refusal = { kind: 'revoked', returnCode: error.code as number }
     else this.#refusal = failure.transient ? { kind: 'retry' } : { kind: 'fatal', error: failure }
   }
 

@@ -7,7 +7,7 @@ import { DEFAULT_MQTTS_PORT, type MqttCredentials } from '../auth/strategy.js'
 import { brokerUrl, upgradeToTls } from '../broker-url.js'
 import { heldKey } from '../certificates/held-keys.js'
 import type { Clock } from '../clock.js'
-import { AUTH_REJECTED_CODES } from '../connector.js'
+import { AUTH_REJECTED_CODES, isClientCertificateRefusal } from '../connector.js'
 import type { DeviceConfig } from '../contract.js'
 import { applyDefaultQos } from '../default-qos.js'
 import { withUrl } from '../error-urls.js'
@@ -82,7 +82,9 @@ const reporters = new WeakMap<MqttClient, Reporter>()
 
 /** Client errors become non-fatal error events (refused credentials are the session's to report). */
 function reportClientError(this: MqttClient, error: Error & { code?: unknown }): void {
-  if (typeof error.code !== 'number' || !AUTH_REJECTED_CODES.has(error.code)) reporters.get(this)?.nonFatal(error)
+  const refused =
+    typeof error.code === 'number' ? AUTH_REJECTED_CODES.has(error.code) : isClientCertificateRefusal(error)
+  if (!refused) reporters.get(this)?.nonFatal(error)
 }
 
 const INSPECT_HOOK = hookFor(SECRET_OPTION_KEYS)
