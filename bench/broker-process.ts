@@ -1,9 +1,10 @@
 /**
  * The benches' MQTT broker, in its own process: aedes on 127.0.0.1, checking the aliyun signature of every CONNECT.
  * Plain TCP, or TLS with BROKER_TLS=1 (a CA generated at start, written to CA_FILE). BROKER_AUTH=plain checks
- * `auth: 'plain'` credentials instead (bench/lib/aedes.ts). Prints `port <n>`.
+ * `auth: 'plain'` credentials instead (bench/lib/aedes.ts). With CLIENT_CA_FILE (and BROKER_TLS=1) the TLS handshake
+ * requires a client certificate of that CA, which is then the credential (`auth: 'x509'`, issue 17). Prints `port <n>`.
  */
-import { writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { createServer as createTlsServer } from 'node:tls'
 import { Aedes } from 'aedes'
@@ -13,13 +14,16 @@ import { plainAccepts } from './lib/aedes.js'
 import { deviceSecret, PRODUCT_KEY } from './lib/fleet-secrets.js'
 import { serveToParent } from './lib/processes.js'
 
+const clientCa = process.env.CLIENT_CA_FILE === undefined ? undefined : readFileSync(process.env.CLIENT_CA_FILE)
 const aedes = await Aedes.createBroker({
   authenticate(client, username, password, done) {
     const secretOf = (pk: string, dn: string) => (pk === PRODUCT_KEY ? deviceSecret(dn) : undefined)
     const ok =
-      process.env.BROKER_AUTH === 'plain'
-        ? plainAccepts(client.id, username, password)
-        : verifyAliyunCredentials({ clientId: client.id, username, password }, secretOf) !== undefined
+      clientCa !== undefined // mutual TLS: only clients whose certificate verified got this far
+        ? true
+        : process.env.BROKER_AUTH === 'plain'
+          ? plainAccepts(client.id, username, password)
+          : verifyAliyunCredentials({ clientId: client.id, username, password }, secretOf) !== undefined
     done(ok ? null : Object.assign(new Error('bad signature'), { returnCode: 4 as const }), ok)
   },
 })
@@ -27,7 +31,8 @@ let server: import('node:net').Server
 if (process.env.BROKER_TLS === '1') {
   const tls = await generateCertificates(['127.0.0.1'])
   writeFileSync(process.env.CA_FILE ?? 'broker-ca.pem', tls.ca)
-  server = createTlsServer({ key: tls.key, cert: tls.cert, noDelay: true }, aedes.handle)
+  const mutual = clientCa === undefined ? {} : { ca: clientCa, requestCert: true, rejectUnauthorized: true }
+  server = createTlsServer({ key: tls.key, cert: tls.cert, noDelay: true, ...mutual }, aedes.handle)
 } else {
   server = createServer({ noDelay: true }, aedes.handle)
 }

@@ -4,7 +4,8 @@
  *
  *   BENCH_ITERATIONS (300)  A/B iterations per comparison
  *   BENCH_FLEET (1000,2000,5000,10000)  fleet sizes
- *   BENCH_ONLY (all)  a comma-separated subset of cached, boot, dps, footprint, fleet, registry, claims, postgres:
+ *   BENCH_ONLY (all)  a comma-separated subset of cached, boot, dps, footprint, fleet, registry, claims, postgres,
+ *                     certificates:
  *                     the others are kept from the last results (bench/results/latest.json), so the table stays whole
  *   BENCH_PAIRS (400)  rounds of the cached section (issue 13's figures: bench/cached.ts)
  *   BENCH_PROFILE (1)  0 leaves the cached boot's CPU profile out
@@ -13,6 +14,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { cpus } from 'node:os'
 import { benchBoot } from './boot.js'
 import { benchCached, cachedRows, profileReport } from './cached.js'
+import { benchCertificates, certificatesRows } from './certificates.js'
 import { benchClaims, claimsRows } from './claims.js'
 import { benchDps } from './dps.js'
 import { benchFleet, jitterFor } from './fleet.js'
@@ -35,7 +37,9 @@ const summary = (ab: AB) => ({
   iterations: ab.a.length,
 })
 
-const only = new Set((process.env.BENCH_ONLY ?? 'cached,boot,dps,footprint,fleet,registry,claims,postgres').split(','))
+const only = new Set(
+  (process.env.BENCH_ONLY ?? 'cached,boot,dps,footprint,fleet,registry,claims,postgres,certificates').split(','),
+)
 const previous = await readFile('bench/results/latest.json', 'utf8').then(JSON.parse, () => ({}))
 
 async function part<T>(name: string, title: string, run: () => Promise<T>): Promise<T> {
@@ -92,6 +96,15 @@ const postgres = await part(
   () => benchPostgres(),
 )
 
+const certificates = await part(
+  'certificates',
+  'certificates: first boot (key, CSR, issue, mutual TLS) and cached boot, against a raw mutual-TLS connect',
+  async () => {
+    const r = await benchCertificates(Math.min(iterations, 200))
+    return { ...r, firstBoot: summary(r.firstBoot), cachedBoot: summary(r.cachedBoot) }
+  },
+)
+
 const results = {
   date: new Date().toISOString(),
   machine: { node: process.version, cpus: cpus().length, model: cpus()[0]?.model },
@@ -103,6 +116,7 @@ const results = {
   registry,
   claims,
   postgres,
+  certificates,
 }
 await mkdir('bench/results', { recursive: true })
 await writeFile('bench/results/latest.json', `${JSON.stringify(results, null, 2)}\n`)
@@ -188,6 +202,7 @@ if (registry !== undefined) {
 }
 if (claims !== undefined) rows.push(...claimsRows(claims))
 if (postgres !== undefined) rows.push(...postgresRows(postgres))
+if (certificates !== undefined) rows.push(...certificatesRows(certificates))
 const widths = rows[0]?.map((_, i) => Math.max(...rows.map((row) => (row[i] ?? '').length))) ?? []
 console.log(`\n${rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ')).join('\n')}`)
 if (cached?.profile !== undefined && only.has('cached')) console.log(`\n${profileReport(cached.profile)}`)

@@ -2,11 +2,12 @@
  * The benches' provisioning server, in its own process: the reference handler over HTTPS (a CA generated at start,
  * written to CA_FILE), answering any `{ imei: "dev-<n>" }` with that device's credentials for BROKER_HOST. With
  * REFUSE_FIRST=<fraction>, that share of devices gets 503 + Retry-After: RETRY_AFTER on its first request. Prints
- * `port <n>`; on the IPC message 'report' sends back the time of every request (ms since its start).
+ * `port <n>`; on the IPC message 'report' sends back the time of every request (ms since its start). With
+ * ISSUING_CA_FILE and ISSUING_KEY_FILE it issues certificates for the CSRs devices send (issue 17).
  */
-import { writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:https'
-import { createProvisioningHandler } from 'mqtt-bootstrap-server'
+import { createProvisioningHandler, issueCertificates } from 'mqtt-bootstrap-server'
 import { generateCertificates } from '../packages/mqtt-bootstrap-server/src/cli/certificates.js'
 import { deviceSecret, PRODUCT_KEY } from './lib/fleet-secrets.js'
 import { serveToParent } from './lib/processes.js'
@@ -20,7 +21,16 @@ writeFileSync(process.env.CA_FILE ?? 'bench-ca.pem', tls.ca)
 const started = performance.now()
 const requests: number[] = []
 const seen = new Set<string>()
+const { ISSUING_CA_FILE: caFile, ISSUING_KEY_FILE: keyFile } = process.env
+const issue =
+  caFile === undefined || keyFile === undefined
+    ? undefined
+    : issueCertificates({
+        ca: { cert: readFileSync(caFile, 'utf8'), key: readFileSync(keyFile, 'utf8') },
+        validitySeconds: 86_400,
+      })
 const handler = createProvisioningHandler({
+  ...(issue === undefined ? {} : { issue }),
   resolve: (data) => {
     const name = (data as { imei?: unknown } | null)?.imei
     if (typeof name !== 'string' || !name.startsWith('dev-')) return undefined

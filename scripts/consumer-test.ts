@@ -8,6 +8,8 @@
  *   own `MqttClient`; TypeScript (node16 ESM + .cts, bundler; skipLibCheck off and on) accepts
  *   `const c: MqttClient = await connectProvisioned(…)` and refuses what it must (`@ts-expect-error`);
  * - the device install budget: what `npm install <device tarball>` adds to an app with mqtt (scripts/consumer/budget.ts);
+ * - the `certificate` option's optional peer: a DependencyError without it, a CSR with it, ESM and CJS
+ *   (scripts/consumer/certificates.ts);
  * - the operator: `npx mqtt-bootstrap-server serve` in an empty directory, provisioning one device against it, and both
  *   bins of an installed server tarball (`--help`, `--version`, `demo`).
  *
@@ -21,6 +23,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { type AppChecks, checkInstall, checkRoundTrips, freshApp, npmInstall } from './consumer/app.js'
 import { measureBudget } from './consumer/budget.js'
+import { checkCertificatePeer } from './consumer/certificates.js'
 import { fixtureSource } from './consumer/fixture.js'
 import { checkBins, checkNpx, removeNpxProjects } from './consumer/operator.js'
 import { buildAndPack, mqttVersions } from './consumer/pack.js'
@@ -30,6 +33,10 @@ const root = resolve(import.meta.dirname, '..')
 const own = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')) as {
   devDependencies: Record<string, string>
 }
+const devicePackage = JSON.parse(await readFile(join(root, 'packages/mqtt-bootstrap/package.json'), 'utf8')) as {
+  peerDependencies: Record<string, string>
+}
+const csrPeer = `@peculiar/asn1-csr@${devicePackage.peerDependencies['@peculiar/asn1-csr']}`
 const typescriptSpecs = ['typescript', '@types/node'].map((name) => `${name}@${own.devDependencies[name]}`)
 const work = await mkdtemp(join(tmpdir(), 'mqtt-bootstrap-consumer-'))
 const began = Date.now()
@@ -110,6 +117,7 @@ try {
             fixture,
           )
     const roundTrips = (await Promise.all([newestRun, oldestRun])).reduce((a, b) => a + b, 0)
+    await checkCertificatePeer(newestApp, csrPeer) // after the budget and the other checks of that app
     await operator
 
     const service = await fixture

@@ -170,6 +170,28 @@ describe('createProvisioningHandler({ issue })', () => {
     }
   })
 
+  test('a configuration with no secret is answered when a certificate is issued for it, and refused without a CSR', async () => {
+    const device = { productKey: DEVICE.productKey, deviceName: 'certificate-only-device' }
+    const server = await startHandler({
+      issue: issuer(),
+      resolve: () => ({ device, connect: { host: HOST, qos: 1, cleanSession: 1 } }),
+    })
+    try {
+      const { key, csr } = await deviceCsr()
+      const answer = await server.post({ ...KNOWN, csr })
+      expect(answer).toMatchObject({ status: 200, code: '00000' })
+      expect(answer.result?.device).toMatchObject({ ...device, deviceSecret: '', productSecret: null })
+      const chain = answer.result?.device.certificate as string
+      expect(checkCertificateChain(chain, key.publicKeyDer, Date.now())).toMatchObject({ ok: true })
+      expect(server.errors).toEqual([])
+      // Without a CSR the same configuration has no credential at all: the server's error, never an answer.
+      expect(await server.post(KNOWN)).toMatchObject({ status: 500, code: '77777' })
+      expect(String(server.errors[0])).toMatch(/invalid configuration: device\.deviceSecret/)
+    } finally {
+      await server.close()
+    }
+  })
+
   test('an openssl CSR asking for CA:TRUE and another name gets a CA:FALSE certificate named from the registry', async () => {
     const server = await startHandler({ issue: issuer() })
     try {
