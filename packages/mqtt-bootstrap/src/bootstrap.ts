@@ -93,7 +93,9 @@ export class MqttBootstrap extends EventEmitter<BootstrapEvents> {
           client = await open(context, state, current, signal)
         } catch (error) {
           if (!(error instanceof BrokerError && error.code === 'ERR_BROKER_AUTH_REJECTED')) throw error
-          const reprovision = current.source === 'cache' && round === 1
+          // A TLS alert (no returnCode) refused the client certificate: a new claim helps only the `certificate` option.
+          const renewable = error.returnCode !== undefined || context.options.certificate !== undefined
+          const reprovision = current.source === 'cache' && round === 1 && renewable
           context.report.authRejected(error.returnCode ?? 0, current.source, reprovision)
           // The refused credentials stay cached until newer ones replace them (a failed re-provisioning must not
           // leave the device with nothing: the refusal may pass).

@@ -41,7 +41,9 @@ export interface SessionHooks {
   /** Freshly signed CONNECT fields for `config` (may throw: a custom strategy's trouble). */
   sign(config: DeviceConfig): MqttCredentials
   /** The device's own key and certificate for `config` (the `certificate` option), if it has them. */
-  clientCertificate(config: DeviceConfig): { key: Buffer; cert: string } | undefined
+  clientCertificate(config: DeviceConfig, ws: object | undefined): { key: Buffer; cert: string } | undefined
+  /** Whether a refused client certificate can be replaced by a new claim (the `certificate` option). */
+  readonly renewsCertificate: boolean
   /** Credentials to use after `rejected` was refused: newer cached ones, else the server's (retried). */
   replace(rejected: DeviceConfig, signal: AbortSignal): Promise<Provisioned>
   /** Cache credentials that have just been accepted by the broker. Never rejects. */
@@ -163,7 +165,7 @@ class Session {
       client.options.username = credentials.username
       client.options.password = credentials.password === undefined ? undefined : sealedPassword(credentials.password)
       // A re-provisioned device has a new key and certificate: mqtt.js hands client.options to tls.connect.
-      const own = hooks.clientCertificate(config)
+      const own = hooks.clientCertificate(config, client.options.wsOptions)
       if (own !== undefined) Object.assign(client.options, own)
     } catch (error) {
       // mqtt.js connects right after this event: it goes with the previous fields, and we say why.
@@ -188,8 +190,14 @@ class Session {
     const refused = isClientCertificateRefusal(error)
     if (typeof error.code !== 'number' && !refused) return
     const failure = withUrl(brokerFailure(error), this.#hooks.url(this.#current.config))
-    if (refused) this.#refusal = { kind: 'revoked', returnCode: 0 }
-    else if (AUTH_REJECTED_CODES.has(error.code as number))
+    if (refused && !this.#hooks.renewsCertificate) this.#refusal = { kind: 'fatal', error: failure }
+    else if (refused) {
+      this.#refusal = { kind: 'revoked', returnCode: 0 }
+      // mqtt.js holds its own reconnect back after a refused CONNACK, not after a TLS alert: its timer (armed on the
+      // 'close' that follows this 'error') would try the refused certificate again, and again, while the new one is
+      // on its way. Off until the reconnect with the new one (reconnecting() sets it again).
+      this.#client.options.reconnectPeriod = 0
+    } else if (AUTH_REJECTED_CODES.has(error.code as number))
       this.#refusal = { kind: 'revoked', returnCode: error.code as number }
     else this.#refusal = failure.transient ? { kind: 'retry' } : { kind: 'fatal', error: failure }
   }
@@ -259,7 +267,10 @@ class Session {
     const fresh = this.#fresh
     hooks.report.reconnectRejected(returnCode, source, !fresh)
     if (fresh) {
-      const message = `broker rejected fresh credentials (CONNACK ${returnCode})`
+      const message =
+        returnCode === 0
+          ? 'broker refused the fresh client certificate (a TLS alert)'
+          : `broker rejected fresh credentials (CONNACK ${returnCode})`
       const rejected = new BrokerError('ERR_BROKER_AUTH_REJECTED', message, { transient: false, returnCode })
       this.#giveUp(withUrl(rejected, hooks.url(config)))
       return

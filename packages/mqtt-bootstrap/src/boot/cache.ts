@@ -117,6 +117,8 @@ export function storeError(cause: unknown, message: string): CredentialStoreErro
 
 /** The product secret is not needed once the device has its own secret, and is not kept on disk. */
 function withoutProductSecret(config: DeviceConfig): DeviceConfig {
-  if (config.device.productSecret === null || config.device.deviceSecret === '') return config
+  const { productSecret, deviceSecret, certificate } = config.device
+  // Kept only while it is still needed: a registration (no device secret yet, and no certificate either).
+  if (productSecret === null || (deviceSecret === '' && certificate === undefined)) return config
   return frozenValidated({ ...config, device: { ...config.device, productSecret: null } })
 }

@@ -68,7 +68,9 @@ export function usableCertificate(entry: StoredCredentials, config: DeviceConfig
   } catch {
     return false
   }
-  if (!checkCertificateChain(chain, publicKey, now, NOT_BEFORE_SKEW_MS).ok) return false
+  // notBefore was judged when the certificate arrived: a device whose clock is reset behind it (no battery-backed
+  // clock) keeps a good certificate rather than claim one it would judge the same. Expiry is judged now.
+  if (!checkCertificateChain(chain, publicKey, now, Number.POSITIVE_INFINITY).ok) return false
   holdKey(config, privateKey)
   return true
 }

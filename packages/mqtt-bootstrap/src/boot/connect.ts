@@ -48,7 +48,7 @@ export async function open(
       const forMqtt = {
         [INSPECT_CUSTOM]: INSPECT_HOOK,
         ...mqtt,
-        ...clientCertificate(config),
+        ...clientCertificate(config, mqtt.wsOptions),
         clientId,
         username,
         password: password === undefined ? undefined : sealedPassword(password),
@@ -97,18 +97,29 @@ export function clientOptions(context: BootContext, config: DeviceConfig): { url
   const mqtt = withSealedKeys(context.options.mqtt)
   return {
     url,
-    options: { ...mqtt, ...clientCertificate(config), ...signed, clean: config.connect.cleanSession === 1 },
+    options: {
+      ...mqtt,
+      ...clientCertificate(config, mqtt.wsOptions),
+      ...signed,
+      clean: config.connect.cleanSession === 1,
+    },
   }
 }
 
+/** The TLS fields of a client certificate, at the top level and in `wsOptions`. */
+export type ClientCertificate = { key: Buffer; cert: string; wsOptions: Record<string, unknown> }
+
 /**
  * The client certificate of `config` for mutual TLS (the `certificate` option): the device's own key, sealed, and the
- * chain the server issued; `undefined` for a configuration without them.
+ * chain the server issued; `undefined` for a configuration without them. Over wss:// mqtt.js copies `key` and `cert`
+ * into `wsOptions` once, when they are absent there, and into the very object it was given: each client gets a
+ * `wsOptions` of its own with them set (`ws` the caller's), so that a new certificate takes effect and no two clients
+ * share one.
  */
-export function clientCertificate(config: DeviceConfig): { key: Buffer; cert: string } | undefined {
+export function clientCertificate(config: DeviceConfig, ws: object | undefined): ClientCertificate | undefined {
   const key = heldKey(config)
   const cert = config.device.certificate
-  return key === undefined || cert === undefined ? undefined : { key, cert }
+  return key === undefined || cert === undefined ? undefined : { key, cert, wsOptions: { ...ws, key, cert } }
 }
 
 function sign(context: BootContext, config: DeviceConfig, url: string): MqttCredentials {
@@ -148,8 +159,12 @@ class ContextHooks implements SessionHooks {
     return sign(this.#context, config, brokerUrlOf(this.#context, config))
   }
 
-  clientCertificate(config: DeviceConfig): { key: Buffer; cert: string } | undefined {
-    return clientCertificate(config)
+  clientCertificate(config: DeviceConfig, ws: object | undefined): ClientCertificate | undefined {
+    return clientCertificate(config, ws)
+  }
+
+  get renewsCertificate(): boolean {
+    return this.#context.options.certificate !== undefined
   }
 
   persist(config: DeviceConfig): Promise<void> {

@@ -2,9 +2,10 @@
  * The provision phase: the cached configuration, else the server's (retried: transient failures, "77777", with
  * backoff and Retry-After), then dynamic registration when the answer carries a productSecret and no deviceSecret.
  */
-import type { DeviceConfig } from '../contract.js'
+import { type DeviceConfig, ResultCode } from '../contract.js'
 import { secretsOf, withoutEchoes } from '../echoes.js'
 import { withUrl } from '../error-urls.js'
+import { ProvisioningError } from '../errors.js'
 import { requestConfig } from '../point-access.js'
 import { redactUrl } from '../redact.js'
 import { withRetry } from '../retry.js'
@@ -85,7 +86,7 @@ async function fetch(
           options.transportOptions,
           seams,
         )
-        if (!claim) return answer
+        if (!claim) return withoutUnaskedCertificate(answer, request.url)
         try {
           return acceptCertificate(answer, claim, seams.clock.now())
         } catch (error) {
@@ -98,12 +99,31 @@ async function fetch(
     },
     retryLoop(context, 'provision', sink, signal),
   )
-  // A certificate is the credential then: a device with one has no secret to register for.
-  if (config.device.deviceSecret === '' && config.device.certificate === undefined) {
+  // With `certificate`, the certificate is the credential: there is no secret to register for.
+  if (config.device.deviceSecret === '' && options.certificate === undefined) {
     return { config: await register(context, sink, config, signal, refused), source: 'server' }
   }
   report.provisioned(config, 'server')
   return { config, source: 'server' }
+}
+
+/**
+ * An answer to a device that sent no CSR: a certificate in it is of no use (the device has no key for it), and one
+ * with a certificate instead of any secret leaves the device nothing to connect with: `"99999"`.
+ */
+function withoutUnaskedCertificate(config: DeviceConfig, url: URL): DeviceConfig {
+  const { deviceSecret, productSecret, certificate } = config.device
+  if (certificate === undefined || deviceSecret !== '' || productSecret !== null) return config
+  const message =
+    'provisioning answer has a certificate and no secret, and the device sent no CSR (no `certificate` option)'
+  throw withUrl(
+    new ProvisioningError('ERR_PROVISION_INVALID_RESPONSE', message, {
+      resultCode: ResultCode.INVALID_RESPONSE,
+      transient: false,
+      status: 200,
+    }),
+    url,
+  )
 }
 
 function sameCredentials(a: DeviceConfig, b: DeviceConfig): boolean {
@@ -111,6 +131,7 @@ function sameCredentials(a: DeviceConfig, b: DeviceConfig): boolean {
     a.device.productKey === b.device.productKey &&
     a.device.deviceName === b.device.deviceName &&
     a.device.deviceSecret === b.device.deviceSecret &&
+    a.device.certificate === b.device.certificate &&
     a.connect.host === b.connect.host
   )
 }

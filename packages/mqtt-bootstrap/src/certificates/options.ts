@@ -54,9 +54,13 @@ export function resolveCertificate(
   if (Object.hasOwn(data, CSR_FIELD)) {
     fail('data', 'an object without a `csr` field when `certificate` is set (the device adds its own CSR)')
   }
+  const ws = (mqtt as { wsOptions?: Record<string, unknown> } | undefined)?.wsOptions
   for (const key of ['key', 'cert', 'pfx'] as const) {
     if (mqtt?.[key] !== undefined) {
       fail(`mqtt.${key}`, 'absent when `certificate` is set (the device uses its own key and certificate)')
+    }
+    if (typeof ws === 'object' && ws !== null && ws[key] !== undefined) {
+      fail(`mqtt.wsOptions.${key}`, 'absent when `certificate` is set (the device uses its own key and certificate)')
     }
   }
   return resolved
