@@ -5,11 +5,13 @@
  */
 import { execFileSync } from 'node:child_process'
 import {
+  createHash,
   createPrivateKey,
   createPublicKey,
   generateKeyPairSync,
   type KeyObject,
   sign,
+  verify,
   X509Certificate,
 } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -308,6 +310,38 @@ describe('CSRs that are refused', () => {
     ['Ed25519', 'ed25519', /ed25519 key/],
   ])('a %s key (openssl)', async (_name, spec, problem) => {
     expect(await problemOf(issuer, opensslCsr(opensslKey(spec)))).toMatch(problem)
+  })
+
+  test('an RSA key with public exponent 1: its "signature" is the padded hash itself, made with no private key', async () => {
+    // The forgery: with e = 1, s^e mod n = s, so the PKCS#1 v1.5 encoding of the hash (RFC 8017 9.2) verifies as its
+    // own signature. Anyone could claim a certificate for a modulus whose key they do not hold.
+    const { publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
+    const { n } = publicKey.export({ format: 'jwk' }) as { n: string }
+    const forged = createPublicKey({ key: { kty: 'RSA', n, e: 'AQ' }, format: 'jwk' })
+    const info = new asnCsr.CertificationRequestInfo({
+      version: 0,
+      subject: new asnX509.Name([]),
+      subjectPKInfo: AsnConvert.parse(spki(forged), asnX509.SubjectPublicKeyInfo),
+      attributes: new asnCsr.Attributes([]),
+    })
+    const signed = Buffer.from(AsnConvert.serialize(info))
+    const digestInfo = Buffer.concat([
+      Buffer.from('3031300d060960864801650304020105000420', 'hex'), // DigestInfo of SHA-256 (RFC 8017 9.2 note 1)
+      createHash('sha256').update(signed).digest(),
+    ])
+    const encoded = Buffer.concat([
+      Buffer.from([0, 1]),
+      Buffer.alloc(256 - 3 - digestInfo.length, 0xff),
+      Buffer.from([0]),
+      digestInfo,
+    ])
+    // What the server's check would have accepted: node:crypto verifies the forgery.
+    expect(verify('sha256', signed, forged, encoded)).toBe(true)
+    const algorithm = new asnX509.AlgorithmIdentifier({ algorithm: '1.2.840.113549.1.1.11' })
+    algorithm.parameters = Uint8Array.of(5, 0).buffer
+    const request = new asnCsr.CertificationRequest({ certificationRequestInfo: info, signatureAlgorithm: algorithm })
+    request.signature = Uint8Array.from(encoded).buffer
+    expect(await problemOf(issuer, toPem(AsnConvert.serialize(request)))).toMatch(/public exponent 1/)
   })
 
   test('a signature that does not verify (node-made, one bit flipped), while the same CSR unbroken passes', async () => {

@@ -9,7 +9,7 @@
 import { once } from 'node:events'
 import { mkdtemp, rm } from 'node:fs/promises'
 import https from 'node:https'
-import type { AddressInfo } from 'node:net'
+import { type AddressInfo, connect, createServer, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { MqttClient } from 'mqtt'
@@ -22,6 +22,7 @@ import {
   FileCredentialStore,
 } from '../packages/mqtt-bootstrap/src/index.js'
 import {
+  type CertificateIssuer,
   createProvisioningHandler,
   issueCertificates,
   type Resolution,
@@ -49,19 +50,25 @@ describe.skipIf(skipReason !== undefined)(
     /** What the provisioning servers told onError: nothing, in every test. */
     const serverErrors: unknown[] = []
 
-    /** A provisioning server whose certificates come from `ca`, for one device named `deviceName`. */
-    async function provisioningServer(ca: Authority, deviceName: string) {
+    const issuerOf = (ca: Authority) => issueCertificates({ ca, validitySeconds: 3600 })
+
+    /** A provisioning server whose certificates come from `issue`, for one device named `deviceName`, at `host`. */
+    async function provisioningServer(
+      issue: CertificateIssuer,
+      deviceName: string,
+      host = () => `mqtts://127.0.0.1:${broker.tlsPort}`,
+    ) {
       const requests: unknown[] = []
       const resolve = (data: unknown): Resolution => {
         requests.push(data)
         return {
           device: { productKey: PK, deviceName },
-          connect: { host: `mqtts://127.0.0.1:${broker.tlsPort}`, qos: 1, cleanSession: 1 },
+          connect: { host: host(), qos: 1, cleanSession: 1 },
         }
       }
       const handler = createProvisioningHandler({
         resolve,
-        issue: issueCertificates({ ca, validitySeconds: 3600 }),
+        issue,
         onError: (error) => serverErrors.push(error),
       })
       const server = https.createServer({ key: tls.key, cert: tls.cert, noDelay: true }, handler)
@@ -114,7 +121,7 @@ describe.skipIf(skipReason !== undefined)(
       }) satisfies BootstrapOptions
 
     test('a device boots with `certificate: true` and mosquitto knows it by its certificate; the next boot is cached', async () => {
-      const server = await provisioningServer(issuing, 'mtls-device-1')
+      const server = await provisioningServer(issuerOf(issuing), 'mtls-device-1')
       const cache = new FileCredentialStore(join(dir, 'one.json'))
       const since = broker.mark()
       const first = await boot(options(server.url, cache)).boot.connect()
@@ -144,7 +151,7 @@ describe.skipIf(skipReason !== undefined)(
     })
 
     test('a certificate of another CA is refused by mosquitto, and the device reports it', async () => {
-      const server = await provisioningServer(other, 'mtls-device-2')
+      const server = await provisioningServer(issuerOf(other), 'mtls-device-2')
       const cache = new FileCredentialStore(join(dir, 'two.json'))
       const since = broker.mark()
       const { boot: bootstrap, events } = boot(options(server.url, cache, { retry: false }))
@@ -166,7 +173,7 @@ describe.skipIf(skipReason !== undefined)(
     })
 
     test('a cached certificate the broker refuses is replaced once by a new claim', async () => {
-      const server = await provisioningServer(issuing, 'mtls-device-3')
+      const server = await provisioningServer(issuerOf(issuing), 'mtls-device-3')
       const cache = new FileCredentialStore(join(dir, 'three.json'))
       const data = { imei: '860000000000042' }
       // What a device holds after its broker moved to another CA: a key and a certificate of the old one.
@@ -196,6 +203,102 @@ describe.skipIf(skipReason !== undefined)(
       const stored = await cache.get(credentialKey(server.url, data))
       expect(stored?.privateKey).not.toBe(key.privateKeyPem)
       expect(stored?.config.device.certificate).not.toBe(certificate)
+    })
+
+    test('a certificate refused on a reconnect is replaced in the running session: one refusal, one claim, connected again', async () => {
+      // The device's broker moves to one that trusts another CA (a TCP forwarder in front, switched), and the
+      // provisioning server issues from that CA now, slowly: while the new certificate is on its way, the refused one
+      // must not be tried again and again (mqtt.js's own reconnect timer), and the session must not give up.
+      const second = await startMosquitto({
+        users: { 'password-user': 'unused-password-0001' },
+        tls: { ca: other.cert, cert: tls.cert, key: tls.key },
+        requireCertificate: true,
+      })
+      let target = broker.tlsPort as number
+      const sockets = new Set<Socket>()
+      const forwarder = createServer((socket) => {
+        const upstream = connect(target, '127.0.0.1')
+        // Either side gone (closed, reset): the other goes too, as a real network path would end both ways.
+        for (const [end, other] of [
+          [socket, upstream],
+          [upstream, socket],
+        ] as const) {
+          sockets.add(end)
+          end.on('close', () => {
+            sockets.delete(end)
+            other.destroy()
+          })
+          end.on('error', () => end.destroy())
+        }
+        socket.pipe(upstream).pipe(socket)
+      })
+      forwarder.listen(0, '127.0.0.1')
+      await once(forwarder, 'listening')
+      const via = `mqtts://127.0.0.1:${(forwarder.address() as AddressInfo).port}`
+      let current = issuerOf(issuing)
+      let delayMs = 0
+      const switchable: CertificateIssuer = {
+        check: (csr) => current.check(csr),
+        issue: async (request, target) => {
+          await new Promise((resolve) => setTimeout(resolve, delayMs))
+          return current.issue(request, target)
+        },
+      }
+      try {
+        const server = await provisioningServer(switchable, 'mtls-device-4', () => via)
+        const cache = new FileCredentialStore(join(dir, 'four.json'))
+        const { boot: bootstrap, events } = boot(
+          options(server.url, cache, { reconnect: { minDelay: 20, maxDelay: 50, stableAfter: 60_000 } }),
+        )
+        const client = await bootstrap.connect()
+        clients.push(client)
+        const first = client.options.cert
+
+        const since = second.mark()
+        current = issuerOf(other)
+        delayMs = 700
+        target = second.tlsPort as number
+        const reconnected = new Promise<void>((resolve) => client.once('connect', () => resolve()))
+        for (const socket of sockets) socket.destroy()
+        await Promise.race([
+          reconnected,
+          new Promise((_, reject) =>
+            setTimeout(
+              () =>
+                reject(
+                  new Error(
+                    `not connected again within 10 s: ${JSON.stringify(events.map(([n, e]) => [n, n === 'error' ? String((e as { error: Error }).error) : e]))}`,
+                  ),
+                ),
+              10_000,
+            ),
+          ),
+        ])
+        await second.waitForLog(/^Sending CONNACK to \S+ \(0, 0\)$/, since)
+        expect(second.accepted(since)).toMatchObject([{ username: 'mtls-device-4' }])
+        expect(client.options.cert).not.toBe(first)
+        expect(server.requests).toHaveLength(2)
+        expect(events.filter(([name]) => name === 'auth-rejected').map(([, e]) => e)).toEqual([
+          { returnCode: 0, source: 'server', reprovision: true },
+        ])
+        expect(events.filter(([name, e]) => name === 'error' && (e as { fatal: boolean }).fatal)).toEqual([])
+        // One refused handshake with the old certificate, then the new one: no storm while it was being issued.
+        const refusals = second.log.slice(since).filter((line) => /OpenSSL Error|certificate verify failed/i.test(line))
+        expect(refusals.length).toBeGreaterThan(0)
+        expect(refusals.length).toBeLessThanOrEqual(2)
+        // The new key and certificate are what the store keeps once the broker accepted them.
+        const key = credentialKey(server.url, { imei: '860000000000042' })
+        let stored: string | undefined
+        for (let i = 0; i < 100 && stored !== client.options.cert; i++) {
+          stored = (await cache.get(key))?.config.device.certificate
+          if (stored !== client.options.cert) await new Promise((resolve) => setTimeout(resolve, 20))
+        }
+        expect(stored).toBe(client.options.cert)
+      } finally {
+        for (const socket of sockets) socket.destroy()
+        forwarder.close()
+        await second.stop()
+      }
     })
   },
 )

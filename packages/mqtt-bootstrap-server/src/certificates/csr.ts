@@ -98,6 +98,10 @@ function acceptedKey(key: KeyObject): CertificateRequest['keyType'] | undefined 
   if (key.asymmetricKeyType === 'ec') return details.namedCurve === 'prime256v1' ? 'p256' : undefined
   if (key.asymmetricKeyType !== 'rsa') return undefined
   const bits = details.modulusLength ?? 0
+  // An exponent of 1 makes any padded hash a "signature" (OpenSSL takes it): the self-signature would prove nothing.
+  // 65537 is what every key generator uses; an odd one of at least 3 is what RSA needs.
+  const exponent = details.publicExponent ?? 0n
+  if (exponent < 3n || exponent % 2n === 0n) return undefined
   return bits >= MIN_RSA_BITS && bits <= MAX_RSA_BITS ? 'rsa' : undefined
 }
 
@@ -109,6 +113,11 @@ export function describeKey(key: KeyObject): string {
     const names: Record<string, string> = { prime256v1: 'P-256', secp384r1: 'P-384', secp521r1: 'P-521' }
     return `EC ${curve === undefined ? '(explicit curve)' : (names[curve] ?? curve)}`
   }
-  if (key.asymmetricKeyType === 'rsa') return `RSA ${details.modulusLength ?? '?'}-bit`
+  if (key.asymmetricKeyType === 'rsa') {
+    const exponent = details.publicExponent
+    const odd =
+      exponent !== undefined && (exponent < 3n || exponent % 2n === 0n) ? ` (public exponent ${exponent})` : ''
+    return `RSA ${details.modulusLength ?? '?'}-bit${odd}`
+  }
   return String(key.asymmetricKeyType)
 }
