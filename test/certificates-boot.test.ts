@@ -27,7 +27,7 @@ import { suite } from './helpers/exposure.js'
 import { FakeClock } from './helpers/fake-clock.js'
 import { json, type RecordedRequest, startHttpsServer, type TestServer } from './helpers/https-server.js'
 import { type MtlsBroker, startMtlsBroker } from './helpers/mtls-broker.js'
-import { type OpensslCa, opensslCa } from './helpers/openssl-ca.js'
+import { foreignCsr, type OpensslCa, opensslCa } from './helpers/openssl-ca.js'
 import { type TlsFixture, tlsFixture } from './helpers/tls.js'
 
 const PK = 'a1CertPK'
@@ -237,19 +237,7 @@ describe('answers the device cannot use are "99999", never retried', () => {
   })
 
   test("a certificate for another key (the server's own CSR)", async () => {
-    const otherCsr = execFileSync('openssl', [
-      'req',
-      '-new',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      '/dev/null',
-      '-subj',
-      '/CN=x',
-    ]).toString()
+    const otherCsr = foreignCsr()
     const message = await refused((request) => {
       const good = issued(request) as { result: { device: { certificate: string } } }
       good.result.device.certificate = `${ca.issue(otherCsr, NAME)}${ca.cert}`
@@ -264,19 +252,7 @@ describe('answers the device cannot use are "99999", never retried', () => {
   })
 
   test('a certificate and no secret for a device that sent no CSR', async () => {
-    const someCsr = execFileSync('openssl', [
-      'req',
-      '-new',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      '/dev/null',
-      '-subj',
-      '/CN=x',
-    ]).toString()
+    const someCsr = foreignCsr()
     const certificate = `${ca.issue(someCsr, NAME)}${ca.cert}`
     answer = () => ({
       code: '00000',

@@ -60,3 +60,20 @@ export function opensslCa(cn: string): OpensslCa {
     close: () => rmSync(dir, { recursive: true, force: true }),
   }
 }
+
+/** A CSR for a P-256 key made (and thrown away) by openssl: a request for some other key than the device's. */
+export function foreignCsr(): string {
+  return openssl([
+    'req',
+    '-new',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-keyout',
+    '/dev/null',
+    '-subj',
+    '/CN=someone-else',
+  ])
+}

@@ -4,9 +4,9 @@
  * it (as the group key and the generated CA's key are). Checked before the server listens: a wrong file is exit 2.
  * Messages name the option and the file, never quote the key.
  */
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs'
 import { type CertificateIssuer, issueCertificates } from '../certificates/issue.js'
 import { UsageError } from './io.js'
+import { readKeyFile } from './key-files.js'
 import { parsePrivateKey, readCertificateOption } from './pem.js'
 
 /** serve's options for certificates. */
@@ -40,7 +40,7 @@ export function issuerFromFlags(flags: IssuingFlags): { issuer: CertificateIssue
   const validitySeconds =
     certificateValidity === undefined ? DEFAULT_CERTIFICATE_VALIDITY_SECONDS : validity(certificateValidity)
   const cert = readCertificateOption(issuingCa, '--issuing-ca') as string
-  const key = readKeyFile(issuingKey)
+  const key = readKeyFile(issuingKey, MAX_KEY_FILE_BYTES, '--issuing-key: ')
   parsePrivateKey(key, `--issuing-key ${issuingKey}`)
   let issuer: CertificateIssuer
   try {
@@ -66,36 +66,4 @@ function validity(value: string): number {
 function describe(seconds: number): string {
   if (seconds % 86_400 === 0) return `${seconds / 86_400} day${seconds === 86_400 ? '' : 's'}`
   return `${seconds} s`
-}
-
-/** The key file's text, checked as the file opened (not the name): mode 0600 or stricter, a key's size at most. */
-function readKeyFile(path: string): string {
-  let fd: number
-  try {
-    fd = openSync(path, 'r')
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code
-    throw new UsageError(`--issuing-key: cannot read ${path} (${code === 'ENOENT' ? 'no such file' : code})`)
-  }
-  try {
-    const mode = fstatSync(fd).mode & 0o777
-    // As ssh does with an unprotected private key: refuse it rather than sign with a key others may have read.
-    if (process.platform !== 'win32' && (mode & 0o077) !== 0) {
-      const shown = mode.toString(8).padStart(4, '0')
-      throw new UsageError(
-        `--issuing-key: the key file ${path} is readable by others (mode ${shown}): chmod 600 ${path}`,
-      )
-    }
-    const buffer = Buffer.alloc(MAX_KEY_FILE_BYTES + 1)
-    let length = 0
-    for (let read = -1; read !== 0 && length < buffer.length; length += read) {
-      read = readSync(fd, buffer, length, buffer.length - length, null)
-    }
-    if (length > MAX_KEY_FILE_BYTES) {
-      throw new UsageError(`--issuing-key: ${path} is not a key file (over ${MAX_KEY_FILE_BYTES} bytes)`)
-    }
-    return buffer.toString('utf8', 0, length)
-  } finally {
-    closeSync(fd)
-  }
 }

@@ -52,28 +52,30 @@ function groupKeyBytes(text: string, source: string, what = 'group key'): Buffer
   return Buffer.from(value, 'base64')
 }
 
-function readKeyFile(path: string): string {
+/**
+ * A key file's text, checked as the file opened (not the name: what is read is what was checked): mode 0600 or
+ * stricter, as ssh asks of a private key, and at most `maxBytes`. Messages start with `prefix` (the option, if any).
+ */
+export function readKeyFile(path: string, maxBytes = MAX_KEY_FILE_BYTES, prefix = ''): string {
   let fd: number
   try {
     fd = openSync(path, 'r')
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code
-    throw new UsageError(`cannot read ${path} (${code === 'ENOENT' ? 'no such file' : code})`)
+    throw new UsageError(`${prefix}cannot read ${path} (${code === 'ENOENT' ? 'no such file' : code})`)
   }
   try {
-    // Asked of the file opened, not of the name: what is read is what was checked.
     const mode = fstatSync(fd).mode & 0o777
     if (process.platform !== 'win32' && (mode & 0o077) !== 0) {
       const shown = mode.toString(8).padStart(4, '0')
-      throw new UsageError(`the key file ${path} is readable by others (mode ${shown}): chmod 600 ${path}`)
+      throw new UsageError(`${prefix}the key file ${path} is readable by others (mode ${shown}): chmod 600 ${path}`)
     }
-    const buffer = Buffer.alloc(MAX_KEY_FILE_BYTES + 1)
+    const buffer = Buffer.alloc(maxBytes + 1)
     let length = 0
     for (let read = -1; read !== 0 && length < buffer.length; length += read) {
       read = readSync(fd, buffer, length, buffer.length - length, null)
     }
-    if (length > MAX_KEY_FILE_BYTES)
-      throw new UsageError(`${path} is not a key file (over ${MAX_KEY_FILE_BYTES} bytes)`)
+    if (length > maxBytes) throw new UsageError(`${prefix}${path} is not a key file (over ${maxBytes} bytes)`)
     return buffer.toString('utf8', 0, length)
   } finally {
     closeSync(fd)
