@@ -238,6 +238,18 @@ describe('createProvisioningHandler({ issue })', () => {
     }
   })
 
+  test('unusable CSRs count as failed claims: past the limit an unsigned one is answered 429 before any check', async () => {
+    const server = await startHandler({ issue: issuer(), limits: { maxFailures: 3 } })
+    try {
+      const garbage = { ...KNOWN, csr: 'not a CSR' }
+      for (let i = 0; i < 3; i++) expect(await server.post(garbage)).toMatchObject({ status: 200, code: '10008' })
+      expect(await server.post(garbage)).toMatchObject({ status: 429, code: '77777' })
+      expect(server.resolved()).toBe(0)
+    } finally {
+      await server.close()
+    }
+  })
+
   test('without csr the answer is as before; an unknown device with a CSR is "10001", no certificate made', async () => {
     let issued = 0
     const real = issuer()

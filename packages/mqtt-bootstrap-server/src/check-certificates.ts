@@ -157,13 +157,20 @@ function judgeCertificate(probe: CertificateProbe, response: HttpResponse, recor
   )
 }
 
-/** The subject's CN values (asn1-x509: exactly as encoded, not as a printed name that escapes them). */
+/**
+ * The subject's CN values (asn1-x509: exactly as encoded, not as a printed name that escapes them); none when
+ * asn1-x509 cannot read a certificate node can (the check then fails, the run goes on).
+ */
 function commonNames(certificate: X509Certificate): string[] {
   const { schema, x509 } = asn1()
-  const parsed = schema.AsnConvert.parse(certificate.raw, x509.Certificate)
-  return parsed.tbsCertificate.subject.flatMap((rdn) =>
-    rdn.filter((attribute) => attribute.type === '2.5.4.3').map((attribute) => attribute.value.toString()),
-  )
+  try {
+    const parsed = schema.AsnConvert.parse(certificate.raw, x509.Certificate)
+    return parsed.tbsCertificate.subject.flatMap((rdn) =>
+      rdn.filter((attribute) => attribute.type === '2.5.4.3').map((attribute) => attribute.value.toString()),
+    )
+  } catch {
+    return []
+  }
 }
 
 /** The CSR with the last byte of its signature flipped. */

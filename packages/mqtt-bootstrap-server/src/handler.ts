@@ -181,7 +181,9 @@ export function createProvisioningHandler(options: ProvisioningHandlerOptions) {
         if (limited !== undefined) return limited
         // Before resolve: a CSR that cannot be used must not take a triplet from a pool.
         const wanted = issue === undefined ? undefined : await requestedCertificate(issue, data)
-        if (wanted !== undefined && 'refusal' in wanted) return wanted.refusal
+        // Counted like any failed claim (a 429 past the limit), unless its signature verified.
+        if (wanted !== undefined && 'refusal' in wanted)
+          return (signed ? undefined : await gate?.refused(BAD_CSR)) ?? wanted.refusal
         // With a certificate to issue, a configuration needs no secret: the certificate is its credential.
         const body = toAnswer(await options.resolve(data, request), wanted !== undefined)
         const answered =

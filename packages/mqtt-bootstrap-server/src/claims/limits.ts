@@ -1,6 +1,6 @@
 /**
  * Abuse limits for failed claims (issue 15). Failed claims (refused `"10004"`/`"10005"`, an unknown device `"10001"`,
- * an unsigned claim refused) are counted per peer address and per claimed identity, in fixed windows. The first
+ * a CSR that cannot be used `"10008"`, an unsigned claim refused) are counted per peer address and per claimed identity, in fixed windows. The first
  * `maxFailures` failures of a key (an address, an identity) per window are answered normally; past that, a request
  * without a valid signature from that address, or claiming that identity, is answered at once with HTTP 429,
  * `Retry-After` and `{ "code": "77777" }` (transient: the device library waits and retries), without `resolve`.
@@ -59,7 +59,8 @@ export const CLAIM_LIMITS_DEFAULTS = Object.freeze({
 })
 
 /** The codes that count as a failed claim. */
-const FAILURES: ReadonlySet<string> = new Set(['10001', '10004', '10005'])
+// "10008", a CSR that does not verify: each costs the server a signature check (RSA 8192 ones milliseconds).
+const FAILURES: ReadonlySet<string> = new Set(['10001', '10004', '10005', '10008'])
 
 /** One key's failed claims, as a {@link LimitCounterStore} keeps them. */
 export interface LimitCounter {
