@@ -60,7 +60,9 @@ function check(pem: unknown, publicKeyDer: unknown, now: unknown, skewMs: number
     chain.push(certificate)
   }
   const leaf = chain[0]!
-  if (!spki(leaf.publicKey).equals(publicKeyDer)) return problem("the certificate is not for the device's key")
+  const leafKey = publicKeyDerOf(leaf)
+  if (leafKey === undefined) return problem("the certificate's public key does not parse")
+  if (!leafKey.equals(publicKeyDer)) return problem("the certificate is not for the device's key")
   const notBefore = Date.parse(leaf.validFrom)
   const notAfter = Date.parse(leaf.validTo)
   if (!Number.isFinite(notBefore) || !Number.isFinite(notAfter)) {
@@ -122,6 +124,15 @@ function parse(der: Buffer): X509Certificate | undefined {
 }
 
 const spki = (key: KeyObject): Buffer => key.export({ type: 'spki', format: 'der' })
+
+/** A parsed certificate's public key (SPKI DER); `undefined` when OpenSSL cannot decode it (node throws then). */
+function publicKeyDerOf(certificate: X509Certificate): Buffer | undefined {
+  try {
+    return spki(certificate.publicKey)
+  } catch {
+    return undefined
+  }
+}
 
 const problem = (text: string): ChainCheck => ({ ok: false, problem: text })
 
