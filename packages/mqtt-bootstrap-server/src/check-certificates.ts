@@ -89,27 +89,24 @@ export async function checkCertificates(context: CertificateContext): Promise<vo
   record('badCsr', ...judgeRefusal(posted))
 }
 
+/** The checks judged from the known device's answer (`badCsr` sends a request of its own). */
+const ANSWER_CHECKS = [
+  'certificate',
+  'certificateKey',
+  'certificateSubject',
+  'certificateNotCa',
+  'certificateChain',
+] as const satisfies readonly CertificateCheckId[]
+
 function judgeCertificate(probe: CertificateProbe, response: HttpResponse, record: CertificateContext['record']) {
   const skipAll = (why: string) => {
-    for (const id of [
-      'certificate',
-      'certificateKey',
-      'certificateSubject',
-      'certificateNotCa',
-      'certificateChain',
-    ] as const) {
+    for (const id of ANSWER_CHECKS) {
       record(id, id === 'certificate' ? 'fail' : 'skip', id === 'certificate' ? why : 'not checked: no certificate')
     }
   }
   const outcome = interpretAnswer(response, Date.now())
   if (outcome instanceof ProvisioningError) {
-    for (const id of [
-      'certificate',
-      'certificateKey',
-      'certificateSubject',
-      'certificateNotCa',
-      'certificateChain',
-    ] as const) {
+    for (const id of ANSWER_CHECKS) {
       record(id, 'skip', 'not checked: the known device\'s claim with a CSR was not answered "00000"')
     }
     return

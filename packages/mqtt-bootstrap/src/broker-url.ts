@@ -5,6 +5,7 @@
  * What a valid host is, is one regular expression: the contract's validation and the published JSON Schema both
  * use BROKER_HOST_PATTERN itself, so they cannot disagree.
  */
+import type { IClientOptions, MqttProtocol } from 'mqtt'
 
 export const BROKER_PROTOCOLS = ['mqtt', 'mqtts', 'ws', 'wss'] as const
 export type BrokerProtocol = (typeof BROKER_PROTOCOLS)[number]
@@ -161,4 +162,18 @@ export function upgradeToTls(url: string): string {
 /** Whether the connection to `url` runs over TLS (Alibaba's `securemode` depends on it). */
 export function isSecureBrokerUrl(url: string): boolean {
   return /^(mqtts|wss|ssl|wxs|alis):\/\//i.test(url)
+}
+
+/** Point an mqtt.js client (its `client.options`) at another broker: it reads these fields when it builds the next stream. */
+export function retargetClient(options: IClientOptions, url: string, servername: string | undefined): void {
+  const target = parseBrokerHost(url) // a URL from brokerUrl(): it has a scheme
+  if (target?.protocol === undefined) return
+  options.protocol = target.protocol as MqttProtocol
+  options.defaultProtocol = target.protocol as MqttProtocol
+  options.host = target.hostname
+  options.hostname = target.hostname
+  options.port = target.port ?? STANDARD_PORTS[target.protocol]
+  if (target.protocol.startsWith('ws')) options.path = target.path ?? '/'
+  // mqtt.js derives the TLS server name from the first host and keeps it: derive it again for the new one.
+  if (servername === undefined) delete options.servername
 }

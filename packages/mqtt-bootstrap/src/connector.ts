@@ -4,7 +4,8 @@
  * broker has accepted the connection (one retry loop per phase).
  */
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
-import { AbortError, BrokerError, errorCode, isCertificateError, throwIfAborted } from './errors.js'
+import { AbortError, BrokerError, errorCode, throwIfAborted } from './errors.js'
+import { isCertificateError, isClientCertificateRefusal } from './tls-failures.js'
 
 export interface MqttConnector {
   /**
@@ -16,20 +17,6 @@ export interface MqttConnector {
 
 /** CONNACK codes that mean "these credentials are refused": 3.1.1 4/5, MQTT 5 134/135. */
 export const AUTH_REJECTED_CODES: ReadonlySet<number> = new Set([4, 5, 134, 135])
-/**
- * TLS alerts a broker sends about the client's certificate (OpenSSL's codes as Node names them): none was sent, it is
- * of a CA the broker does not trust, expired, revoked, or refused. The broker refused the credentials, as a CONNACK 5
- * does: a device with the `certificate` option claims a new certificate (once, for a cached one).
- */
-const CLIENT_CERTIFICATE_ALERT =
-  /^ERR_SSL_(?:SSLV3|TLSV1|TLSV13)_ALERT_(?:BAD_CERTIFICATE|UNSUPPORTED_CERTIFICATE|CERTIFICATE_REVOKED|CERTIFICATE_EXPIRED|CERTIFICATE_UNKNOWN|UNKNOWN_CA|ACCESS_DENIED|CERTIFICATE_REQUIRED)$/
-
-/** Whether `error` is the broker's TLS alert refusing the client certificate. */
-export function isClientCertificateRefusal(error: unknown): boolean {
-  const code = (error as { code?: unknown } | undefined)?.code
-  return typeof code === 'string' && CLIENT_CERTIFICATE_ALERT.test(code)
-}
-
 /** CONNACK codes worth another try: server unavailable (3, 136), busy (137), quota (151), rate (159). */
 const TRANSIENT_CONNACK_CODES: ReadonlySet<number> = new Set([3, 136, 137, 151, 159])
 

@@ -236,10 +236,7 @@ export class AuthError extends MqttBootstrapError {
 }
 brand(AuthError, 'AuthError')
 
-/**
- * An optional feature needs a package that is not installed (an optional peer dependency, loaded on first use:
- * `certificate` needs `@peculiar/asn1-csr`). `packageName` says what to install. Never transient.
- */
+/** An optional feature needs a package not installed (an optional peer: `certificate`, `@peculiar/asn1-csr`). */
 export class DependencyError extends MqttBootstrapError {
   declare readonly code: 'ERR_DEPENDENCY_MISSING'
   declare readonly transient: false
@@ -287,14 +284,6 @@ export function isTransient(error: unknown): boolean {
   return error instanceof MqttBootstrapError && error.transient
 }
 
-// OpenSSL's verification failures (X509_V_ERR_*, as Node names them) and Node's host name check.
-const CERTIFICATE_ERRORS = new Set(
-  `CERT_CHAIN_TOO_LONG CERT_HAS_EXPIRED CERT_NOT_YET_VALID CERT_REJECTED CERT_REVOKED CERT_SIGNATURE_FAILURE
-  CERT_UNTRUSTED DEPTH_ZERO_SELF_SIGNED_CERT ERR_TLS_CERT_ALTNAME_INVALID HOSTNAME_MISMATCH INVALID_CA INVALID_PURPOSE
-  PATH_LENGTH_EXCEEDED SELF_SIGNED_CERT_IN_CHAIN UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY UNABLE_TO_DECRYPT_CERT_SIGNATURE
-  UNABLE_TO_GET_ISSUER_CERT UNABLE_TO_GET_ISSUER_CERT_LOCALLY UNABLE_TO_VERIFY_LEAF_SIGNATURE`.split(/\s+/),
-)
-
 /**
  * The one way to read an error's code: the string `code` of `error` or of the first error in its `cause` chain that
  * has one (the library's own codes, then Node's: `ECONNREFUSED`, `CERT_HAS_EXPIRED`); `undefined` when none has. Events
@@ -306,14 +295,4 @@ export function errorCode(error: unknown): string | undefined {
     if (typeof code === 'string') return code
   }
   return undefined
-}
-
-/**
- * A certificate the client does not trust, or a client certificate the server refused (a TLS alert). Retrying cannot
- * help, and must never fall back to an unverified connection.
- */
-export function isCertificateError(error: unknown): boolean {
-  const code = errorCode(error)
-  if (code === undefined) return false
-  return CERTIFICATE_ERRORS.has(code) || /^ERR_SSL_.*(CERTIFICATE|BAD_CERT|UNKNOWN_CA)/.test(code)
 }

@@ -116,7 +116,7 @@ function transportFailure(
     case 'ERR_TRANSPORT_TLS':
       return new ProvisioningError('ERR_PROVISION_TLS', `TLS certificate verification failed (${reason})`, {
         resultCode: ResultCode.TRANSIENT,
-        transient: false, // never retried (errors.ts isCertificateError), even from a transport that says otherwise
+        transient: false, // never retried (tls-failures.ts isCertificateError), even from a transport that says otherwise
         cause,
       })
     case 'ERR_TRANSPORT_TIMEOUT': {

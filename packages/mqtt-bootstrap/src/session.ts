@@ -16,11 +16,11 @@
  * - 3/136/137/151/159 (unavailable, busy, quota, rate): reconnect after the next jittered wait.
  * - any other code: a fatal `error` event, the client is ended. Never a loop.
  */
-import type { IClientOptions, MqttClient, MqttProtocol } from 'mqtt'
+import type { IClientOptions, MqttClient } from 'mqtt'
 import type { MqttCredentials } from './auth/strategy.js'
-import { parseBrokerHost, STANDARD_PORTS } from './broker-url.js'
+import { retargetClient } from './broker-url.js'
 import type { Clock } from './clock.js'
-import { AUTH_REJECTED_CODES, brokerFailure, isClientCertificateRefusal } from './connector.js'
+import { AUTH_REJECTED_CODES, brokerFailure } from './connector.js'
 import type { DeviceConfig } from './contract.js'
 import { withUrl } from './error-urls.js'
 import { AbortError, BrokerError, isTransient } from './errors.js'
@@ -28,6 +28,7 @@ import type { CredentialSource } from './events.js'
 import { type ReconnectPolicy, reconnectDelay } from './reconnect.js'
 import { sealedPassword } from './redact.js'
 import type { Reporter } from './report.js'
+import { isClientCertificateRefusal } from './tls-failures.js'
 
 export interface Provisioned {
   config: DeviceConfig
@@ -186,20 +187,16 @@ class Session {
 
   failed(error: Error & { code?: unknown }): void {
     if (this.#stopped) return
-    // A TLS alert refusing the client certificate is a refusal of the credentials, as a CONNACK 5 (returnCode 0).
+    // A TLS alert refusing the client certificate refuses the credentials, as a CONNACK 5 does (returnCode 0).
     const refused = isClientCertificateRefusal(error)
     if (typeof error.code !== 'number' && !refused) return
     const failure = withUrl(brokerFailure(error), this.#hooks.url(this.#current.config))
-    if (refused && !this.#hooks.renewsCertificate) this.#refusal = { kind: 'fatal', error: failure }
-    else if (refused) {
-      this.#refusal = { kind: 'revoked', returnCode: 0 }
-      // mqtt.js holds its own reconnect back after a refused CONNACK, not after a TLS alert: its timer (armed on the
-      // 'close' that follows this 'error') would try the refused certificate again, and again, while the new one is
-      // on its way. Off until the reconnect with the new one (reconnecting() sets it again).
-      this.#client.options.reconnectPeriod = 0
-    } else if (AUTH_REJECTED_CODES.has(error.code as number))
-      this.#refusal = { kind: 'revoked', returnCode: error.code as number }
+    const revoked = refused ? this.#hooks.renewsCertificate : AUTH_REJECTED_CODES.has(error.code as number)
+    if (revoked) this.#refusal = { kind: 'revoked', returnCode: refused ? 0 : (error.code as number) }
     else this.#refusal = failure.transient ? { kind: 'retry' } : { kind: 'fatal', error: failure }
+    // mqtt.js holds its reconnect back after a refused CONNACK, not a TLS alert: its timer (armed on the 'close' after
+    // this) would retry the refused certificate while the new one is issued. reconnecting() sets it again.
+    if (revoked && refused) this.#client.options.reconnectPeriod = 0
   }
 
   closed(): void {
@@ -281,7 +278,7 @@ class Session {
         if (this.#stopped) return
         this.#current = next
         this.#fresh = true
-        retarget(this.#client, hooks.url(next.config), hooks.servername)
+        retargetClient(this.#client.options, hooks.url(next.config), hooks.servername)
         this.#reconnectNow()
       },
       (failure: unknown) => {
@@ -298,19 +295,4 @@ class Session {
       },
     )
   }
-}
-
-/** Point mqtt.js at another broker: it reads these fields when it builds the next stream. */
-function retarget(client: MqttClient, url: string, servername: string | undefined): void {
-  const target = parseBrokerHost(url) // a URL from brokerUrl(): it has a scheme
-  if (target?.protocol === undefined) return
-  const options = client.options
-  options.protocol = target.protocol as MqttProtocol
-  options.defaultProtocol = target.protocol as MqttProtocol
-  options.host = target.hostname
-  options.hostname = target.hostname
-  options.port = target.port ?? STANDARD_PORTS[target.protocol]
-  if (target.protocol.startsWith('ws')) options.path = target.path ?? '/'
-  // mqtt.js derives the TLS server name from the first host and keeps it: derive it again for the new one.
-  if (servername === undefined) delete options.servername
 }

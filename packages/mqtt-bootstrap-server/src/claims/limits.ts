@@ -59,7 +59,6 @@ export const CLAIM_LIMITS_DEFAULTS = Object.freeze({
 })
 
 /** The codes that count as a failed claim. */
-// "10008", a CSR that does not verify: each costs the server a signature check (RSA 8192 ones milliseconds).
 const FAILURES: ReadonlySet<string> = new Set(['10001', '10004', '10005', '10008'])
 
 /** One key's failed claims, as a {@link LimitCounterStore} keeps them. */
