@@ -5,6 +5,7 @@ import { brokerHostProblem, brokerUrl } from '../packages/mqtt-bootstrap/src/bro
 import {
   contractSchemas,
   describeIssue,
+  expiryTime,
   frozenValidated,
   isValidatedConfig,
   parseAnswer,
@@ -77,6 +78,49 @@ describe('parseDeviceConfig', () => {
     expect(parsed.ok).toBe(true)
     expect(({} as Record<string, unknown>).polluted).toBeUndefined()
     expect(parsed.ok && Object.getPrototypeOf(parsed.value.device)).toBe(Object.prototype)
+  })
+})
+
+describe('device.expiresAt (a secret with a lifetime, issue 18)', () => {
+  const config = (expiresAt: unknown) => parseDeviceConfig({ device: { ...device, expiresAt }, connect: { host: 'h' } })
+
+  test.each([
+    '2026-12-02T10:00:00Z',
+    '2026-12-02t10:00:00z',
+    '2026-12-02T10:00:00.123456789+08:00',
+    '2028-02-29T23:59:59-05:30',
+  ])('%s is kept as sent, and expiryTime() reads it', (expiresAt) => {
+    const parsed = config(expiresAt)
+    expect(parsed.ok && parsed.value.device.expiresAt).toBe(expiresAt)
+    expect(expiryTime(expiresAt)).toBe(Date.parse(expiresAt.toUpperCase()))
+  })
+
+  test('absent stays absent', () => {
+    const parsed = parseDeviceConfig({ device, connect: { host: 'h' } })
+    expect(parsed.ok && 'expiresAt' in parsed.value.device).toBe(false)
+  })
+
+  test.each([
+    ['a date only', '2026-12-02'],
+    ['no offset', '2026-12-02T10:00:00'],
+    ['a space for T', '2026-12-02 10:00:00Z'],
+    ['a leap second', '2026-12-31T23:59:60Z'],
+    ['hour 24', '2026-12-02T24:00:00Z'],
+    ['an epoch number as text', '1796202000'],
+    ['a number', 1796202000000],
+    ['trailing text', '2026-12-02T10:00:00Z '],
+  ])('%s is refused, without quoting the value', (_name, expiresAt) => {
+    const parsed = config(expiresAt)
+    expect(parsed.ok).toBe(false)
+    expect(!parsed.ok && parsed.problem).toMatch(/^device\.expiresAt/)
+    expect(!parsed.ok && parsed.problem).not.toContain(String(expiresAt))
+  })
+
+  test('a date that does not exist (31 February, 29 February 2027) is refused: Date.parse would roll it over', () => {
+    for (const expiresAt of ['2026-02-31T00:00:00Z', '2027-02-29T00:00:00Z', '2026-04-31T12:00:00Z']) {
+      expect(expiryTime(expiresAt)).toBeUndefined()
+      expect(config(expiresAt)).toEqual({ ok: false, problem: 'device.expiresAt is not a date that exists' })
+    }
   })
 })
 

@@ -63,6 +63,8 @@ describe('the published contract', () => {
       { code: 1 },
       [],
       'x',
+      configAnswer({ host: 'b:1' }, { ...DEVICE, expiresAt: '2026-12-02T10:00:00+08:00' }),
+      configAnswer({ host: 'b:1' }, { ...DEVICE, expiresAt: '2026-12-02 10:00:00' }),
     ]
     const verdicts = samples.map((sample) => [validResponse(sample), libraryUnderstands(sample)])
     expect(verdicts.map(([schema]) => schema)).toEqual([
@@ -75,6 +77,8 @@ describe('the published contract', () => {
       false,
       false,
       false,
+      false,
+      true,
       false,
     ])
     for (const [schema, library] of verdicts) expect(schema).toBe(library)

@@ -37,6 +37,11 @@ export interface DeviceCredentials {
    * absent otherwise. Public: the private key it goes with never leaves the device.
    */
   certificate?: string
+  /**
+   * When the credentials stop working (RFC 3339 date-time, e.g. `2026-12-02T10:00:00Z`), for a deviceSecret with a
+   * lifetime; absent for one without. The session renews before it (the `renewBeforeMs` option).
+   */
+  expiresAt?: string
 }
 
 export interface ConnectInfo {
@@ -99,7 +104,14 @@ function buildSchemas(v: typeof Valibot) {
     maxCodePoints(MAX_CERTIFICATE_LENGTH),
     v.regex(PEM_CHAIN_PATTERN, 'is not a PEM certificate chain'),
   )
-  const identity = { productKey: nonEmpty, deviceName: nonEmpty, certificate: v.optional(certificate) }
+  /** An RFC 3339 date-time with its offset; that the date is a real one (no 31 February) is checked after. */
+  const expiresAt = v.pipe(v.string(), v.regex(EXPIRES_AT_PATTERN, 'is not an RFC 3339 date-time with an offset'))
+  const identity = {
+    productKey: nonEmpty,
+    deviceName: nonEmpty,
+    certificate: v.optional(certificate),
+    expiresAt: v.optional(expiresAt),
+  }
 
   /**
    * The triplet; a server may send a productSecret instead of the deviceSecret (dynamic registration), or a
@@ -142,6 +154,25 @@ function buildSchemas(v: typeof Valibot) {
 const PEM_CHAIN_PATTERN =
   /^(?:-----BEGIN CERTIFICATE-----\r?\n(?:[A-Za-z0-9+/=]+\r?\n)+-----END CERTIFICATE-----(?:\r?\n)*)+$/
 
+/**
+ * RFC 3339's date-time (ISO 8601's profile for the Internet): `2026-12-02T10:00:00Z`, fractions of a second and an
+ * offset (`+08:00`) allowed, no leap second (JavaScript's dates have none). A JSON Schema pattern as well.
+ */
+const EXPIRES_AT_PATTERN =
+  /^\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])[Tt](?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,9})?(?:[Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)$/
+
+/**
+ * The time `expiresAt` (as the schema accepts it) names, in ms since the epoch; `undefined` for a date that does not
+ * exist (30 February: Date.parse would roll it over into March).
+ */
+export function expiryTime(expiresAt: string): number | undefined {
+  const [year, month, day] = expiresAt.slice(0, 10).split('-').map(Number) as [number, number, number]
+  const date = new Date(Date.UTC(year, month - 1, day))
+  if (date.getUTCMonth() !== month - 1 || date.getUTCDate() !== day) return undefined
+  const time = Date.parse(expiresAt.toUpperCase())
+  return Number.isFinite(time) ? time : undefined
+}
+
 let schemas: ReturnType<typeof buildSchemas> | undefined
 
 /** The contract's valibot schemas (built, and valibot loaded, on first use). */
@@ -168,6 +199,9 @@ export function parseDeviceConfig(value: unknown): Checked<DeviceConfig> {
   const parsed = valibot().safeParse(contractSchemas().DeviceConfig, value, FIRST_ISSUE)
   if (!parsed.success) return { ok: false, problem: describeIssue(parsed.issues[0]) }
   const { device, connect } = parsed.output
+  if (device.expiresAt !== undefined && expiryTime(device.expiresAt) === undefined) {
+    return { ok: false, problem: 'device.expiresAt is not a date that exists' }
+  }
   return {
     ok: true,
     value: withRedaction({
@@ -177,6 +211,7 @@ export function parseDeviceConfig(value: unknown): Checked<DeviceConfig> {
         deviceSecret: device.deviceSecret,
         productSecret: device.productSecret === '' ? null : (device.productSecret ?? null),
         ...(device.certificate === undefined ? {} : { certificate: device.certificate }),
+        ...(device.expiresAt === undefined ? {} : { expiresAt: device.expiresAt }),
       },
       connect: {
         qos: connect.qos,
