@@ -75,9 +75,13 @@ afterEach(async () => {
   if (dir !== undefined) await rm(dir, { recursive: true, force: true })
 })
 
-/** A clock at the real time (the certificates are issued now), whose sleeps pass at once. */
+/**
+ * A clock at the real time (the certificates are issued now), whose sleeps pass at once, but for the renewal timer's,
+ * hours long (test/certificates-renewal.test.ts renews).
+ */
 function clockNow(offsetMs = 0): FakeClock {
   const clock = new FakeClock()
+  clock.holdAbove = 3_600_000
   clock.time = Date.now() + offsetMs
   return clock
 }

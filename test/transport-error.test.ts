@@ -271,7 +271,7 @@ describe("the seams' contracts, as types and values", () => {
     expectTypeOf<Extract<RetryEvent, { phase: 'provision' }>['error']>().toEqualTypeOf<ProvisioningError>()
     expectTypeOf<Extract<RetryEvent, { phase: 'connect' }>['code']>().toEqualTypeOf<string>()
     expectTypeOf<Extract<CacheEvent, { action: 'miss' }>['reason']>().toEqualTypeOf<
-      'absent' | 'corrupt' | 'version' | 'key' | 'io' | 'certificate'
+      'absent' | 'corrupt' | 'version' | 'key' | 'io' | 'certificate' | 'expired'
     >()
     expectTypeOf<Extract<CacheEvent, { action: 'invalidate' }>['reason']>().toEqualTypeOf<
       'auth-rejected' | 'requested'

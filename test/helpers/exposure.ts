@@ -54,6 +54,8 @@ const EVENTS: Record<keyof BootstrapEvents, true> = {
   connected: true,
   'auth-rejected': true,
   error: true,
+  renewing: true,
+  renewed: true,
 }
 export const EVENT_NAMES = Object.keys(EVENTS) as Array<keyof BootstrapEvents>
 

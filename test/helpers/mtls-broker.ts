@@ -22,12 +22,15 @@ export interface MtlsBroker {
   }>
   /** TLS handshakes the broker refused (no certificate, or one of another CA). */
   readonly refused: string[]
+  /** What clients published (not the broker's own $SYS messages): topic and payload. */
+  readonly published: Array<{ topic: string; payload: string }>
   close(): Promise<void>
 }
 
 export async function startMtlsBroker(server: TlsFixture, clientCa: string | string[]): Promise<MtlsBroker> {
   const clients: MtlsBroker['clients'] = []
   const refused: string[] = []
+  const published: MtlsBroker['published'] = []
   const peers = new WeakMap<object, TLSSocket>()
   const aedes = await Aedes.createBroker({
     preConnect(client, packet, done) {
@@ -42,6 +45,9 @@ export async function startMtlsBroker(server: TlsFixture, clientCa: string | str
       })
       done(null, true)
     },
+  })
+  aedes.on('publish', (packet, client) => {
+    if (client) published.push({ topic: packet.topic, payload: packet.payload.toString() })
   })
   const listener = tls.createServer(
     { key: server.key, cert: server.cert, ca: clientCa, requestCert: true, rejectUnauthorized: true, noDelay: true },
@@ -59,6 +65,7 @@ export async function startMtlsBroker(server: TlsFixture, clientCa: string | str
     port,
     clients,
     refused,
+    published,
     close: async () => {
       await new Promise<void>((resolve) => aedes.close(() => resolve()))
       listener.close()

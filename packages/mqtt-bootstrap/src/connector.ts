@@ -67,6 +67,34 @@ function verified(options: IClientOptions): IClientOptions {
   return copy
 }
 
+/**
+ * What a refused CONNACK (or a TLS alert refusing the client certificate) asks of the session, decided on 'error'
+ * and done on 'close', when the refused socket is gone: reconnect later, provision afresh, or give up. `undefined`
+ * for an error that is not a refusal. `renewsCertificate`: a refused certificate can be replaced by a new claim.
+ */
+export type Refusal =
+  | { kind: 'retry' }
+  | { kind: 'revoked'; returnCode: number }
+  | { kind: 'fatal'; error: BrokerError }
+
+export function refusalOf(error: Error & { code?: unknown }, renewsCertificate: boolean): Refusal | undefined {
+  const refused = isClientCertificateRefusal(error) // a TLS alert refuses the credentials, as a CONNACK 5 does
+  if (typeof error.code !== 'number' && !refused) return undefined
+  if (refused ? renewsCertificate : AUTH_REJECTED_CODES.has(error.code as number)) {
+    return { kind: 'revoked', returnCode: refused ? 0 : (error.code as number) }
+  }
+  const failure = brokerFailure(error)
+  return failure.transient ? { kind: 'retry' } : { kind: 'fatal', error: failure }
+}
+
+/** Credentials the broker refused after a re-provisioning (`fresh`) or a renewal (returnCode 0: a TLS alert). */
+export function refusedCredentials(returnCode: number, kind: 'fresh' | 'renewed'): BrokerError {
+  const what =
+    returnCode === 0 ? `the ${kind} client certificate (a TLS alert)` : `${kind} credentials (CONNACK ${returnCode})`
+  const after = kind === 'renewed' ? ': the device stays on the previous ones' : ''
+  return new BrokerError('ERR_BROKER_AUTH_REJECTED', `broker refused ${what}${after}`, { transient: false, returnCode })
+}
+
 /** Classify a connect failure once: refused credentials, worth a retry, or permanent. */
 export function brokerFailure(error: unknown): BrokerError {
   if (error instanceof BrokerError) return error

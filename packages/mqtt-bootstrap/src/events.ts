@@ -3,6 +3,7 @@
  * No payload carries a secret: URLs lose their query and credentials, devices are named by productKey/deviceName.
  * Every `attempt` is the number of the attempt the event is about, counted from 1 in every phase.
  */
+import type { RenewedCredential } from './certificates/schedule.js'
 import type { Qos } from './contract.js'
 import type { CredentialStoreError, ProvisioningError } from './errors.js'
 
@@ -87,9 +88,9 @@ export interface CacheMissEvent {
   key: string
   /**
    * `certificate`: the entry holds no certificate the device can use (none, not for its key, or not valid now), so
-   * the device claims a new one.
+   * the device claims a new one. `expired`: the entry's deviceSecret is past its `expiresAt`.
    */
-  reason: 'absent' | 'corrupt' | 'version' | 'key' | 'io' | 'certificate'
+  reason: 'absent' | 'corrupt' | 'version' | 'key' | 'io' | 'certificate' | 'expired'
   /** Why the cache read failed (reason corrupt, version, key or io). */
   error?: CredentialStoreError
 }
@@ -144,6 +145,31 @@ export interface ErrorEvent {
   fatal: boolean
 }
 
+/** Before the session renews credentials that expire (issue 18): the certificate, or a secret with an expiresAt. */
+export interface RenewingEvent {
+  credential: RenewedCredential
+  productKey: string
+  deviceName: string
+  /** When the credentials being renewed expire (ISO 8601, UTC). */
+  expiresAt: string
+  /**
+   * `true` once they have expired: the request is then a fresh claim, as on a first boot (an expired certificate
+   * proves nothing), not a renewal.
+   */
+  expired: boolean
+  /** 1 for the first renewal of these credentials, 2 after it failed (each with its own retries), … */
+  attempt: number
+}
+
+/** The renewed credentials have been accepted by the broker, and now replace the old ones in the cache. */
+export interface RenewedEvent {
+  credential: RenewedCredential
+  productKey: string
+  deviceName: string
+  /** When the new credentials expire (ISO 8601, UTC); absent when they do not (the server sent no lifetime). */
+  expiresAt?: string
+}
+
 export interface BootstrapEvents {
   provisioning: (event: ProvisioningEvent) => void
   retry: (event: RetryEvent) => void
@@ -157,4 +183,10 @@ export interface BootstrapEvents {
   connected: (event: ConnectedEvent) => void
   'auth-rejected': (event: AuthRejectedEvent) => void
   error: (event: ErrorEvent) => void
+  /**
+   * The session renews credentials before they expire; it retries failures with the `retry` policy, reports each
+   * renewal that fails (or that the broker refuses) as a non-fatal `error`, and keeps the old credentials meanwhile.
+   */
+  renewing: (event: RenewingEvent) => void
+  renewed: (event: RenewedEvent) => void
 }

@@ -21,6 +21,7 @@ export { x509Auth } from './auth/x509.js'
 export type { CallOptions, ConnectOptions } from './bootstrap.js'
 export { connectProvisioned, createBootstrap, MqttBootstrap, registerBootstrap } from './bootstrap.js'
 export type { BrokerOptions, BrokerProtocol } from './broker-url.js'
+export type { RenewedCredential } from './certificates/schedule.js'
 export type { Clock } from './clock.js'
 export { systemClock } from './clock.js'
 export type { MqttConnector } from './connector.js'
@@ -68,6 +69,8 @@ export type {
   ProvisioningEvent,
   ProvisionRetryEvent,
   RegistrationEvent,
+  RenewedEvent,
+  RenewingEvent,
   RetryEvent,
 } from './events.js'
 export type { Logger } from './logger.js'

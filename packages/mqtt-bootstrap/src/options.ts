@@ -15,6 +15,7 @@ import {
   type ResolvedCertificate,
   resolveCertificate,
 } from './certificates/options.js'
+import { MAX_RENEW_BEFORE_MS } from './certificates/schedule.js'
 import type { Container } from './container.js'
 import type { Logger } from './logger.js'
 import { type MqttOptions, PROVISIONED_MQTT_KEYS, refuseOwnedMqttKeys } from './mqtt-options.js'
@@ -88,6 +89,13 @@ export interface BootstrapOptions extends TransportOptions {
    * it is kept in `cache` beside the certificate. Needs the optional peer `@peculiar/asn1-csr`. @default false
    */
   certificate?: boolean | CertificateOptions
+  /**
+   * How long before credentials expire the session renews them: a certificate before its notAfter, a deviceSecret
+   * before the answer's `expiresAt` (issue 18). The renewed credentials replace the old ones at a reconnect the
+   * session makes itself; the old ones stay cached until the broker has accepted the new. @default a third of the
+   * lifetime (from when the device received them to their expiry)
+   */
+  renewBeforeMs?: number
 }
 
 export interface ResolvedOptions extends ResolvedTransportOptions {
@@ -118,6 +126,8 @@ export interface ResolvedOptions extends ResolvedTransportOptions {
   readonly attestation: ResolvedAttestation | undefined
   /** The `certificate` option; `undefined` when the device does not ask for a certificate. */
   readonly certificate: ResolvedCertificate | undefined
+  /** The `renewBeforeMs` option; `undefined`: a third of each credential's lifetime. */
+  readonly renewBeforeMs: number | undefined
 }
 
 export const DEFAULTS = Object.freeze({
@@ -152,6 +162,7 @@ const KNOWN_OPTIONS: ReadonlySet<string> = new Set([
   'registration',
   'attestation',
   'certificate',
+  'renewBeforeMs',
 ])
 
 /** Check every option and fill in the defaults. Throws `InvalidOptionError` (a TypeError) naming the bad option. */
@@ -203,6 +214,10 @@ export function resolveOptions(options: BootstrapOptions): ResolvedOptions {
     registration: resolveRegistrationOption(options.registration, transport),
     attestation: resolveAttestation(options.attestation),
     certificate,
+    renewBeforeMs:
+      options.renewBeforeMs === undefined
+        ? undefined
+        : checkInteger(options.renewBeforeMs, 'renewBeforeMs', 0, MAX_RENEW_BEFORE_MS),
   })
 }
 

@@ -9,14 +9,18 @@
  * bootstrap provisions through it directly, with options it has checked once, at its own door.
  */
 import { type AttestationOptions, type ResolvedAttestation, splitAttestation } from './attestation/options.js'
-import type { Clock } from './clock.js'
-import { systemClock } from './clock.js'
+import { type Clock, systemClock } from './clock.js'
 import { type DeviceConfig, defaultDeviceConfig, parseAnswer, parseDeviceConfig, ResultCode } from './contract.js'
 import { withUrl } from './error-urls.js'
 import { AbortError, ProvisioningError, throwIfAborted } from './errors.js'
 import { redactEchoes } from './redact.js'
 import { parseRetryAfter } from './retry.js'
-import { type HttpResponse, type HttpTransport, isTransientStatus } from './transport/http-transport.js'
+import {
+  type ClientCertificate,
+  type HttpResponse,
+  type HttpTransport,
+  isTransientStatus,
+} from './transport/http-transport.js'
 import {
   checkHeaders,
   checkUrl,
@@ -59,6 +63,8 @@ export interface ConfigRequest {
   secrets?: ReadonlyArray<string | null> | undefined
   /** Signs the request: each call (each retry) anew, `created` from the clock. Its headers win over `headers`. */
   attestation?: ResolvedAttestation | undefined
+  /** The TLS client certificate of this request, in place of the transport's (a renewal's: the current one). */
+  clientCertificate?: ClientCertificate | undefined
 }
 
 /** The seams a request goes through. */
@@ -79,7 +85,7 @@ export async function requestConfig(
 ): Promise<DeviceConfig> {
   const { signal } = request
   const url = typeof request.url === 'string' ? new URL(request.url) : request.url
-  const { attestation, body } = request
+  const { attestation, body, clientCertificate } = request
   // Spread last: a caller's `signature` (names are lower-case here) cannot stand in for the device's own.
   const signed = attestation && (await attestation.sign({ method: 'POST', url, body }, seams.clock.now()))
   let response: HttpResponse
@@ -91,6 +97,7 @@ export async function requestConfig(
       timeoutMs: options.timeoutMs,
       maxResponseBytes: options.maxResponseBytes,
       signal,
+      ...(clientCertificate === undefined ? {} : { clientCertificate }),
     })
   } catch (error) {
     // A custom transport's own abort error (fetch's DOMException) is an abort too, when the signal says so.

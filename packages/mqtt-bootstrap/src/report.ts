@@ -5,7 +5,14 @@
  */
 import type { DeviceConfig } from './contract.js'
 import { errorCode } from './errors.js'
-import type { BootstrapEvents, CacheEvent, CredentialSource, RetryEvent } from './events.js'
+import type {
+  BootstrapEvents,
+  CacheEvent,
+  CredentialSource,
+  RenewedEvent,
+  RenewingEvent,
+  RetryEvent,
+} from './events.js'
 import type { EventEmitter } from './lazy.js'
 import { type LogArea, type Logger, logFor } from './logger.js'
 import type { RetryInfo } from './retry.js'
@@ -136,6 +143,17 @@ export class Reporter {
   reconnectRejected(returnCode: number, source: CredentialSource, reprovision: boolean): void {
     this.#emitter.emit('auth-rejected', { returnCode, source, reprovision })
     this.log('session').warn({ returnCode, source, reprovision }, 'credentials rejected on reconnect')
+  }
+
+  renewing(event: RenewingEvent): void {
+    this.#emitter.emit('renewing', event)
+    const { credential, expiresAt, expired, attempt } = event
+    this.log('session').info({ credential, expiresAt, expired, attempt }, 'renewing credentials')
+  }
+
+  renewed(event: RenewedEvent): void {
+    this.#emitter.emit('renewed', event)
+    this.log('session').info({ credential: event.credential, expiresAt: event.expiresAt }, 'renewed credentials')
   }
 
   /** The session gives up: the client is ended, with a fatal `error` event. */

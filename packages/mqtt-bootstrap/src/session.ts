@@ -15,112 +15,43 @@
  *   re-provisioning that fails for a transient reason keeps the old credentials and tries them again after a wait.
  * - 3/136/137/151/159 (unavailable, busy, quota, rate): reconnect after the next jittered wait.
  * - any other code: a fatal `error` event, the client is ended. Never a loop.
+ *
+ * Credentials that expire are renewed before they do (renewal.ts, issue 18), and the session switches to the renewed
+ * ones at once: a clean DISCONNECT, then a reconnect with them, the same client and stores. The old ones stay in the
+ * cache, and in memory as `#previous`, until the broker accepts the new; one it refuses sends the device back to the
+ * old ones (a non-fatal `error`), and the renewal is tried again later.
  */
 import type { IClientOptions, MqttClient } from 'mqtt'
-import type { MqttCredentials } from './auth/strategy.js'
 import { retargetClient } from './broker-url.js'
-import type { Clock } from './clock.js'
-import { AUTH_REJECTED_CODES, brokerFailure } from './connector.js'
+import { type Refusal, refusalOf, refusedCredentials } from './connector.js'
 import type { DeviceConfig } from './contract.js'
 import { withUrl } from './error-urls.js'
 import { AbortError, BrokerError, isTransient } from './errors.js'
-import type { CredentialSource } from './events.js'
 import { type ReconnectPolicy, reconnectDelay } from './reconnect.js'
 import { sealedPassword } from './redact.js'
-import type { Reporter } from './report.js'
-import { isClientCertificateRefusal } from './tls-failures.js'
+import { closeToSwitch, givesUpRenewed, Renewal, renewedEvent, reportReverted } from './renewal.js'
+import type { Provisioned, SessionHooks } from './session-hooks.js'
 
-export interface Provisioned {
-  config: DeviceConfig
-  source: CredentialSource
-}
+export type { Provisioned, SessionHooks } from './session-hooks.js'
 
-/** What the session needs from its bootstrap. */
-export interface SessionHooks {
-  /** The broker URL for `config`. */
-  url(config: DeviceConfig): string
-  /** Freshly signed CONNECT fields for `config` (may throw: a custom strategy's trouble). */
-  sign(config: DeviceConfig): MqttCredentials
-  /** The device's own key and certificate for `config` (the `certificate` option), if it has them. */
-  clientCertificate(config: DeviceConfig, ws: object | undefined): { key: Buffer; cert: string } | undefined
-  /** Whether a refused client certificate can be replaced by a new claim (the `certificate` option). */
-  readonly renewsCertificate: boolean
-  /** Credentials to use after `rejected` was refused: newer cached ones, else the server's (retried). */
-  replace(rejected: DeviceConfig, signal: AbortSignal): Promise<Provisioned>
-  /** Cache credentials that have just been accepted by the broker. Never rejects. */
-  persist(config: DeviceConfig): Promise<void>
-  /** Every event and its log line (report.ts). */
-  report: Pick<
-    Reporter,
-    'reconnectWait' | 'reconnecting' | 'reconnected' | 'reconnectRejected' | 'sessionEnded' | 'nonFatal'
-  >
-  clock: Clock
-  /** The caller's mqtt.js servername, kept when the host changes. */
-  servername: string | undefined
-}
-
-/** What a refused CONNACK asks for, decided on 'error' and done on 'close' (when the refused socket is gone). */
-type Refusal = { kind: 'retry' } | { kind: 'revoked'; returnCode: number } | { kind: 'fatal'; error: BrokerError }
-
-const sessions = new WeakMap<MqttClient, Session>() // mqtt.js calls the listeners below with the client as `this`
-
-/**
- * Watch `client` from its first CONNACK until it is ended. One object per client, listeners shared by all clients (no
- * closures per client), and a connection's stability is a timestamp checked when it closes (no timer per connect).
- */
-export function superviseSession(
-  client: MqttClient,
-  first: Provisioned,
-  hooks: SessionHooks,
-  policy: ReconnectPolicy,
-): void {
-  const session = new Session(client, first, hooks, policy)
-  sessions.set(client, session)
-  client.options.reconnectPeriod = session.delay(1)
-  for (const [event, listener] of LISTENERS) client.on(event, listener)
-}
-
-function onOffline(this: MqttClient): void {
-  sessions.get(this)?.settle()
-}
-function onReconnect(this: MqttClient): void {
-  sessions.get(this)?.reconnecting()
-}
-function onConnect(this: MqttClient): void {
-  sessions.get(this)?.connected()
-}
-function onClose(this: MqttClient): void {
-  sessions.get(this)?.closed()
-}
-function onError(this: MqttClient, error: Error & { code?: unknown }): void {
-  sessions.get(this)?.failed(error)
-}
-function onEnd(this: MqttClient): void {
-  sessions.get(this)?.stop()
-}
-
-/**
- * What the session listens to, added by superviseSession() and removed by stop() from the one list. mqtt.js emits
- * 'offline' on the close of a connected client, just before it arms the reconnect with reconnectPeriod.
- */
-const LISTENERS = [
-  ['offline', onOffline],
-  ['reconnect', onReconnect],
-  ['connect', onConnect],
-  ['close', onClose],
-  ['error', onError],
-  ['end', onEnd],
-] as const
-
-class Session {
+/** The state of one supervised client (supervise.ts makes it, and routes mqtt.js's events to it). */
+export class Session {
   readonly #client: MqttClient
   readonly #hooks: SessionHooks
   readonly #policy: ReconnectPolicy
   #current: Provisioned
-  // Reconnect attempts since the last stable connection. A wait comes before attempt `attempt + 1`, and its retry
-  // event carries that number: the first after a lost connection is 1, as in every phase (issue 12; it was 0).
+  // Reconnect attempts since the last stable connection; the wait before attempt n is retry event n (issue 12).
   #attempt = 0
   #fresh = false // credentials provisioned after a refusal, not yet accepted by the broker
+  #replacing = false // that provisioning is under way
+  /** Renewed: the credentials #current replaces, accepted by the broker, kept until it accepts #current. */
+  #previous: Provisioned | undefined
+  #unaccepted = 0 // attempts with renewed credentials that failed, in a row
+  /** The configuration the last connect attempt went with. */
+  #tried: DeviceConfig
+  /** A switch to renewed credentials is under way: the timer that closes the connection if the broker does not. */
+  #switching: NodeJS.Timeout | undefined
+  readonly renewal: Renewal
   #refusal: Refusal | undefined
   #stopped = false
   /** When the current connection was accepted (monotonic ms); stable once it has lasted `policy.stableAfter`. */
@@ -132,14 +63,27 @@ class Session {
   // The caller's own stores (mqtt.js options), restored after a reconnect that had to pin the current ones.
   readonly #incomingStore: IClientOptions['incomingStore']
   readonly #outgoingStore: IClientOptions['outgoingStore']
+  /** Removes the session's listeners from the client. */
+  readonly #detach: (client: MqttClient) => void
 
-  constructor(client: MqttClient, first: Provisioned, hooks: SessionHooks, policy: ReconnectPolicy) {
+  constructor(
+    client: MqttClient,
+    first: Provisioned,
+    hooks: SessionHooks,
+    policy: ReconnectPolicy,
+    detach: (client: MqttClient) => void,
+  ) {
     this.#client = client
+    this.#detach = detach
     this.#current = first
     this.#hooks = hooks
     this.#policy = policy
     this.#incomingStore = client.options.incomingStore
     this.#outgoingStore = client.options.outgoingStore
+    this.#tried = first.config
+    this.renewal = new Renewal(hooks, (renewed, next) =>
+      this.#adopt(renewed, { config: next.config, source: 'server' }),
+    )
   }
 
   delay(n: number): number {
@@ -158,6 +102,7 @@ class Session {
   reconnecting(): void {
     const { config, source } = this.#current
     const [client, hooks, attempt] = [this.#client, this.#hooks, ++this.#attempt]
+    this.#tried = config
     client.options.reconnectPeriod = this.delay(attempt + 1)
     const url = hooks.url(config)
     try {
@@ -177,26 +122,29 @@ class Session {
 
   connected(): void {
     const hooks = this.#hooks
+    const { config, source } = this.#current
     this.#restoreStores()
-    if (this.#fresh) void hooks.persist(this.#current.config) // new credentials have proven themselves: now kept
+    // New credentials have proven themselves: now kept (renewed ones replace the old in the cache only now).
+    if (this.#previous !== undefined && this.#tried === config) {
+      this.#previous = undefined
+      void hooks.persist(config).then(() => hooks.report.renewed(renewedEvent(config, hooks)))
+    } else if (this.#fresh) void hooks.persist(config)
     this.#fresh = false
     this.#connectedAt = performance.now()
-    const { config, source } = this.#current
     hooks.report.reconnected(hooks.url(config), this.#client.options.clientId ?? '', source, this.#attempt)
+    // Renewed while this attempt was on its way with the credentials before: switch now.
+    if (this.#tried !== config) this.#switchNow()
+    else this.renewal.arm(config)
   }
 
   failed(error: Error & { code?: unknown }): void {
     if (this.#stopped) return
-    // A TLS alert refusing the client certificate refuses the credentials, as a CONNACK 5 does (returnCode 0).
-    const refused = isClientCertificateRefusal(error)
-    if (typeof error.code !== 'number' && !refused) return
-    const failure = withUrl(brokerFailure(error), this.#hooks.url(this.#current.config))
-    const revoked = refused ? this.#hooks.renewsCertificate : AUTH_REJECTED_CODES.has(error.code as number)
-    if (revoked) this.#refusal = { kind: 'revoked', returnCode: refused ? 0 : (error.code as number) }
-    else this.#refusal = failure.transient ? { kind: 'retry' } : { kind: 'fatal', error: failure }
+    const refusal = refusalOf(error, this.#hooks.renewsCertificate)
+    if (refusal === undefined) return
+    this.#refusal = refusal.kind === 'fatal' ? { ...refusal, error: withUrl(refusal.error, this.#url()) } : refusal
     // mqtt.js holds its reconnect back after a refused CONNACK, not a TLS alert: its timer (armed on the 'close' after
     // this) would retry the refused certificate while the new one is issued. reconnecting() sets it again.
-    if (revoked && refused) this.#client.options.reconnectPeriod = 0
+    if (refusal.kind === 'revoked' && refusal.returnCode === 0) this.#client.options.reconnectPeriod = 0
   }
 
   closed(): void {
@@ -205,11 +153,19 @@ class Session {
     const decided = this.#refusal
     this.#refusal = undefined
     if (this.#stopped || client.disconnecting) return
+    if (this.#switching !== undefined) {
+      clearTimeout(this.#switching)
+      this.#switching = undefined
+      this.#reconnectNow() // with the renewed credentials (reconnecting() signs with #current)
+      return
+    }
     const lost = withUrl(
       new BrokerError('ERR_BROKER_CONNECT', 'connection to the broker lost', { transient: true }),
-      this.#hooks.url(this.#current.config),
+      this.#url(),
     )
-    if (decided === undefined) {
+    if (this.#renewedFailed(decided)) {
+      this.#revert(decided)
+    } else if (decided === undefined) {
       this.#waiting(client.options.reconnectPeriod ?? 0, lost) // mqtt.js has armed its own timer with reconnectPeriod
     } else if (decided.kind === 'retry') {
       this.#reconnectLater(client.options.reconnectPeriod ?? this.delay(this.#attempt + 1), lost)
@@ -224,10 +180,20 @@ class Session {
     const client = this.#client
     this.#stopped = true
     clearTimeout(this.#retryTimer)
+    clearTimeout(this.#switching)
+    this.renewal.stop()
     this.#controller?.abort()
     this.#restoreStores()
-    sessions.delete(client)
-    for (const [event, listener] of LISTENERS) client.off(event, listener)
+    this.#detach(client)
+  }
+
+  #url(): string {
+    return this.#hooks.url(this.#current.config)
+  }
+
+  /** Point the client at the current configuration's broker (the host may change with new credentials). */
+  #retarget(): void {
+    retargetClient(this.#client.options, this.#url(), this.#hooks.servername)
   }
 
   #restoreStores(): void {
@@ -264,24 +230,22 @@ class Session {
     const fresh = this.#fresh
     hooks.report.reconnectRejected(returnCode, source, !fresh)
     if (fresh) {
-      const message =
-        returnCode === 0
-          ? 'broker refused the fresh client certificate (a TLS alert)'
-          : `broker rejected fresh credentials (CONNACK ${returnCode})`
-      const rejected = new BrokerError('ERR_BROKER_AUTH_REJECTED', message, { transient: false, returnCode })
-      this.#giveUp(withUrl(rejected, hooks.url(config)))
+      this.#giveUp(withUrl(refusedCredentials(returnCode, 'fresh'), hooks.url(config)))
       return
     }
     this.#controller ??= new AbortController()
+    this.#replacing = true
     hooks.replace(config, this.#controller.signal).then(
       (next) => {
+        this.#replacing = false
         if (this.#stopped) return
         this.#current = next
         this.#fresh = true
-        retargetClient(this.#client.options, hooks.url(next.config), hooks.servername)
+        this.#retarget()
         this.#reconnectNow()
       },
       (failure: unknown) => {
+        this.#replacing = false
         if (this.#stopped) return
         const error = failure instanceof Error ? failure : new Error(String(failure))
         // A refusal, an answer we cannot use, or an abort will not change by trying again.
@@ -294,5 +258,41 @@ class Session {
         this.#reconnectLater(this.delay(this.#attempt + 1), error)
       },
     )
+  }
+
+  /**
+   * Renewed credentials for `renewed`: the session switches to them at once when connected, else at the next
+   * attempt. Dropped when the session has moved on meanwhile (re-provisioned after a refusal: those win).
+   */
+  #adopt(renewed: DeviceConfig, next: Provisioned): void {
+    if (this.#stopped || this.#replacing || renewed !== this.#current.config) return
+    this.#previous ??= this.#current
+    this.#current = next
+    this.#unaccepted = 0
+    this.#retarget()
+    if (this.#client.connected) this.#switchNow()
+  }
+
+  #switchNow(): void {
+    clearTimeout(this.#switching)
+    this.#switching = closeToSwitch(this.#client) // closed() reconnects then
+  }
+
+  /** Whether an attempt with renewed credentials failed so that the previous ones are used again (renewal.ts). */
+  #renewedFailed(decided: Refusal | undefined): boolean {
+    const previous = this.#previous
+    if (previous === undefined || this.#tried !== this.#current.config) return false
+    const expiresAt = this.#hooks.renewalOf(previous.config)?.lifetime.expiresAt
+    return givesUpRenewed(decided, ++this.#unaccepted, expiresAt, this.#hooks.clock.now())
+  }
+
+  /** Back to the previous credentials, which the broker accepted, and renew again later. */
+  #revert(decided: Refusal | undefined): void {
+    reportReverted(this.#hooks.report, decided, this.#url())
+    this.#current = this.#previous as Provisioned
+    this.#previous = undefined
+    this.#retarget()
+    this.#reconnectNow()
+    this.renewal.retryLater(this.#current.config)
   }
 }

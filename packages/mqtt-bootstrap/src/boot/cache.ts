@@ -4,6 +4,7 @@
  */
 
 import { heldKey } from '../certificates/held-keys.js'
+import { lifetimeOf, noteLifetime } from '../certificates/schedule.js'
 import { type DeviceConfig, frozenValidated, isValidatedConfig, parseDeviceConfig } from '../contract.js'
 import { CredentialStoreError } from '../errors.js'
 import type { CacheEvent } from '../events.js'
@@ -30,9 +31,9 @@ export async function readCache(context: BootContext): Promise<DeviceConfig | un
     config = await readEntry(context)
     event = config === undefined ? { action: 'miss', key, reason: 'absent' } : { action: 'hit', key }
   } catch (cause) {
-    if (cause === NO_USABLE_CERTIFICATE) {
+    if (cause === NO_USABLE_CERTIFICATE || cause === EXPIRED) {
       config = undefined
-      event = { action: 'miss', key, reason: 'certificate' }
+      event = { action: 'miss', key, reason: cause === EXPIRED ? 'expired' : 'certificate' }
     } else {
       const error = storeError(cause, 'cannot read the credential cache')
       event = { action: 'miss', key, reason: MISS_REASONS[error.code], error }
@@ -49,11 +50,25 @@ export async function readCache(context: BootContext): Promise<DeviceConfig | un
  */
 const NO_USABLE_CERTIFICATE = Symbol('no usable certificate')
 
-/** The entry's configuration, when this bootstrap can use it (with `certificate`: its key, a valid certificate). */
+/** What readEntry() throws for a deviceSecret past its `expiresAt`: a miss of its own, as NO_USABLE_CERTIFICATE. */
+const EXPIRED = Symbol('expired')
+
+/**
+ * The entry's configuration, when this bootstrap can use it (with `certificate`: its key, a valid certificate; a
+ * secret before its `expiresAt`), its lifetime noted from when it was stored.
+ */
 function usable(context: BootContext, entry: StoredCredentials, config: DeviceConfig): DeviceConfig {
-  if (context.options.certificate === undefined) return config
-  if (usableCertificate(entry, config, context.seams.clock.now())) return config
-  throw NO_USABLE_CERTIFICATE
+  const now = context.seams.clock.now()
+  // A store of one's own may keep any savedAt: one that is not a time, or one ahead of the clock, counts as now.
+  const receivedAt = Number.isFinite(entry.savedAt) ? Math.min(entry.savedAt, now) : now
+  if (context.options.certificate !== undefined) {
+    if (usableCertificate(entry, config, now, receivedAt)) return config
+    throw NO_USABLE_CERTIFICATE
+  }
+  noteLifetime(config, receivedAt)
+  const lifetime = lifetimeOf(config)
+  if (lifetime !== undefined && lifetime.expiresAt <= now) throw EXPIRED
+  return config
 }
 
 /** What the store's audit finds (e.g. a directory open to others): non-fatal errors. A failing audit is silent. */

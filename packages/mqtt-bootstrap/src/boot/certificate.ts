@@ -9,6 +9,7 @@ import { createCertificateRequest, createDeviceKey, type DeviceKey } from '../ce
 import { holdKey } from '../certificates/held-keys.js'
 import type { ResolvedCertificate } from '../certificates/options.js'
 import { CSR_FIELD } from '../certificates/options.js'
+import { noteLifetime } from '../certificates/schedule.js'
 import { type DeviceConfig, ResultCode } from '../contract.js'
 import { ProvisioningError } from '../errors.js'
 import type { StoredCredentials } from '../store/credential-store.js'
@@ -41,6 +42,7 @@ export function acceptCertificate(config: DeviceConfig, claim: CertificateClaim,
   const checked = checkCertificateChain(chain, claim.key.publicKeyDer, now, NOT_BEFORE_SKEW_MS)
   if (!checked.ok) throw invalid(`has a certificate the device cannot use: ${checked.problem}`)
   holdKey(config, claim.key.privateKeyPem)
+  noteLifetime(config, now, checked)
   return config
 }
 
@@ -54,11 +56,17 @@ function invalid(why: string): ProvisioningError {
 
 /**
  * Whether a cached entry can be used by a device with the `certificate` option: it has its private key, and its
- * certificate is for that key and valid at `now`. Then the key is held beside the configuration. Any other entry (one
+ * certificate is for that key and valid at `now`. Then the key is held beside the configuration, and its lifetime
+ * noted from `receivedAt` (when it was stored). Any other entry (one
  * stored without the option, another key's, an expired certificate) is not corrupt, only of no use: the device
  * claims anew, and the new entry replaces it once the broker has accepted it.
  */
-export function usableCertificate(entry: StoredCredentials, config: DeviceConfig, now: number): boolean {
+export function usableCertificate(
+  entry: StoredCredentials,
+  config: DeviceConfig,
+  now: number,
+  receivedAt: number,
+): boolean {
   const { privateKey } = entry
   const chain = config.device.certificate
   if (typeof privateKey !== 'string' || chain === undefined) return false
@@ -70,7 +78,9 @@ export function usableCertificate(entry: StoredCredentials, config: DeviceConfig
   }
   // notBefore was judged when the certificate arrived: a device whose clock is reset behind it (no battery-backed
   // clock) keeps a good certificate rather than claim one it would judge the same. Expiry is judged now.
-  if (!checkCertificateChain(chain, publicKey, now, Number.POSITIVE_INFINITY).ok) return false
+  const checked = checkCertificateChain(chain, publicKey, now, Number.POSITIVE_INFINITY)
+  if (!checked.ok) return false
   holdKey(config, privateKey)
+  noteLifetime(config, receivedAt, checked)
   return true
 }

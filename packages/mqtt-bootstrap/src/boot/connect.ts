@@ -6,6 +6,7 @@ import type { IClientOptions, MqttClient } from 'mqtt'
 import { DEFAULT_MQTTS_PORT, type MqttCredentials } from '../auth/strategy.js'
 import { brokerUrl, upgradeToTls } from '../broker-url.js'
 import { heldKey } from '../certificates/held-keys.js'
+import { lifetimeOf, renewalTime } from '../certificates/schedule.js'
 import type { Clock } from '../clock.js'
 import { AUTH_REJECTED_CODES } from '../connector.js'
 import type { DeviceConfig } from '../contract.js'
@@ -21,13 +22,16 @@ import {
   sealedPassword,
   withSealedKeys,
 } from '../redact.js'
+import type { RenewalPlan } from '../renewal.js'
 import type { Reporter } from '../report.js'
 import { withRetry } from '../retry.js'
-import { type Provisioned, type SessionHooks, superviseSession } from '../session.js'
+import type { Provisioned, SessionHooks } from '../session-hooks.js'
+import { superviseSession } from '../supervise.js'
 import { isClientCertificateRefusal } from '../tls-failures.js'
 import { persist } from './cache.js'
 import { type BootContext, type FailureSink, retryLoop } from './context.js'
 import { replacedForSession } from './flights.js'
+import { renewCredentials } from './renew.js'
 
 /** Connect with `provisioned`, retrying transient broker failures; auth rejections and permanent errors end it. */
 export async function open(
@@ -150,6 +154,18 @@ class ContextHooks implements SessionHooks {
 
   replace(rejected: DeviceConfig, signal: AbortSignal): Promise<Provisioned> {
     return replacedForSession(this.#context, rejected, signal)
+  }
+
+  renewalOf(config: DeviceConfig): RenewalPlan | undefined {
+    const lifetime = lifetimeOf(config)
+    if (lifetime === undefined) return undefined
+    const { renewBeforeMs, certificate } = this.#context.options
+    const before = lifetime.credential === 'certificate' ? (certificate?.renewBeforeMs ?? renewBeforeMs) : renewBeforeMs
+    return { renewAt: renewalTime(lifetime, before), lifetime }
+  }
+
+  renew(config: DeviceConfig, signal: AbortSignal): Promise<Provisioned> {
+    return renewCredentials(this.#context, config, signal)
   }
 
   url(config: DeviceConfig): string {

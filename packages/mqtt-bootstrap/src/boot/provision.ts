@@ -2,6 +2,8 @@
  * The provision phase: the cached configuration, else the server's (retried: transient failures, "77777", with
  * backoff and Retry-After), then dynamic registration when the answer carries a productSecret and no deviceSecret.
  */
+
+import { lifetimeOf, noteLifetime } from '../certificates/schedule.js'
 import { type DeviceConfig, ResultCode } from '../contract.js'
 import { secretsOf, withoutEchoes } from '../echoes.js'
 import { withUrl } from '../error-urls.js'
@@ -10,6 +12,7 @@ import { requestConfig } from '../point-access.js'
 import { redactUrl } from '../redact.js'
 import { withRetry } from '../retry.js'
 import type { Provisioned } from '../session.js'
+import type { ClientCertificate } from '../transport/http-transport.js'
 import { readCache, readEntry } from './cache.js'
 import { acceptCertificate, certificateClaim } from './certificate.js'
 import { type BootContext, type FailureSink, retryLoop } from './context.js'
@@ -24,7 +27,7 @@ export async function load(
   const cached = await readCache(context)
   if (cached === undefined) {
     await startupJitter(context, signal)
-    return fetch(context, sink, signal)
+    return claim(context, sink, signal)
   }
   context.report.provisioned(cached, 'cache')
   return { config: cached, source: 'cache' }
@@ -48,7 +51,7 @@ export async function replace(
   }
   context.report.cache({ action: 'invalidate', key: context.options.cacheKey, reason: 'auth-rejected' })
   await startupJitter(context, signal)
-  return fetch(context, sink, signal, rejected)
+  return claim(context, sink, signal, rejected)
 }
 
 /** Before this bootstrap's first provisioning request only: a fleet powered on at once spreads out. */
@@ -61,22 +64,28 @@ async function startupJitter(context: BootContext, signal: AbortSignal | undefin
   await seams.clock.sleep(delayMs, signal)
 }
 
-/** Provision from the server (retried); `refused` is the configuration the broker has just refused, if any. */
-async function fetch(
+/**
+ * Provision from the server (retried). `refused` is the configuration this one replaces, if any: the one the broker
+ * has just refused, or one being renewed (its secrets are not quoted, nor registered for again). `proof`: the TLS
+ * client certificate of the request (a renewal's, the current certificate).
+ */
+export async function claim(
   context: BootContext,
   sink: FailureSink,
   signal: AbortSignal | undefined,
   refused?: DeviceConfig,
+  proof?: ClientCertificate,
 ): Promise<Provisioned> {
   const { options, seams, report, memory } = context
   const { url, headers } = options
   memory.shownUrl ??= redactUrl(url)
   const shown = memory.shownUrl
   // With `certificate`, a key pair made now and the data plus its CSR (one per provisioning, shared by the retries).
-  const claim = options.certificate && (await certificateClaim(options.data, options.certificate))
+  const csr = options.certificate && (await certificateClaim(options.data, options.certificate))
   // Checked at the door (resolveOptions): serialised once per provisioning, never on a cached boot.
-  const body = claim ? claim.body : JSON.stringify(options.data)
-  const request = { url: new URL(url), body, headers, signal, secrets: refused === undefined ? [] : secretsOf(refused) }
+  const body = csr ? csr.body : JSON.stringify(options.data)
+  const secrets = refused === undefined ? [] : secretsOf(refused)
+  const request = { url: new URL(url), body, headers, signal, secrets, clientCertificate: proof }
   const config = await withRetry(
     async (attempt) => {
       report.provisioning(shown, attempt)
@@ -86,9 +95,12 @@ async function fetch(
           options.transportOptions,
           seams,
         )
-        if (!claim) return withoutUnaskedCertificate(answer, request.url)
+        const now = seams.clock.now()
         try {
-          return acceptCertificate(answer, claim, seams.clock.now())
+          // acceptCertificate() notes the lifetime its chain check found.
+          const accepted = csr ? acceptCertificate(answer, csr, now) : withoutUnaskedCertificate(answer)
+          if (!csr) noteLifetime(accepted, now)
+          return unexpired(accepted, now)
         } catch (error) {
           throw withUrl(error, request.url)
         }
@@ -101,7 +113,9 @@ async function fetch(
   )
   // With `certificate`, the certificate is the credential: there is no secret to register for.
   if (config.device.deviceSecret === '' && options.certificate === undefined) {
-    return { config: await register(context, sink, config, signal, refused), source: 'server' }
+    const registered = await register(context, sink, config, signal, refused)
+    noteLifetime(registered, seams.clock.now())
+    return { config: registered, source: 'server' }
   }
   report.provisioned(config, 'server')
   return { config, source: 'server' }
@@ -111,19 +125,28 @@ async function fetch(
  * An answer to a device that sent no CSR: a certificate in it is of no use (the device has no key for it), and one
  * with a certificate instead of any secret leaves the device nothing to connect with: `"99999"`.
  */
-function withoutUnaskedCertificate(config: DeviceConfig, url: URL): DeviceConfig {
+function withoutUnaskedCertificate(config: DeviceConfig): DeviceConfig {
   const { deviceSecret, productSecret, certificate } = config.device
   if (certificate === undefined || deviceSecret !== '' || productSecret !== null) return config
-  const message =
-    'provisioning answer has a certificate and no secret, and the device sent no CSR (no `certificate` option)'
-  throw withUrl(
-    new ProvisioningError('ERR_PROVISION_INVALID_RESPONSE', message, {
-      resultCode: ResultCode.INVALID_RESPONSE,
-      transient: false,
-      status: 200,
-    }),
-    url,
-  )
+  throw invalidAnswer('has a certificate and no secret, and the device sent no CSR (no `certificate` option)')
+}
+
+/**
+ * `config`, unless its secret has already expired by the device's clock: then a `"99999"`, as for an expired
+ * certificate (the same server would answer the same: not retried).
+ */
+function unexpired(config: DeviceConfig, now: number): DeviceConfig {
+  const lifetime = lifetimeOf(config)
+  if (lifetime !== undefined && lifetime.expiresAt <= now) throw invalidAnswer('has an expiresAt already past')
+  return config
+}
+
+function invalidAnswer(why: string): ProvisioningError {
+  return new ProvisioningError('ERR_PROVISION_INVALID_RESPONSE', `provisioning answer ${why}`, {
+    resultCode: ResultCode.INVALID_RESPONSE,
+    transient: false,
+    status: 200,
+  })
 }
 
 function sameCredentials(a: DeviceConfig, b: DeviceConfig): boolean {

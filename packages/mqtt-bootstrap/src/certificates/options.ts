@@ -3,7 +3,8 @@
  * sends a CSR with its data, and connects with the certificate the server issues for it (mutual TLS, auth `x509`).
  * What it must not be combined with is refused here, at the door, before any I/O.
  */
-import { checkKnown, fail, isPlainObject, typeName } from '../option-checks.js'
+import { checkInteger, checkKnown, fail, isPlainObject, typeName } from '../option-checks.js'
+import { MAX_RENEW_BEFORE_MS } from './schedule.js'
 
 /** The device's key types. P-256: small, fast to make on a device, and what every MQTT cloud takes. */
 export type KeyType = 'p256'
@@ -11,16 +12,20 @@ export type KeyType = 'p256'
 export interface CertificateOptions {
   /** The key pair the device makes on its first boot. @default 'p256' */
   keyType?: KeyType
+  /** The top-level `renewBeforeMs`, for the certificate only (it wins over that one). @default `renewBeforeMs` */
+  renewBeforeMs?: number
 }
 
 /** The resolved `certificate` option. */
 export interface ResolvedCertificate {
   readonly keyType: KeyType
+  /** `undefined`: the top-level `renewBeforeMs`, else a third of the lifetime. */
+  readonly renewBeforeMs?: number
 }
 
 export const CERTIFICATE_DEFAULTS: ResolvedCertificate = Object.freeze({ keyType: 'p256' })
 
-const CERTIFICATE_OPTIONS: ReadonlySet<string> = new Set(['keyType'])
+const CERTIFICATE_OPTIONS: ReadonlySet<string> = new Set(['keyType', 'renewBeforeMs'])
 const KEY_TYPES: readonly string[] = ['p256']
 
 /** The request field the CSR travels in. */
@@ -39,14 +44,21 @@ export function resolveCertificate(
   if (value === undefined || value === false) return undefined
   let resolved: ResolvedCertificate = CERTIFICATE_DEFAULTS
   if (value !== true) {
-    if (!isPlainObject(value)) fail('certificate', "true or an object { keyType: 'p256' }", typeName(value))
+    if (!isPlainObject(value))
+      fail('certificate', "true or an object { keyType: 'p256', renewBeforeMs }", typeName(value))
     checkKnown(value, CERTIFICATE_OPTIONS, 'certificate.')
     const keyType = value.keyType ?? 'p256'
     if (typeof keyType !== 'string' || !KEY_TYPES.includes(keyType)) {
       fail('certificate.keyType', `one of ${KEY_TYPES.map((type) => `'${type}'`).join(', ')}`, typeName(keyType))
     }
+    const renewBeforeMs =
+      value.renewBeforeMs === undefined
+        ? undefined
+        : checkInteger(value.renewBeforeMs, 'certificate.renewBeforeMs', 0, MAX_RENEW_BEFORE_MS)
     resolved =
-      keyType === CERTIFICATE_DEFAULTS.keyType ? CERTIFICATE_DEFAULTS : Object.freeze({ keyType: keyType as KeyType })
+      keyType === CERTIFICATE_DEFAULTS.keyType && renewBeforeMs === undefined
+        ? CERTIFICATE_DEFAULTS
+        : Object.freeze({ keyType: keyType as KeyType, ...(renewBeforeMs === undefined ? {} : { renewBeforeMs }) })
   }
   if (!isPlainObject(data)) {
     fail('data', 'an object when `certificate` is set (the CSR is sent as its `csr` field)', typeName(data))

@@ -14,6 +14,18 @@ export interface HttpRequest {
   /** Larger answers fail with a `TransportError` `ERR_TRANSPORT_TOO_LARGE`. */
   maxResponseBytes: number
   signal?: AbortSignal | undefined
+  /**
+   * A TLS client certificate for this request only, in place of the transport's own (`tls.cert`/`tls.key`): the
+   * device's current certificate when it renews it (EST's re-enroll, issue 18). A transport that cannot present one
+   * sends the request without it; the server then judges it as a claim like any other.
+   */
+  clientCertificate?: ClientCertificate | undefined
+}
+
+/** A client certificate chain (PEM, leaf first) and its private key (PEM; secret: a sealed Buffer). */
+export interface ClientCertificate {
+  cert: string
+  key: Buffer
 }
 
 export interface HttpResponse {

@@ -15,33 +15,20 @@
  * thing this module does; it only reads). Certificate verification is explicit, never NODE_TLS_REJECT_UNAUTHORIZED's.
  */
 import type { Duplex } from 'node:stream'
-import type { SecureContext } from 'node:tls'
 import type { buildConnector, Dispatcher } from 'undici'
 import { AbortError } from '../errors.js'
-import { nodeCrypto } from '../lazy.js'
 import { traceFor } from '../logger.js'
 import { redactUrl } from '../redact.js'
-import type { HttpRequest, HttpResponse, HttpTransport } from './http-transport.js'
+import type { ClientCertificate, HttpRequest, HttpResponse, HttpTransport } from './http-transport.js'
+import { sharedSecureContext, type TlsOptions } from './secure-context.js'
+
+export type { TlsOptions } from './secure-context.js'
+
 import { networkError, TransportError, timeoutError, tooLargeError } from './transport-error.js'
 
 const trace = traceFor('transport')
 
-type PemInput = string | Buffer | Array<string | Buffer>
 type Connector = buildConnector.connector
-
-/** TLS settings for the provisioning server. Certificate verification is always on. */
-export interface TlsOptions {
-  /** Trusted CA certificate(s), PEM; replaces the system roots, as in Node's `tls.connect`. */
-  ca?: PemInput
-  /** Client certificate chain (PEM), for servers that require mutual TLS. */
-  cert?: PemInput
-  /** Client private key (PEM). Secret. */
-  key?: PemInput
-  /** Passphrase of an encrypted `key`. Secret. */
-  passphrase?: string
-  /** SNI / verification name, when it differs from the URL's host. */
-  servername?: string
-}
 
 const PROXY_VARIABLES = ['https_proxy', 'HTTPS_PROXY', 'http_proxy', 'HTTP_PROXY']
 
@@ -121,48 +108,33 @@ let watching = false
 export class UndiciTransport implements HttpTransport {
   readonly #tls: TlsOptions
   #dispatchers: Promise<Dispatchers> | undefined
+  /** The dispatchers of the last request with a client certificate of its own (a renewal's), and that certificate. */
+  #renewal: { certificate: ClientCertificate; dispatchers: Promise<Dispatchers> } | undefined
 
   constructor(tls: TlsOptions = {}) {
     // A frozen one (resolved options) cannot change under us: no copy per bootstrap.
     this.#tls = Object.isFrozen(tls) ? tls : { ...tls }
   }
 
-  #ready(): Promise<Dispatchers> {
-    this.#dispatchers ??= Promise.all([import('undici'), import('node:tls')]).then(([undici, tls]) => {
-      const { Agent, buildConnector, EnvHttpProxyAgent, Pool, request } = undici
-      watchRequests()
-      // One secure context for every connection (Node would otherwise parse the PEMs into a new one each time).
-      const secureContext = sharedSecureContext(this.#tls, tls.createSecureContext)
-      // rejectUnauthorized spelled out: left absent, tls.connect reads NODE_TLS_REJECT_UNAUTHORIZED from the
-      // environment, and `0` there would switch verification off.
-      const serverTls = {
-        rejectUnauthorized: true,
-        ...(this.#tls.servername ? { servername: this.#tls.servername } : {}),
-        ...(secureContext ? { secureContext } : {}),
-      }
-      const connect = tracked(buildConnector(serverTls))
-      // Read with the agents, on the first request (EnvHttpProxyAgent reads the same variables then): a cached boot,
-      // which makes none, does not read the environment at all.
-      const proxy = PROXY_VARIABLES.some((name) => (process.env[name] ?? '') !== '')
-      return {
-        request,
-        direct: new Agent({ connect, keepAliveTimeout: 4_000 }),
-        proxied: proxy
-          ? new EnvHttpProxyAgent({
-              connect, // for the hosts NO_PROXY sends direct
-              requestTls: serverTls,
-              proxyTls: { rejectUnauthorized: true }, // an https:// proxy, on the system roots
-              clientFactory: (origin, options) =>
-                new Pool(origin, {
-                  ...options,
-                  connect: tracked(noIpServername((options as { connect: Connector }).connect)),
-                }),
-              keepAliveTimeout: 4_000,
-            })
-          : undefined,
-      }
-    })
-    return this.#dispatchers
+  /**
+   * The dispatchers for a request: the transport's own, or for a request with a client certificate of its own (the
+   * device's, when it renews: the configured one's passphrase is not its key's), one set kept for the last such
+   * certificate, and closed when another takes its place (a renewal a day at most).
+   */
+  #ready(certificate: ClientCertificate | undefined): Promise<Dispatchers> {
+    if (certificate === undefined) {
+      this.#dispatchers ??= dispatchersFor(this.#tls)
+      return this.#dispatchers
+    }
+    const last = this.#renewal
+    if (last?.certificate.cert === certificate.cert && last.certificate.key.equals(certificate.key)) {
+      return last.dispatchers
+    }
+    void last?.dispatchers.then(closeDispatchers, () => {})
+    const { cert, key } = certificate
+    const dispatchers = dispatchersFor({ ...this.#tls, cert, key, passphrase: undefined })
+    this.#renewal = { certificate, dispatchers }
+    return dispatchers
   }
 
   /**
@@ -206,7 +178,7 @@ export class UndiciTransport implements HttpTransport {
   }
 
   async #exchange(req: HttpRequest, attempt: Attempt): Promise<HttpResponse> {
-    const { request, direct, proxied } = await this.#ready()
+    const { request, direct, proxied } = await this.#ready(req.clientCertificate)
     attempt.signal.throwIfAborted()
     const viaProxy = proxied !== undefined && !isLoopback(req.url.hostname)
     trace.debug({ url: redactUrl(req.url.href), proxy: viaProxy, timeoutMs: req.timeoutMs }, 'POST')
@@ -252,38 +224,51 @@ export class UndiciTransport implements HttpTransport {
 
   /** Close idle connections. Pending requests finish first. */
   async close(): Promise<void> {
-    if (this.#dispatchers === undefined) return
-    const { direct, proxied } = await this.#dispatchers
-    await Promise.all([direct.close(), proxied?.close()])
+    const all = [this.#dispatchers, this.#renewal?.dispatchers]
+    await Promise.all(all.map((dispatchers) => dispatchers?.then(closeDispatchers)))
   }
 }
 
-const secureContexts = new Map<string, SecureContext>()
+/** undici and the dispatchers for `tls`, made on a first request (see the module's comment). */
+function dispatchersFor(tls: TlsOptions): Promise<Dispatchers> {
+  return Promise.all([import('undici'), import('node:tls')]).then(([undici, nodeTls]) => {
+    const { Agent, buildConnector, EnvHttpProxyAgent, Pool, request } = undici
+    watchRequests()
+    // One secure context for every connection (Node would otherwise parse the PEMs into a new one each time).
+    const secureContext = sharedSecureContext(tls, nodeTls.createSecureContext)
+    // rejectUnauthorized spelled out: left absent, tls.connect reads NODE_TLS_REJECT_UNAUTHORIZED from the
+    // environment, and `0` there would switch verification off.
+    const serverTls = {
+      rejectUnauthorized: true,
+      ...(tls.servername ? { servername: tls.servername } : {}),
+      ...(secureContext ? { secureContext } : {}),
+    }
+    const connect = tracked(buildConnector(serverTls))
+    // Read with the agents, on the first request (EnvHttpProxyAgent reads the same variables then): a cached boot,
+    // which makes none, does not read the environment at all.
+    const proxy = PROXY_VARIABLES.some((name) => (process.env[name] ?? '') !== '')
+    return {
+      request,
+      direct: new Agent({ connect, keepAliveTimeout: 4_000 }),
+      proxied: proxy
+        ? new EnvHttpProxyAgent({
+            connect, // for the hosts NO_PROXY sends direct
+            requestTls: serverTls,
+            proxyTls: { rejectUnauthorized: true }, // an https:// proxy, on the system roots
+            clientFactory: (origin, options) =>
+              new Pool(origin, {
+                ...options,
+                connect: tracked(noIpServername((options as { connect: Connector }).connect)),
+              }),
+            keepAliveTimeout: 4_000,
+          })
+        : undefined,
+    }
+  })
+}
 
-/**
- * The secure context for these TLS options, shared by transports with the same ones (a gateway provisioning many
- * devices, a retry on a new connection): parsing PEMs and building the trust store costs more than the handshake's
- * own signature check. Keyed by a digest of the PEMs; a few at most are kept.
- */
-function sharedSecureContext(
-  tls: TlsOptions,
-  createSecureContext: typeof import('node:tls').createSecureContext,
-): SecureContext | undefined {
-  const { ca, cert, key, passphrase } = tls
-  if (ca === undefined && cert === undefined && key === undefined) return undefined // the system roots: Node's default
-  const digest = nodeCrypto().createHash('sha256')
-  for (const part of [ca, cert, key, passphrase]) {
-    for (const item of Array.isArray(part) ? part : [part])
-      digest.update(item === undefined ? '\0' : item).update('\u0001')
-  }
-  const id = digest.digest('hex')
-  let context = secureContexts.get(id)
-  if (context === undefined) {
-    context = createSecureContext({ ca, cert, key, passphrase })
-    if (secureContexts.size >= 16) secureContexts.clear()
-    secureContexts.set(id, context)
-  }
-  return context
+async function closeDispatchers({ direct, proxied }: Dispatchers): Promise<void> {
+  await Promise.all([direct.close(), proxied?.close()])
 }
 
 function isLoopback(hostname: string): boolean {

@@ -1,0 +1,47 @@
+/**
+ * What the session (session.ts) is given by its bootstrap (boot/connect.ts ContextHooks), as types apart from it: the
+ * boot phases name `Provisioned` without importing the session, and the session's file is about what it does.
+ */
+import type { MqttCredentials } from './auth/strategy.js'
+import type { Clock } from './clock.js'
+import type { DeviceConfig } from './contract.js'
+import type { CredentialSource } from './events.js'
+import type { RenewalHooks } from './renewal.js'
+import type { Reporter } from './report.js'
+
+export interface Provisioned {
+  config: DeviceConfig
+  source: CredentialSource
+}
+
+/** What the session needs from its bootstrap; `renewalOf`, `renew`: credentials that expire (renewal.ts). */
+export interface SessionHooks extends RenewalHooks {
+  /** The broker URL for `config`. */
+  url(config: DeviceConfig): string
+  /** Freshly signed CONNECT fields for `config` (may throw: a custom strategy's trouble). */
+  sign(config: DeviceConfig): MqttCredentials
+  /** The device's own key and certificate for `config` (the `certificate` option), if it has them. */
+  clientCertificate(config: DeviceConfig, ws: object | undefined): { key: Buffer; cert: string } | undefined
+  /** Whether a refused client certificate can be replaced by a new claim (the `certificate` option). */
+  readonly renewsCertificate: boolean
+  /** Credentials to use after `rejected` was refused: newer cached ones, else the server's (retried). */
+  replace(rejected: DeviceConfig, signal: AbortSignal): Promise<Provisioned>
+  renew(config: DeviceConfig, signal: AbortSignal): Promise<Provisioned>
+  /** Cache credentials that have just been accepted by the broker. Never rejects. */
+  persist(config: DeviceConfig): Promise<void>
+  /** Every event and its log line (report.ts). */
+  report: Pick<
+    Reporter,
+    | 'reconnectWait'
+    | 'reconnecting'
+    | 'reconnected'
+    | 'reconnectRejected'
+    | 'sessionEnded'
+    | 'nonFatal'
+    | 'renewing'
+    | 'renewed'
+  >
+  clock: Clock
+  /** The caller's mqtt.js servername, kept when the host changes. */
+  servername: string | undefined
+}
