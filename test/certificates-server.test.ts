@@ -1,14 +1,14 @@
 /**
  * Certificates on the server (issue 17): the handler's `issue` option over a real HTTPS server on 127.0.0.1, a real
  * `serve --issuing-ca/--issuing-key` process (with the JSON registry, and with --database on a real PostgreSQL), and
- * the checker's `certificate` checks. Certificates are judged by the openssl command line and by the device's own
- * chain check; CSRs come from the device's code and from openssl. Only the clock is fake.
+ * the checker's `certificate` checks (the renewal among them, issue 18). Certificates are judged by the openssl command
+ * line and by the device's own chain check; CSRs come from the device's code and from openssl. Only the clock is fake.
  */
 import { execFileSync } from 'node:child_process'
 import { createHmac, randomBytes, X509Certificate } from 'node:crypto'
 import { once } from 'node:events'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import type { ServerResponse } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import https from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -28,6 +28,7 @@ import {
   createProvisioningHandler,
   DeviceRegistry,
   issueCertificates,
+  PostgresRegistry,
   type ProvisioningHandlerOptions,
   type Reclaim,
   SERVER_CODES,
@@ -114,8 +115,15 @@ async function post(agent: Agent, url: string, data: unknown, headers: Record<st
   return { status: response.statusCode, ...((await response.body.json()) as Omit<Answer, 'status'>) }
 }
 
-/** The handler over the registry file on 127.0.0.1, port 0; `resolve` counted, errors kept. */
-async function startHandler(options: Partial<ProvisioningHandlerOptions> = {}, registryPath = unsignedRegistry) {
+/**
+ * The handler over the registry file on 127.0.0.1, port 0; `resolve` counted, errors kept. `clientCa`: client
+ * certificates asked for (not required), from that CA, as `serve --issuing-ca` asks for them.
+ */
+async function startHandler(
+  options: Partial<ProvisioningHandlerOptions> = {},
+  registryPath = unsignedRegistry,
+  clientCa?: string,
+) {
   const registry = new DeviceRegistry(registryPath)
   const errors: unknown[] = []
   let resolved = 0
@@ -127,7 +135,8 @@ async function startHandler(options: Partial<ProvisioningHandlerOptions> = {}, r
     onError: (error) => errors.push(error),
     ...options,
   })
-  const server = https.createServer({ key: tls.key, cert: tls.cert, noDelay: true }, handler)
+  const mutual = clientCa === undefined ? {} : { requestCert: true, rejectUnauthorized: false, ca: clientCa }
+  const server = https.createServer({ key: tls.key, cert: tls.cert, noDelay: true, ...mutual }, handler)
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
   const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/bootstrap`
@@ -385,11 +394,13 @@ describe('checkProvisioningServer({ certificate: true })', () => {
     'certificateNotCa',
     'certificateChain',
     'badCsr',
+    'certificateRenewal',
   ]
   const statusOf = (report: CheckReport) => Object.fromEntries(report.checks.map((c) => [c.id, c.status]))
 
-  test('a server with issue passes every certificate check, signed claims too', async () => {
+  test('a server with issue passes every certificate check, signed claims too; it renews without client certificates', async () => {
     const registry = new DeviceRegistry(signedRegistry)
+    // No client certificates asked for: the renewal is answered as the signed claim it also is.
     const server = await startHandler({ issue: issuer(), verify: registry.verifier() }, signedRegistry)
     try {
       const report = await checkProvisioningServer({
@@ -407,6 +418,97 @@ describe('checkProvisioningServer({ certificate: true })', () => {
       const detail = (id: string) => report.checks.find((c) => c.id === id)?.detail
       expect(detail('certificateSubject')).toBe('CN "device-001"')
       expect(detail('badCsr')).toBe('"10008" (HTTP 200)')
+      expect(detail('certificateRenewal')).toMatch(
+        /^a certificate for the new key, CN "device-001", valid until .*\(whether the server took it for a renewal or a new claim cannot be seen from here\)$/,
+      )
+    } finally {
+      await server.close()
+    }
+  })
+
+  test('certificateRenewal against renewals recognised; it fails when the renewal is answered another CN', async () => {
+    const registry = new DeviceRegistry(signedRegistry)
+    const seen: boolean[] = []
+    const recognising = await startHandler(
+      { issue: issuer(), verify: registry.verifier(), onRequest: ({ renewal }) => seen.push(renewal) },
+      signedRegistry,
+      ca.cert,
+    )
+    const options = {
+      data: KNOWN,
+      tls: { ca: tls.ca },
+      attestation: { keyId: KNOWN.imei, key: derive(KNOWN.imei) },
+      certificate: true,
+    }
+    try {
+      const report = await checkProvisioningServer({ url: recognising.url, ...options })
+      expect(report.checks.filter((c) => c.status === 'fail')).toEqual([])
+      expect(statusOf(report).certificateRenewal).toBe('pass')
+      await until(() => seen.includes(true), 2000, 'the renewal recognised')
+      expect(seen.filter(Boolean)).toHaveLength(1)
+    } finally {
+      await recognising.close()
+    }
+    // A server that answers a request with a client certificate the configuration of another device.
+    const other = { ...DEVICE, deviceName: 'someone-else' }
+    const presents = (req: IncomingMessage) =>
+      Buffer.isBuffer((req.socket as import('node:tls').TLSSocket).getPeerCertificate?.()?.raw)
+    const real = issuer()
+    const wrong = await startHandler(
+      {
+        issue: { check: real.check, issue: real.issue }, // no renewal(): a custom issuer
+        resolve: (data, req) =>
+          presents(req)
+            ? { device: other, connect: { host: HOST } }
+            : new DeviceRegistry(unsignedRegistry).resolve(data, req),
+      },
+      unsignedRegistry,
+      ca.cert,
+    )
+    try {
+      const report = await checkProvisioningServer({
+        url: wrong.url,
+        data: KNOWN,
+        tls: { ca: tls.ca },
+        certificate: true,
+      })
+      expect(report.ok).toBe(false)
+      expect(report.checks.filter((c) => c.status === 'fail').map((c) => c.id)).toEqual(['certificateRenewal'])
+      expect(report.checks.find((c) => c.id === 'certificateRenewal')?.detail).toBe(
+        'the renewed certificate\'s CN is "someone-else", not "device-001" as before',
+      )
+    } finally {
+      await wrong.close()
+    }
+  })
+
+  test('certificateRenewal fails when the renewal is refused', async () => {
+    // Certificates for the known device's claims; its third request (claim, broken CSR, renewal) refused "10004".
+    const real = issuer()
+    let known = 0
+    const server = await startHttpsServer(tls, async (recorded, response: ServerResponse) => {
+      const data = JSON.parse(recorded.body) as { imei: string; csr: unknown }
+      if (data.imei !== KNOWN.imei) return json(response, 200, { code: '10001' })
+      if (++known === 3) return json(response, 401, { code: '10004' })
+      const checked = await real.check(data.csr)
+      if (!checked.ok) return json(response, 200, { code: '10008' })
+      const certificate = await real.issue(checked.request, DEVICE)
+      return json(response, 200, configAnswer({ host: HOST }, { ...DEVICE, certificate }), {
+        'cache-control': 'no-store',
+      })
+    })
+    try {
+      const report = await checkProvisioningServer({
+        url: server.url,
+        data: KNOWN,
+        tls: { ca: tls.ca },
+        certificate: true,
+      })
+      expect(report.checks.filter((c) => c.status === 'fail').map((c) => c.id)).toEqual(['certificateRenewal'])
+      expect(report.checks.find((c) => c.id === 'certificateRenewal')?.detail).toBe(
+        'the renewal was answered "10004" (HTTP 401), not "00000"',
+      )
+      expect(known).toBe(3)
     } finally {
       await server.close()
     }
@@ -426,7 +528,13 @@ describe('checkProvisioningServer({ certificate: true })', () => {
       expect(status.certificate).toBe('fail')
       expect(report.checks.find((c) => c.id === 'certificate')?.detail).toMatch(/ignored the CSR/)
       expect(status.badCsr).toBe('fail')
-      for (const id of ['certificateKey', 'certificateSubject', 'certificateNotCa', 'certificateChain']) {
+      for (const id of [
+        'certificateKey',
+        'certificateSubject',
+        'certificateNotCa',
+        'certificateChain',
+        'certificateRenewal',
+      ]) {
         expect(status[id]).toBe('skip')
       }
       // The contract checks themselves still pass.
@@ -478,6 +586,8 @@ describe('checkProvisioningServer({ certificate: true })', () => {
       for (const id of ['certificateKey', 'certificateSubject', 'certificateNotCa', 'certificateChain', 'badCsr']) {
         expect(status[id], id).toBe('fail')
       }
+      // Nothing a device would keep: no renewal is tried.
+      expect(status.certificateRenewal).toBe('skip')
       const detail = (id: string) => report.checks.find((c) => c.id === id)?.detail
       expect(detail('certificateSubject')).toBe('CN "someone-else", deviceName "device-001"')
       expect(detail('certificateChain')).toMatch(/only the leaf/)
@@ -710,6 +820,95 @@ describe.skipIf(postgresSkipReason())('serve --database --issuing-ca: a bad CSR 
       expect(await claim(IMEIS[0], (await deviceCsr()).csr)).toMatchObject({ code: '10006' })
     } finally {
       await agent.close()
+    }
+  })
+
+  test("renewals: the identity's own triplet by its certificate, never a new one from the pool; each audited", {
+    timeout: 60_000,
+  }, async () => {
+    const registry = await PostgresRegistry.open({ connectionString: await pg.database() })
+    const SECRETS = ['FAKE-renewal-secret-0001', 'FAKE-renewal-secret-0002']
+    for (const secret of SECRETS) suite.secret(secret)
+    const handler = createProvisioningHandler({
+      resolve: registry.resolve,
+      verify: registry.verifier(),
+      issue: issuer(),
+      claims: registry.claims,
+      onRequest: registry.audit,
+    })
+    const server = https.createServer(
+      { key: tls.key, cert: tls.cert, noDelay: true, requestCert: true, rejectUnauthorized: false, ca: ca.cert },
+      handler,
+    )
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/bootstrap`
+    const agents: Agent[] = []
+    const send = (data: object, options: { signed?: boolean; client?: { cert: string; key: string } } = {}) => {
+      const agent = new Agent({ connect: { ca: tls.ca, ...options.client } })
+      agents.push(agent)
+      const body = JSON.stringify(data)
+      const imei = (data as { imei: string }).imei
+      const created = Math.floor(Date.now() / 1000)
+      const headers = options.signed
+        ? signClaimIndependently({ key: derive(imei), keyId: imei, url, body, created }).headers
+        : {}
+      return post(agent, url, body, headers)
+    }
+    try {
+      await registry.migrate()
+      // Any signed identity gets a triplet: a renewal must not be a way around the signature to one.
+      await registry.configure({
+        attestation: { groupKeyFile: join(dir, 'group.key') },
+        connect: { host: HOST },
+        claims: 'any-signed',
+      })
+      await registry.importTriplets(
+        SECRETS.map((deviceSecret, i) => ({ productKey: 'a1FakeProd', deviceName: `renew-${i + 1}`, deviceSecret })),
+      )
+      const first = await deviceCsr()
+      const claimed = await send({ imei: IMEIS[0], csr: first.csr }, { signed: true })
+      expect(claimed).toMatchObject({ status: 200, code: '00000' })
+      expect(claimed.result?.device.deviceName).toBe('renew-1')
+      const current = { cert: claimed.result?.device.certificate as string, key: first.key.privateKeyPem }
+
+      const next = await deviceCsr()
+      const renewed = await send({ imei: IMEIS[0], csr: next.csr }, { client: current })
+      expect(renewed).toMatchObject({ status: 200, code: '00000' })
+      expect(renewed.result?.device).toMatchObject({ deviceName: 'renew-1', deviceSecret: SECRETS[0] })
+      const chain = renewed.result?.device.certificate as string
+      expect(checkCertificateChain(chain, next.key.publicKeyDer, Date.now())).toMatchObject({ ok: true })
+      // Another identity, never claimed: with renew-1's certificate it gets nothing, and the pool keeps its triplet.
+      expect(await send({ imei: IMEIS[1], csr: next.csr }, { client: current })).toEqual({ status: 401, code: '10004' })
+      expect(await registry.counts()).toMatchObject({ total: 2, free: 1 })
+      // Under an allow-list: not on it, "10001" as for a claim; on it without a triplet yet, "10004" and none taken.
+      await registry.configure({ claims: 'allow-list' })
+      expect(await send({ imei: IMEIS[1], csr: next.csr }, { client: current })).toEqual({ status: 200, code: '10001' })
+      await registry.allow([IMEIS[1]])
+      expect(await send({ imei: IMEIS[1], csr: next.csr }, { client: current })).toEqual({ status: 401, code: '10004' })
+      expect(await registry.counts()).toMatchObject({ total: 2, free: 1 })
+      await registry.revoke([IMEIS[0]])
+      expect(await send({ imei: IMEIS[0], csr: next.csr }, { client: current })).toMatchObject({ code: '10007' })
+      const rows = async () =>
+        (
+          await registry.pool.query<{ identity: string; code: string; status: number; assigned: boolean }>(
+            'SELECT identity, code, status, triplet_id IS NOT NULL AS assigned FROM mqtt_bootstrap.claims ORDER BY id',
+          )
+        ).rows
+      // Each written by resolve with its claim (not after the answer, by onRequest's audit).
+      expect(await rows()).toEqual([
+        { identity: IMEIS[0], code: '00000', status: 200, assigned: true },
+        { identity: IMEIS[0], code: '00000', status: 200, assigned: true },
+        { identity: IMEIS[1], code: '10004', status: 401, assigned: false },
+        { identity: IMEIS[1], code: '10001', status: 200, assigned: false },
+        { identity: IMEIS[1], code: '10004', status: 401, assigned: false },
+        { identity: IMEIS[0], code: '10007', status: 200, assigned: false },
+      ])
+    } finally {
+      await Promise.all(agents.map((agent) => agent.close()))
+      server.closeAllConnections()
+      server.close()
+      await registry.close()
     }
   })
 })

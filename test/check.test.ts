@@ -99,6 +99,30 @@ describe('the conformance checker', () => {
       ['device'],
       /device\.deviceName/,
     ],
+    [
+      'an expiresAt in the past (issue 18)',
+      () => brokenServer(good({}, { ...DEVICE, expiresAt: '2020-01-01T00:00:00Z' })),
+      ['device'],
+      /^device\.expiresAt 2020-01-01T00:00:00Z is in the past by this clock/,
+    ],
+    [
+      'an expiresAt a second ago',
+      () => brokenServer(good({}, { ...DEVICE, expiresAt: new Date(Date.now() - 1000).toISOString() })),
+      ['device'],
+      /is in the past by this clock: the secret has expired on arrival/,
+    ],
+    [
+      'an expiresAt on a date that does not exist',
+      () => brokenServer(good({}, { ...DEVICE, expiresAt: '2099-02-30T00:00:00Z' })),
+      ['device'],
+      /^device\.expiresAt "2099-02-30T00:00:00Z" is not a date that exists$/,
+    ],
+    [
+      'an expiresAt without an offset',
+      () => brokenServer(good({}, { ...DEVICE, expiresAt: '2099-01-01T00:00:00' })),
+      ['device'],
+      /device\.expiresAt/,
+    ],
     ['credentials for anyone', () => brokenServer(good(), good()), ['unknownDevice'], /anyone/],
     [
       '"77777" for an unknown device',
@@ -170,6 +194,27 @@ describe('the conformance checker', () => {
       expect(statusOf(report)).toMatchObject({ tls: 'skip', code: 'pass', host: 'pass' })
     } finally {
       server.close()
+    }
+  })
+
+  test('an expiresAt in the future passes, its detail saying when', async () => {
+    const inAMonth = new Date(Date.now() + 30 * 86_400_000 + 60_000).toISOString()
+    const soon = new Date(Date.now() + 90_000).toISOString().replace('Z', '+00:00')
+    for (const [expiresAt, when] of [
+      [inAMonth, /in 30 days$/],
+      [soon, /in (89|90) s$/],
+    ] as const) {
+      const server = await brokenServer(good({}, { ...DEVICE, expiresAt }))
+      try {
+        const report = await checkProvisioningServer({ url: server.url, data: KNOWN, tls: { ca: tls.ca } })
+        expect(failures(report)).toEqual([])
+        const device = report.checks.find((c) => c.id === 'device')
+        expect(device?.status).toBe('pass')
+        expect(device?.detail).toMatch(new RegExp(`^device ok; expiresAt ${expiresAt.replace(/[.+]/g, '\\$&')}, `))
+        expect(device?.detail).toMatch(when)
+      } finally {
+        await server.close()
+      }
     }
   })
 

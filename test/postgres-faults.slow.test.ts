@@ -95,7 +95,7 @@ describe.skipIf(postgresSkipReason())('the PostgreSQL registry under faults', ()
     await expect(registry.revoke(['a\u0000b'])).rejects.toThrow(TypeError)
     expect((await registry.counts()).assigned).toBe(0)
     const request = {} as never
-    registry.audit({ request, status: 200, code: '10001', data: { imei: 'a\u0000b\ud800' } })
+    registry.audit({ request, status: 200, code: '10001', data: { imei: 'a\u0000b\ud800' }, renewal: false })
     let rows: Array<{ identity: string }> = []
     for (let i = 0; i < 50 && rows.length === 0; i++) {
       rows = (await admin.query('SELECT identity FROM mqtt_bootstrap.claims')).rows

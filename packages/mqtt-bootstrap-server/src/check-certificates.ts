@@ -3,7 +3,9 @@
  * claim carries a CSR for a key made for the check, as the device's `certificate` option sends it, and the answer's
  * `device.certificate` must be a client certificate for that key, named after the answer's deviceName, not a CA, and
  * chain to the CA the answer sends, as the device judges it (checkCertificateChain). Then a CSR whose signature does
- * not verify must be refused: a server that signed it would certify a key nobody proved to hold.
+ * not verify must be refused: a server that signed it would certify a key nobody proved to hold. Last, the renewal
+ * (issue 18): the claim again, with a CSR for a new key and the certificate just issued (and its key) as the TLS
+ * client certificate, as a device renews it; it must be answered a certificate for the new key, of the same CN.
  */
 import { X509Certificate } from 'node:crypto'
 import type { HttpResponse } from 'mqtt-bootstrap'
@@ -27,6 +29,8 @@ export const CERTIFICATE_CHECKS = Object.freeze({
   certificateNotCa: 'the certificate is not a CA (CA:FALSE)',
   certificateChain: 'the chain is valid now and each certificate is issued by the next, as the device checks it',
   badCsr: 'refuses a CSR whose signature does not verify (not "00000")',
+  certificateRenewal:
+    'renews: the claim with the issued certificate as TLS client certificate gets one for a new key, the same CN',
 } as const)
 
 /** The id of a certificate check. */
@@ -74,19 +78,33 @@ export interface CertificateContext {
   response: HttpResponse
   /** The known device's data with `csr`, to send again with a broken CSR. */
   data: object
-  /** Post a body, signed as the known device's claims are. */
-  post(payload: string): Promise<Posted>
+  /** Post a body, signed as the known device's claims are; with `client`, that TLS client certificate and key. */
+  post(payload: string, client?: { cert: string; key: string }): Promise<Posted>
   record(id: CertificateCheckId, status: CheckStatus, detail: string): void
 }
 
-/** Judge the known device's answer to its claim with a CSR, then send a broken CSR; record each check. */
+/**
+ * Judge the known device's answer to its claim with a CSR, then send a broken CSR, then renew the certificate issued;
+ * record each check.
+ */
 export async function checkCertificates(context: CertificateContext): Promise<void> {
   const { probe, response, data, post, record } = context
-  judgeCertificate(probe, response, record)
+  const issued = judgeCertificate(probe, response, record)
   // Flipped in the signature's last byte: the same request, its proof of possession broken.
   const broken = brokenSignature(probe.csr)
   const posted = await post(serializeData({ ...data, csr: broken }, 'data'))
   record('badCsr', ...judgeRefusal(posted))
+  if (issued === undefined) {
+    record('certificateRenewal', 'skip', "not checked: no certificate for the CSR's key, valid now, to renew with")
+    return
+  }
+  record('certificateRenewal', ...(await renew(issued, context)))
+}
+
+/** A certificate issued for the probe's key, valid now: what the renewal presents. */
+interface Issued {
+  chain: string
+  commonName: string
 }
 
 /** The checks judged from the known device's answer (`badCsr` sends a request of its own). */
@@ -98,18 +116,24 @@ const ANSWER_CHECKS = [
   'certificateChain',
 ] as const satisfies readonly CertificateCheckId[]
 
-function judgeCertificate(probe: CertificateProbe, response: HttpResponse, record: CertificateContext['record']) {
-  const skipAll = (why: string) => {
+/** The checks of the answer; the certificate when it is one a device would keep (for the key, valid now, one CN). */
+function judgeCertificate(
+  probe: CertificateProbe,
+  response: HttpResponse,
+  record: CertificateContext['record'],
+): Issued | undefined {
+  const skipAll = (why: string): undefined => {
     for (const id of ANSWER_CHECKS) {
       record(id, id === 'certificate' ? 'fail' : 'skip', id === 'certificate' ? why : 'not checked: no certificate')
     }
+    return undefined
   }
   const outcome = interpretAnswer(response, Date.now())
   if (outcome instanceof ProvisioningError) {
     for (const id of ANSWER_CHECKS) {
       record(id, 'skip', 'not checked: the known device\'s claim with a CSR was not answered "00000"')
     }
-    return
+    return undefined
   }
   const { certificate, deviceName } = outcome.device
   if (certificate === undefined) return skipAll('"00000" without device.certificate: the server ignored the CSR')
@@ -144,7 +168,7 @@ function judgeCertificate(probe: CertificateProbe, response: HttpResponse, recor
   )
   if (chain.length < 2) {
     record('certificateChain', 'fail', 'only the leaf: the issuing CA must follow it (the chain, leaf first)')
-    return
+    return undefined
   }
   const checked = checkCertificateChain(certificate, probe.key.publicKeyDer, Date.now(), NOT_BEFORE_SKEW_MS)
   record(
@@ -152,6 +176,46 @@ function judgeCertificate(probe: CertificateProbe, response: HttpResponse, recor
     checked.ok ? 'pass' : 'fail',
     checked.ok ? `valid until ${new Date(checked.notAfter).toISOString()}` : checked.problem,
   )
+  const [commonName] = names
+  return checked.ok && names.length === 1 && commonName !== undefined ? { chain: certificate, commonName } : undefined
+}
+
+/**
+ * The renewal, as a device makes it: the data with a CSR for a new key, the issued certificate and the probe's key as
+ * the TLS client certificate. A server that does not ask for client certificates answers it as a first claim: the
+ * outcome is the same, and nothing the checker sees tells the two apart, so the detail says what was sent.
+ */
+async function renew(issued: Issued, context: CertificateContext): Promise<[CheckStatus, string]> {
+  const { probe, data, post } = context
+  const next = await certificateProbe(withoutCsr(data))
+  const posted = await post(serializeData(next.data, 'data'), { cert: issued.chain, key: probe.key.privateKeyPem })
+  if (posted.error !== undefined) return ['fail', `no answer to the renewal: ${posted.error.message}`]
+  const outcome = interpretAnswer(posted.response, Date.now())
+  if (outcome instanceof ProvisioningError) {
+    const code = outcome.resultCode === undefined ? outcome.message : `"${outcome.resultCode}"`
+    return ['fail', `the renewal was answered ${code} (HTTP ${posted.response.status}), not "00000"`]
+  }
+  const { certificate } = outcome.device
+  if (certificate === undefined) return ['fail', 'the renewal was answered "00000" without device.certificate']
+  const checked = checkCertificateChain(certificate, next.probe.key.publicKeyDer, Date.now(), NOT_BEFORE_SKEW_MS)
+  if (!checked.ok) return ['fail', `the renewed certificate: ${checked.problem}`]
+  const [leaf] = certificate.match(CERTIFICATE_BLOCK) ?? []
+  const names = leaf === undefined ? [] : commonNames(new X509Certificate(leaf))
+  if (names.length !== 1 || names[0] !== issued.commonName) {
+    const shown = names.map((name) => `"${name}"`).join(', ') || 'absent'
+    return ['fail', `the renewed certificate's CN is ${shown}, not "${issued.commonName}" as before`]
+  }
+  return [
+    'pass',
+    `a certificate for the new key, CN "${issued.commonName}", valid until ${new Date(checked.notAfter).toISOString()}` +
+      ' (whether the server took it for a renewal or a new claim cannot be seen from here)',
+  ]
+}
+
+/** The known device's data without the checker's first CSR (certificateProbe adds a new one). */
+function withoutCsr(data: object): object {
+  const { csr: _, ...rest } = data as Record<string, unknown>
+  return rest
 }
 
 /**

@@ -3,7 +3,8 @@
  * contract. It judges with the library's own schemas (contract.ts) and transport, so a server that passes is one the
  * library works with. Details name fields and codes, never a secret. With a device's key (`attestation`) it signs that
  * device's claim and checks that claims without it are refused (check-claims.ts); with `certificate`, that claim
- * carries a CSR and the certificate answered is judged (check-certificates.ts).
+ * carries a CSR and the certificate answered is judged, then renewed with itself as the TLS client certificate
+ * (check-certificates.ts).
  */
 import { randomBytes } from 'node:crypto'
 import type { HttpResponse } from 'mqtt-bootstrap'
@@ -31,7 +32,8 @@ import {
   claimKeys,
   signed,
 } from './check-claims.js'
-import { refusalCodeProblem } from './handler.js'
+import { judgeExpiry } from './check-expiry.js'
+import { refusalCodeProblem } from './refusal-codes.js'
 
 export type { CheckAttestation, CheckKey, CheckStatus } from './check-claims.js'
 
@@ -123,9 +125,10 @@ export async function checkProvisioningServer(options: CheckOptions): Promise<Ch
   const secure = url.protocol === 'https:'
   record('https', secure ? 'pass' : 'fail', secure ? 'https://' : 'plain http: credentials would travel in clear')
 
-  const post = async (payload: string, claim: Record<string, string> = {}) => {
+  /** `tls`: the transport's, by default the checker's own (a renewal presents the certificate it renews instead). */
+  const post = async (payload: string, claim: Record<string, string> = {}, tls = options.tls) => {
     // A new transport each time: a fresh TLS connection, as a booting device has.
-    const transport = new UndiciTransport(options.tls)
+    const transport = new UndiciTransport(tls)
     const started = performance.now()
     try {
       const request = { url, headers: { ...headers, ...claim }, body: payload, timeoutMs, maxResponseBytes: 64 * 1024 }
@@ -170,8 +173,12 @@ export async function checkProvisioningServer(options: CheckOptions): Promise<Ch
   }
   if (withCsr !== undefined) {
     const { probe, data } = withCsr
-    const signedPost = async (payload: string) =>
-      post(payload, keys === undefined ? {} : { ...(await signed(keys.key, url, payload)) })
+    // A renewal's client certificate replaces the checker's own (and its key's passphrase); the trust stays.
+    const { cert: _cert, key: _key, passphrase: _passphrase, ...trust } = options.tls ?? {}
+    const signedPost = async (payload: string, client?: { cert: string; key: string }) => {
+      const claim = keys === undefined ? {} : { ...(await signed(keys.key, url, payload)) }
+      return post(payload, claim, client === undefined ? options.tls : { ...trust, ...client })
+    }
     await checkCertificates({ probe, data, response: known.response, post: signedPost, record })
   }
   return finish(url.href, results, keys !== undefined, certificate)
@@ -210,7 +217,8 @@ function judgeAnswer(
   if (code !== ResultCode.SUCCESS) return
   const { device, connect } = (typeof result === 'object' && result !== null ? result : {}) as Record<string, unknown>
   const { Device, Connect } = contractSchemas()
-  record('device', ...field(Device, device, 'device'))
+  const deviceChecked = field(Device, device, 'device')
+  record('device', ...(deviceChecked[0] === 'pass' ? judgeExpiry(device as { expiresAt?: string }) : deviceChecked))
   const fields = (typeof connect === 'object' && connect !== null ? connect : {}) as Record<string, unknown>
   record('qos', ...field(Connect.entries.qos, fields.qos, 'connect.qos'))
   record('cleanSession', ...field(Connect.entries.cleanSession, fields.cleanSession, 'connect.cleanSession'))

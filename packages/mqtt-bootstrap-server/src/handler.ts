@@ -3,24 +3,28 @@
  * argument). It answers the wire contract of PointAccess: `{ code, result? }`, with `"00000"` and a configuration
  * checked by the same validation the device uses, or a refusal code checked against the contract too. With `verify`,
  * a claim is judged (its signature, DESIGN.md "Authenticated claims") between reading the body and `resolve`. With
- * `issue`, a request's CSR is judged before `resolve` and answered a certificate with the configuration (issue 17).
+ * `issue`, a request's CSR is judged before `resolve` and answered a certificate with the configuration (issue 17), and
+ * a request whose TLS client certificate the issuer made is that device's renewal, its certificate the proof (issue 18).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { contractSchemas, type DeviceConfig, parseDeviceConfig, ResultCode } from 'mqtt-bootstrap/contract'
-import * as v from 'valibot'
+import { type DeviceConfig, parseDeviceConfig, ResultCode } from 'mqtt-bootstrap/contract'
 import {
   awaitingCertificate,
   BAD_CSR,
   checkIssuer,
+  renewalOf,
+  renewedAnswer,
   requestedCertificate,
   withCertificate,
   withoutCertificate,
 } from './certificates/handler-step.js'
 import type { CertificateIssuer } from './certificates/issue.js'
-import { type ClaimLimiter, type ClaimLimitsOptions, carriesSignature, claimGates } from './claims/limits.js'
+import { type ClaimLimiter, type ClaimLimitsOptions, claimGates } from './claims/limits.js'
 import { type ReclaimOptions, reclaimRecorder } from './claims/reclaims.js'
-import { CLAIM_CODES, type ClaimVerifier, recordVerifiedClaim } from './claims/verify.js'
+import { judgeClaim } from './claims/verdict.js'
+import { CLAIM_CODES, type ClaimVerifier } from './claims/verify.js'
 import { answer, exchanges, NOT_JSON, parseJson, type Reply, rawBytes } from './http-answer.js'
+import { refusalCodeProblem } from './refusal-codes.js'
 import { RegistryUnavailableError } from './unavailable.js'
 
 /** What `resolve` answers: the device's configuration, a refusal code, or `undefined` for an unknown device. */
@@ -42,7 +46,10 @@ export interface ProvisioningHandlerOptions extends ReclaimOptions {
    * Certificates for the device's own key, e.g. `issueCertificates({ ca: { cert, key }, validitySeconds })`: a
    * request whose data carries `csr` has it checked before `resolve` (an unusable one is `"10008"`, and `resolve` is
    * not asked), and its `"00000"` answer gets `device.certificate` (CN = the configuration's deviceName). A failure of
-   * the issuer itself is `"77777"`, told to `onError`. Without it, `csr` is ignored. @default none
+   * the issuer itself is `"77777"`, told to `onError`. Without it, `csr` is ignored. A request whose TLS client
+   * certificate `issue.renewal` recognises is a renewal: `verify` is not asked (the certificate is the proof), the
+   * limits never hold it back, and a configuration of another deviceName than the certificate's is `"10004"` (HTTP
+   * 401); it is no re-claim. @default none
    */
   issue?: CertificateIssuer
   /**
@@ -84,6 +91,11 @@ export interface RequestOutcome {
    * The device's claim, not a secret the server hands out; a log should still show no more of it than it needs.
    */
   data: unknown
+  /**
+   * Whether the request was a renewal: its TLS client certificate one the handler's `issue` made (issue 18), which
+   * proved the claim in place of `verify`. `false` for every other request, and without `issue`.
+   */
+  renewal: boolean
 }
 
 /** The reference server's refusal codes (any string other than 00000/77777/99999 is a refusal). */
@@ -103,15 +115,6 @@ export const SERVER_CODES = Object.freeze({
   /** With `issue`: the CSR is unusable (not PEM PKCS#10, a bad signature, a key that is not P-256 or RSA 2048+). */
   BAD_CSR,
 })
-
-const RESERVED_CODES: ReadonlySet<string> = new Set(Object.values(ResultCode))
-
-/** Why `code` cannot be a refusal code, or `undefined`: the contract's code, and none of the three reserved ones. */
-export function refusalCodeProblem(code: unknown): string | undefined {
-  if (!v.is(contractSchemas().Code, code)) return 'must be a string of 1 to 64 printable characters'
-  if (RESERVED_CODES.has(code)) return `must not be "${code}", a code the contract reserves`
-  return undefined
-}
 
 /**
  * The handler: `(req, res)` for node:http(s). When something in front of it has already read the body (Express with a
@@ -150,50 +153,39 @@ export function createProvisioningHandler(options: ProvisioningHandlerOptions) {
     Promise.resolve()
       .then(async (): Promise<Reply> => {
         const gate = gateOf?.(request, data)
-        let signed = false
-        if (verify !== undefined) {
-          if (raw === undefined) throw new TypeError(RAW_BODY_NEEDED)
-          // Over the limit, a request with no signature at all cannot be a valid claim: answered at once.
-          const early = carriesSignature(request) ? undefined : await gate?.limited()
-          if (early !== undefined) return early
-          const verdict = await verify({ request, body: raw, data })
-          if (!verdict.ok) {
-            // Nothing but the code: no configuration, no hint whether the identity exists.
-            const { code, status, retryAfterSeconds: after } = verdict
-            if (after !== undefined && !(Number.isSafeInteger(after) && after >= 0)) {
-              throw new TypeError(`verify() refused with a retryAfterSeconds that is not a whole number of seconds`)
-            }
-            // 200 with any code is the contract too (the seed's servers refuse with 200).
-            if (!(status === 200 || (Number.isInteger(status) && status >= 400 && status <= 599))) {
-              throw new TypeError(`verify() refused with HTTP status ${String(status)}, not 200, 4xx or 5xx`)
-            }
-            const problem = code === ResultCode.TRANSIENT ? undefined : refusalCodeProblem(code)
-            if (problem !== undefined) throw new TypeError(`verify() refused with a code that ${problem}`)
-            const limited = await gate?.refused(code)
-            if (limited !== undefined) return limited
-            return [status, { code }, after === undefined ? {} : { 'retry-after': String(after) }]
-          }
-          if (verdict.keyId !== undefined) recordVerifiedClaim(request, verdict.keyId)
-          signed = verdict.keyId !== undefined
+        // A renewal's certificate is its proof (EST's re-enroll): no signature asked, never limited, like a signed one.
+        const renewal = renewalOf(issue, request)
+        if (exchange !== undefined) exchange.renewal = renewal !== undefined
+        let proven = renewal !== undefined
+        if (!proven && verify !== undefined) {
+          const judged = await judgeClaim(verify, { request, body: raw, data }, gate)
+          if ('reply' in judged) return judged.reply
+          proven = judged.signed
         }
-        // A claim whose signature verified is never limited; any other is answered 429 before resolve when over.
-        const limited = signed ? undefined : await gate?.limited()
+        // A proven claim (a verified signature, a renewal) is never limited; any other is answered 429 when over.
+        const limited = proven ? undefined : await gate?.limited()
         if (limited !== undefined) return limited
         // Before resolve: a CSR that cannot be used must not take a triplet from a pool.
         const wanted = issue === undefined ? undefined : await requestedCertificate(issue, data)
-        // Counted like any failed claim (a 429 past the limit), unless its signature verified.
+        // Counted like any failed claim (a 429 past the limit), unless it was proven.
         if (wanted !== undefined && 'refusal' in wanted)
-          return (signed ? undefined : await gate?.refused(BAD_CSR)) ?? wanted.refusal
+          return (proven ? undefined : await gate?.refused(BAD_CSR)) ?? wanted.refusal
         // With a certificate to issue, a configuration needs no secret: the certificate is its credential.
-        const body = toAnswer(await options.resolve(data, request), wanted !== undefined)
+        const resolved = toAnswer(await options.resolve(data, request), wanted !== undefined)
+        // A renewal gets its own device's configuration only: the certificate of one device, the data of another, no.
+        const body = renewal === undefined ? resolved : renewedAnswer(renewal, resolved)
         const answered =
           wanted === undefined ? body : await withCertificate(issue as CertificateIssuer, wanted.request, body)
-        // The registry's configuration, without the certificate: a certificate is new at every claim.
-        await reclaimed?.(request, body) // noted before the answer leaves; never throws
-        // Decided: a counter store that fails now (its database gone) is told, and the answer stands as decided.
-        if (!signed) await Promise.resolve(gate?.failed((body as { code: string }).code)).catch(tellError)
+        // The registry's configuration, without the certificate: a certificate is new at every claim. A renewal is no
+        // re-claim: the device has not lost anything.
+        if (renewal === undefined) await reclaimed?.(request, body) // noted before the answer leaves; never throws
+        const { code } = body as { code: string }
+        // Decided: a counter store that fails now (its database gone) is told, and the answer stands as decided. A
+        // renewal refused "10004" counts as any claim so refused: a certificate tried against other devices' data.
+        if (!proven || (renewal !== undefined && code === CLAIM_CODES.INVALID_SIGNATURE))
+          await Promise.resolve(gate?.failed(code)).catch(tellError)
         // A claim refusal is 401 however it is made: also from a resolve (a group-key registry without `verify`).
-        return [CLAIM_REFUSALS.has((body as { code: string }).code) ? 401 : 200, answered, {}]
+        return [CLAIM_REFUSALS.has(code) ? 401 : 200, answered, {}]
       })
       .then(([status, body, headers]) => answer(response, status, body, headers))
       // answer() too: whatever fails is the server's "77777", never an unhandled rejection.
@@ -204,9 +196,9 @@ export function createProvisioningHandler(options: ProvisioningHandlerOptions) {
   const watch = (request: IncomingMessage, response: ServerResponse, tell: NonNullable<typeof onRequest>) => {
     exchanges.set(response, {})
     response.once('close', () => {
-      const { code, data } = exchanges.get(response) ?? {}
+      const { code, data, renewal = false } = exchanges.get(response) ?? {}
       try {
-        tell({ request, status: response.headersSent ? response.statusCode : undefined, code, data })
+        tell({ request, status: response.headersSent ? response.statusCode : undefined, code, data, renewal })
       } catch (error) {
         tellError(error) // in a 'close' listener: a throw here would be the server's uncaught exception
       }
@@ -277,10 +269,6 @@ export function createProvisioningHandler(options: ProvisioningHandlerOptions) {
 }
 
 const CLAIM_REFUSALS: ReadonlySet<string> = new Set(Object.values(CLAIM_CODES))
-
-const RAW_BODY_NEEDED =
-  'verify needs the body as received, to check its Content-Digest: the body was read before the handler; pass it ' +
-  'as a Buffer or string third argument, or keep it as request.rawBody (Buffer or string)'
 
 function toAnswer(resolution: Resolution | undefined, certified = false): object {
   if (resolution === undefined) return { code: SERVER_CODES.UNKNOWN_DEVICE, message: 'unknown device' }

@@ -1,11 +1,11 @@
 /**
  * The handler's HTTP side (handler.ts): writing an answer, and reading a body someone else may have read first. The
- * code each exchange was answered, and the data it carried, are kept here for `onRequest`.
+ * code each exchange was answered, the data it carried and whether it was a renewal are kept here for `onRequest`.
  */
 import type { ServerResponse } from 'node:http'
 
-/** The code answered and the data read, per exchange, for `onRequest`. */
-export const exchanges = new WeakMap<ServerResponse, { code?: string; data?: unknown }>()
+/** The code answered, the data read and whether it was a renewal, per exchange, for `onRequest`. */
+export const exchanges = new WeakMap<ServerResponse, { code?: string; data?: unknown; renewal?: boolean }>()
 
 /** What parseJson() answers for a body that is not JSON. */
 export const NOT_JSON = Symbol('not JSON')

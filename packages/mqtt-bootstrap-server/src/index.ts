@@ -13,6 +13,7 @@ export {
   type IssueCertificatesOptions,
   issueCertificates,
 } from './certificates/issue.js'
+export { type Renewal, renewedDeviceName } from './certificates/renewal.js'
 export {
   CHECKS,
   type CheckOptions,

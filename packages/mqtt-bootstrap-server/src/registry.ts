@@ -18,10 +18,12 @@ import { readFileSync, statSync } from 'node:fs'
 import type { IncomingMessage } from 'node:http'
 import { parseDeviceConfig } from 'mqtt-bootstrap/contract'
 import * as v from 'valibot'
+import { renewedDeviceName } from './certificates/renewal.js'
 import { type Attestation, AttestationField, loadAttestation, matchProblem } from './claims/declaration.js'
 import { type ClaimVerifier, type SignedClaimsOptions, signedClaims, verifiedKeyId } from './claims/verify.js'
-import { type Resolution, refusalCodeProblem, SERVER_CODES } from './handler.js'
+import { type Resolution, SERVER_CODES } from './handler.js'
 import { lineAndColumn, syntaxErrorOffset } from './json-syntax.js'
+import { refusalCodeProblem } from './refusal-codes.js'
 
 export { lineAndColumn, syntaxErrorOffset }
 
@@ -129,7 +131,8 @@ export class DeviceRegistry {
   /**
    * The configuration (or refusal) for a request's data; `undefined` for an unknown device. With a group key declared,
    * a request whose claim the handler did not verify for the data's identity is refused (`"10004"`): a handler made
-   * without `verify` does not hand out configurations.
+   * without `verify` does not hand out configurations. A renewal (renewedDeviceName) is proven by its certificate
+   * instead, and the handler answers it only a configuration of the certificate's deviceName.
    */
   resolve = (data: unknown, request?: IncomingMessage): Resolution | undefined => {
     this.#reloadFor(request)
@@ -137,7 +140,8 @@ export class DeviceRegistry {
     const { content, groups, attestation } = this.#loaded
     if (attestation?.kind === 'group-key') {
       const claimed = ownField(data, attestation.identity)
-      if (claimed === undefined || verifiedKeyId(request) !== claimed) return { code: SERVER_CODES.INVALID_SIGNATURE }
+      const proven = verifiedKeyId(request) === claimed || renewedDeviceName(request) !== undefined
+      if (claimed === undefined || !proven) return { code: SERVER_CODES.INVALID_SIGNATURE }
     }
     const entry = firstMatch(content.devices, groups, data as Record<string, unknown>)
     if (entry === undefined) return undefined

@@ -26,6 +26,7 @@ export {
   codePointLimit,
   contractSchemas,
   describeIssue,
+  expiryTime,
   MAX_CERTIFICATE_LENGTH,
   MAX_CODE_LENGTH,
   MAX_FIELD_LENGTH,

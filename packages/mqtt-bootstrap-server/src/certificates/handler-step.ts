@@ -2,11 +2,16 @@
  * The handler's `issue` option (handler.ts): a request whose data carries `csr` has it judged before `resolve` (a
  * bad one is `"10008"` and consumes nothing, not a pool triplet either), and the configuration `resolve` answers
  * gets `device.certificate`, the chain issued for it. Without `csr`, the request is answered as without `issue`.
+ * A request whose TLS client certificate the issuer recognises is a renewal (issue 18, renewal.ts): answered only a
+ * configuration of the certificate's own device.
  */
+import type { IncomingMessage } from 'node:http'
 import { type DeviceConfig, parseDeviceConfig, ResultCode } from 'mqtt-bootstrap/contract'
+import { CLAIM_CODES } from '../claims/verify.js'
 import type { Reply } from '../http-answer.js'
 import type { CertificateRequest } from './csr.js'
 import type { CertificateIssuer } from './issue.js'
+import { type Renewal, recordRenewal } from './renewal.js'
 
 /** The refusal of an unusable CSR (SERVER_CODES.BAD_CSR). */
 export const BAD_CSR = '10008'
@@ -21,7 +26,38 @@ export function checkIssuer(issue: unknown): CertificateIssuer | undefined {
   if (typeof candidate?.check !== 'function' || typeof candidate.issue !== 'function') {
     throw new TypeError('Expected `issue` to be a CertificateIssuer (issueCertificates(…)): check() and issue()')
   }
+  if (candidate.renewal !== undefined && typeof candidate.renewal !== 'function') {
+    throw new TypeError('Expected `issue.renewal` to be a function, when given')
+  }
   return issue as CertificateIssuer
+}
+
+/**
+ * The renewal `request` is, by its TLS client certificate, noted for the registries (renewedDeviceName); `undefined`
+ * when it is none, or the issuer recognises none. What an issuer of one's own answers that is no `{ deviceName }` is
+ * the server's failure (`"77777"`), never a renewal.
+ */
+export function renewalOf(issue: CertificateIssuer | undefined, request: IncomingMessage): Renewal | undefined {
+  if (issue?.renewal === undefined) return undefined
+  const renewal = issue.renewal(request)
+  if (renewal === undefined) return undefined
+  const deviceName = (renewal as Partial<Renewal> | null)?.deviceName
+  if (typeof deviceName !== 'string' || deviceName === '') {
+    throw new TypeError('issue.renewal() returned neither undefined nor { deviceName } (a non-empty string)')
+  }
+  recordRenewal(request, deviceName)
+  return { deviceName }
+}
+
+/**
+ * A renewal's answer (`body`, as `resolve`'s configuration made it): a refusal stays as it is; a configuration of
+ * another device than the certificate's (the certificate of one device, the data of another) is `"10004"`, no
+ * configuration: the certificate proves no claim of that device.
+ */
+export function renewedAnswer(renewal: Renewal, body: object): object {
+  const { code, result } = body as { code: string; result?: DeviceConfig }
+  if (code !== ResultCode.SUCCESS || result === undefined) return body
+  return result.device.deviceName === renewal.deviceName ? body : { code: CLAIM_CODES.INVALID_SIGNATURE }
 }
 
 /**

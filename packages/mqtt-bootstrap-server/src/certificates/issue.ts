@@ -4,12 +4,15 @@
  * The certificate says only what the server decides: the subject is the registry's deviceName (CN), never the CSR's,
  * and it is never a CA whatever the CSR asks for (its requested extensions are not read). Built as an X.509 v3
  * TBSCertificate with @peculiar/asn1-x509 and signed by node:crypto; node's X509Certificate checks the result against
- * the CA before it leaves.
+ * the CA before it leaves. A request that comes with a certificate this issuer made, as its TLS client certificate,
+ * is that device's renewal (issue 18, renewal.ts).
  */
 import { createHash, type KeyObject, randomBytes, sign, X509Certificate } from 'node:crypto'
+import type { IncomingMessage } from 'node:http'
 import { asn1, encode, rawName } from './asn1.js'
 import { type IssuingCa, type IssuingCaOptions, loadIssuingCa } from './ca.js'
 import { type CertificateRequest, type CertificateRequestCheck, checkCertificateRequest } from './csr.js'
+import { type Renewal, renewalJudge } from './renewal.js'
 
 /** The device a certificate is issued to, as the registry answered it. */
 export interface CertificateTarget {
@@ -28,6 +31,13 @@ export interface CertificateIssuer {
   check(csr: unknown): CertificateRequestCheck | Promise<CertificateRequestCheck>
   /** The PEM chain for the request's key: the leaf first, then the issuing CA and the rest of its chain. */
   issue(request: CertificateRequest, device: CertificateTarget): string | Promise<string>
+  /**
+   * The device a request's TLS client certificate proves, when it is a certificate of this issuer's (a renewal: EST's
+   * re-enroll), else `undefined`; never throws for what a client sent (a throw is the server's `"77777"`). The handler
+   * then asks no signature (the certificate is the proof) and answers only a configuration of that deviceName.
+   * Optional: an issuer without it has no renewals, and a device's renewal is judged as any claim.
+   */
+  renewal?(request: IncomingMessage): Renewal | undefined
 }
 
 /** The options of {@link issueCertificates}. */
@@ -58,6 +68,7 @@ const CLOCK_SKEW_MS = 5 * 60_000
 /**
  * An issuer signing with `ca` (checked now: a TypeError for a certificate that is not a CA, a key that is not its
  * own, an expired CA, a bad `validitySeconds`). ECDSA with SHA-256 for an EC CA, sha256WithRSAEncryption for RSA.
+ * Its `renewal` recognises the certificates it signed (a leaf of the issuing CA, valid by `clock`: renewal.ts).
  */
 export function issueCertificates(options: IssueCertificatesOptions): CertificateIssuer {
   if (typeof options !== 'object' || options === null) {
@@ -72,6 +83,7 @@ export function issueCertificates(options: IssueCertificatesOptions): Certificat
   const tail = ca.chain.map((certificate) => certificate.toString()).join('')
   return Object.freeze({
     check: checkCertificateRequest,
+    renewal: renewalJudge(ca.chain[0] as X509Certificate, clock),
     issue(request: CertificateRequest, device: CertificateTarget): string {
       const leaf = signLeaf(ca, request.publicKey, request.keyType, device.deviceName, clock.now(), validitySeconds)
       return leaf.toString() + tail

@@ -2,12 +2,13 @@
  * `serve`'s access log: one line per request on stdout, fields separated by one space (none of them holds one):
  *
  *     2026-05-04T10:00:00.000Z 127.0.0.1 POST /bootstrap 200 00000 8600…(15)
- *     <time, ISO> <peer> <method> <path> <HTTP status> <answer's code, or -> <device identity, or ->
+ *     <time, ISO> <peer> <method> <path> <HTTP status> <answer's code, or -> <device identity, or -> [renewal]
  *     2026-05-04T10:00:01.000Z 127.0.0.1 TLS handshake failed (ERR_SSL_SSLV3_ALERT_CERTIFICATE_UNKNOWN)
  *     2026-05-04T10:00:02.000Z 127.0.0.1 - - 400 - - (HPE_INVALID_METHOD)
  *
- * The last form is a request that Node's HTTP parser refused before any handler saw it (malformed, headers too large,
- * too slow): no method, path or code, the status Node answers and the parser's reason.
+ * `renewal` ends the line of a request the handler took for a renewal: its TLS client certificate was one the issuing
+ * CA made (issue 18). The last form is a request that Node's HTTP parser refused before any handler saw it
+ * (malformed, headers too large, too slow): no method, path or code, the status Node answers and the parser's reason.
  *
  * The identity is what the registry matches on (e.g. the IMEI), shown as its first 4 characters and its length, never
  * whole (a short one shows at most half its characters). What a client sent (path, method) is cut to a bounded length
@@ -42,6 +43,8 @@ export interface RequestLine {
   status: number | undefined
   code: string | undefined
   identity: string | undefined
+  /** A renewal (its certificate the proof): `renewal` ends the line. @default false */
+  renewal?: boolean | undefined
 }
 
 export function requestLine(line: RequestLine): string {
@@ -54,6 +57,7 @@ export function requestLine(line: RequestLine): string {
     line.status === undefined ? '-' : String(line.status),
     line.code === undefined ? '-' : safe(line.code, 64),
     shownIdentity(line.identity),
+    ...(line.renewal ? ['renewal'] : []),
   ].join(' ')
 }
 

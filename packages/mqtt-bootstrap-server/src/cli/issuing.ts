@@ -2,7 +2,8 @@
  * `serve --issuing-ca cert.pem --issuing-key key.pem [--certificate-validity SECONDS]`: certificates for devices'
  * CSRs (issue 17), signed by that CA. Both files or neither; the key file is refused when group or others may read
  * it (as the group key and the generated CA's key are). Checked before the server listens: a wrong file is exit 2.
- * Messages name the option and the file, never quote the key.
+ * Messages name the option and the file, never quote the key. The CA is also what `serve` asks devices' TLS client
+ * certificates of: a device renews with the certificate it was issued (issue 18).
  */
 import { type CertificateIssuer, issueCertificates } from '../certificates/issue.js'
 import { UsageError } from './io.js'
@@ -25,8 +26,15 @@ export const DEFAULT_CERTIFICATE_VALIDITY_SECONDS = 30 * 86_400
 /** More than any PEM private key (an RSA-8192 key is about 6.5 KiB): a bigger file is another file. */
 const MAX_KEY_FILE_BYTES = 16 * 1024
 
+/** What serve issues with: the issuer, its start-up summary, and the CA's certificates (PEM), for the TLS `ca`. */
+export interface Issuing {
+  issuer: CertificateIssuer
+  summary: string
+  ca: string
+}
+
 /** The issuer the flags ask for, or `undefined` without them; a UsageError for a wrong combination or file. */
-export function issuerFromFlags(flags: IssuingFlags): { issuer: CertificateIssuer; summary: string } | undefined {
+export function issuerFromFlags(flags: IssuingFlags): Issuing | undefined {
   const { issuingCa, issuingKey, certificateValidity } = flags
   if ((issuingCa === undefined) !== (issuingKey === undefined)) {
     throw new UsageError('--issuing-ca and --issuing-key go together: the CA certificate and its private key')
@@ -52,7 +60,8 @@ export function issuerFromFlags(flags: IssuingFlags): { issuer: CertificateIssue
       .replaceAll('`ca.key`', `--issuing-key ${issuingKey}`)
     throw new UsageError(message.replace(/^Expected /, 'expected '))
   }
-  return { issuer, summary: `by the CA in ${issuingCa}, valid ${describe(validitySeconds)} (never past the CA's own)` }
+  const summary = `by the CA in ${issuingCa}, valid ${describe(validitySeconds)} (never past the CA's own)`
+  return { issuer, summary, ca: cert }
 }
 
 function validity(value: string): number {

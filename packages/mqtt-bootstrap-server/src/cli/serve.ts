@@ -23,7 +23,7 @@ import { type CertificateAuthority, generateCa, issueServerCertificate } from '.
 import { certificateNames, claimHosts, subjectAltNames } from './claim-hosts.js'
 import { logError } from './error-log.js'
 import { EXIT, parsePortOption, UsageError } from './io.js'
-import { type IssuingFlags, issuerFromFlags } from './issuing.js'
+import { type Issuing, type IssuingFlags, issuerFromFlags } from './issuing.js'
 import { readCertificateOption, readKeyPair } from './pem.js'
 import { type RegistryFlags, type ServedRegistry, servedRegistry } from './serve-database.js'
 
@@ -48,8 +48,6 @@ export interface ServeFlags extends RegistryFlags, IssuingFlags {
   clientCa?: string
 }
 
-type Issuing = ReturnType<typeof issuerFromFlags>
-
 /** The status Node's HTTP server answers for a parser error (its own choice when nobody listens for 'clientError'). */
 const CLIENT_ERROR_STATUS: Readonly<Record<string, number>> = {
   HPE_HEADER_OVERFLOW: 431,
@@ -67,7 +65,7 @@ export async function serveCommand(flags: ServeFlags): Promise<number> {
   }
 }
 
-async function serveFrom(registry: ServedRegistry, flags: ServeFlags, issuing: Issuing): Promise<number> {
+async function serveFrom(registry: ServedRegistry, flags: ServeFlags, issuing: Issuing | undefined): Promise<number> {
   const clientCa = readCertificateOption(flags.clientCa, '--client-ca')
   // A "none" registry accepts every claim: a certificate would prove nothing more, and saying it does would mislead.
   if (clientCa !== undefined && registry.attestation !== 'group-key') {
@@ -133,20 +131,26 @@ async function serveFrom(registry: ServedRegistry, flags: ServeFlags, issuing: I
           `(served before ${before.toISOString()}${same ? '' : '; its configuration changed since'})`,
       ),
     onRequest: (outcome) => {
-      const { request, status, code, data } = outcome
+      const { request, status, code, data, renewal } = outcome
       const peer = peerOf.get(request)
       const { method, url } = request
-      log(requestLine({ time: new Date(), peer, method, url, status, code, identity: registry.identityOf(data) }))
+      const identity = registry.identityOf(data)
+      log(requestLine({ time: new Date(), peer, method, url, status, code, identity, renewal }))
       registry.audit?.(outcome)
     },
   })
-  // Asked for, never required: a device without a certificate signs its claim instead (the verifier judges both).
-  // No session tickets with client certificates: a resumed session no longer carries the intermediates a device
-  // sent, and its next claim would be refused.
+  // Client certificates, asked for and never required: a factory certificate proves an X.509 claim (--client-ca), and
+  // a certificate of the issuing CA a renewal (--issuing-ca, issue 18); a device without one (a first claim) signs
+  // instead. `ca` holds both: what the server names in its CertificateRequest, so that a client that picks its
+  // certificate by issuer offers the right one. No session tickets: a resumed session no longer carries the
+  // intermediates a device sent (its next X.509 claim would be refused), nor proves the key anew (no
+  // CertificateVerify); without tickets every connection's certificate is the one its own handshake proved, which a
+  // renewal's certificate must be: the device's current one, not that of the connection a ticket came from.
+  const clientCas = [...(issuing === undefined ? [] : [issuing.ca]), ...(clientCa === undefined ? [] : [clientCa])]
   const mutual =
-    clientCa === undefined
+    clientCas.length === 0
       ? {}
-      : { requestCert: true, rejectUnauthorized: false, ca: clientCa, secureOptions: constants.SSL_OP_NO_TICKET }
+      : { requestCert: true, rejectUnauthorized: false, ca: clientCas, secureOptions: constants.SSL_OP_NO_TICKET }
   const server = createServer({ ...tls, ...mutual, noDelay: true }, (req, res) => {
     peerOf.set(req, req.socket.remoteAddress)
     if (req.url?.split('?')[0] !== flags.path) {
@@ -234,8 +238,13 @@ async function serveFrom(registry: ServedRegistry, flags: ServeFlags, issuing: I
   for (const line of registry.claimLines(flags.origin ?? claimHosts(names).join(', '), flags.limits !== false)) {
     console.log(line)
   }
-  if (issuing !== undefined)
+  if (issuing !== undefined) {
     console.log(`certificates: for a CSR sent with a claim (CN the deviceName), ${issuing.summary}`)
+    console.log(
+      'renewals: a claim whose TLS client certificate is one of these, still valid, needs no signature; it gets ' +
+        "the configuration of that certificate's deviceName only",
+    )
+  }
   if (clientCa !== undefined) {
     console.log(`claims: or a client certificate from the CA in ${flags.clientCa}, its CN the identity (mutual TLS)`)
   }

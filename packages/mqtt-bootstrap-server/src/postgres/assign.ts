@@ -5,7 +5,8 @@
  * claims of two identities never wait for each other's triplet). `triplets.identity` is UNIQUE and one column, so
  * that neither an identity with two triplets nor a triplet with two identities can be written at all. The audit row is
  * written in the same transaction: a claim answered is a claim recorded, and a process killed before COMMIT leaves
- * neither (PostgreSQL rolls the transaction back when its connection ends).
+ * neither (PostgreSQL rolls the transaction back when its connection ends). A renewal (issue 18) is a look-up only:
+ * the identity's own triplet, of the certificate's deviceName, never a new one from the pool.
  */
 import type pg from 'pg'
 import { query, transaction } from './pool.js'
@@ -30,6 +31,11 @@ export type ClaimOutcome = { code: '00000'; triplet: Triplet } | { code: string 
 export interface ClaimRequest {
   identity: string
   policy: ClaimPolicy
+  /**
+   * A renewal's deviceName (its certificate's CN): answered only the identity's triplet of that name, else `"10004"`
+   * (`"10001"` for an identity not on the allow-list, `"10007"` for a revoked one); nothing is assigned.
+   */
+  renewal?: string | undefined
   /** The audit's columns. */
   peer: string | undefined
   server: string
@@ -43,6 +49,9 @@ interface TripletRow {
   device_secret: string
 }
 
+/** A renewal whose certificate is not of this identity's device (the handler's own answer to it: HTTP 401). */
+const NOT_ITS_OWN = '10004'
+
 const T = 'mqtt_bootstrap.triplets'
 const I = 'mqtt_bootstrap.identities'
 const TRIPLET_COLUMNS = 'id, product_key, device_name, device_secret'
@@ -50,7 +59,7 @@ const TRIPLET_COLUMNS = 'id, product_key, device_name, device_secret'
 /**
  * The common case in one statement: an identity served before gets its triplet (a re-claim), a revoked one its
  * refusal, an unknown one under an allow-list its `"10001"`, each with its audit row. `undefined`: it needs a triplet
- * (the transaction of {@link assign}).
+ * (the transaction of {@link assign}); never for a renewal, which is answered here whatever it finds.
  */
 async function known(pool: pg.Pool, c: ClaimRequest): Promise<ClaimOutcome | undefined> {
   const { rows } = await query<TripletRow & { found: boolean; revoked: boolean }>(
@@ -62,17 +71,26 @@ async function known(pool: pg.Pool, c: ClaimRequest): Promise<ClaimOutcome | und
      answer AS (
        SELECT * FROM hit
        UNION ALL SELECT false, false, NULL, NULL, NULL, NULL WHERE NOT EXISTS (SELECT FROM hit)),
+     judged AS (
+       SELECT *, CASE WHEN revoked THEN '${POOL_CODES.REVOKED}'
+                      WHEN $6::text IS NOT NULL AND device_name IS DISTINCT FROM $6::text
+                           AND (found OR $5 <> 'allow-list') THEN '${NOT_ITS_OWN}'
+                      WHEN NOT found THEN '10001' ELSE '00000' END AS code
+       FROM answer),
      noted AS (
        INSERT INTO mqtt_bootstrap.claims (at, identity, peer, code, status, server, triplet_id)
-       SELECT to_timestamp($2 / 1000.0), $1, $3,
-              CASE WHEN NOT found THEN '10001' WHEN revoked THEN '${POOL_CODES.REVOKED}' ELSE '00000' END, 200, $4,
-              CASE WHEN found AND NOT revoked THEN id END
-       FROM answer WHERE revoked OR id IS NOT NULL OR (NOT found AND $5 = 'allow-list'))
+       SELECT to_timestamp($2 / 1000.0), $1, $3, code, CASE WHEN code = '${NOT_ITS_OWN}' THEN 401 ELSE 200 END, $4,
+              CASE WHEN code = '00000' THEN id END
+       FROM judged WHERE revoked OR id IS NOT NULL OR (NOT found AND $5 = 'allow-list') OR $6::text IS NOT NULL)
      SELECT * FROM answer`,
-    [c.identity, c.nowMs, c.peer ?? null, c.server, c.policy],
+    [c.identity, c.nowMs, c.peer ?? null, c.server, c.policy, c.renewal ?? null],
   )
   const row = rows[0] as TripletRow & { found: boolean; revoked: boolean }
   if (row.revoked) return { code: POOL_CODES.REVOKED }
+  if (c.renewal !== undefined) {
+    if (row.id !== null && row.device_name === c.renewal) return served(row)
+    return { code: !row.found && c.policy === 'allow-list' ? '10001' : NOT_ITS_OWN }
+  }
   if (row.id !== null) return served(row)
   if (!row.found && c.policy === 'allow-list') return { code: '10001' }
   return undefined

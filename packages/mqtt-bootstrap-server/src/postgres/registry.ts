@@ -16,6 +16,7 @@ import type { IncomingMessage } from 'node:http'
 import { hostname } from 'node:os'
 import { inspect } from 'node:util'
 import type pg from 'pg'
+import { renewedDeviceName } from '../certificates/renewal.js'
 import { DEFAULT_IDENTITY } from '../claims/declaration.js'
 import { ClaimLimiter, type ClaimLimitsOptions } from '../claims/limits.js'
 import type { NonceStore } from '../claims/nonces.js'
@@ -153,19 +154,23 @@ export class PostgresRegistry {
   /**
    * The handler's resolve: the claimed identity's triplet (assigned on its first claim) with the configured
    * `connect`; `"10001"` for an identity that may not claim, `"10004"` when a group key is declared and the claim was
-   * not verified for this identity, `"10006"` when the pool is exhausted, `"10007"` for a revoked identity.
+   * not verified for this identity, `"10006"` when the pool is exhausted, `"10007"` for a revoked identity. A renewal
+   * (its certificate the proof, renewedDeviceName) gets the identity's triplet of the certificate's deviceName only,
+   * never one from the pool (`"10004"` otherwise).
    */
   resolve = async (data: unknown, request?: IncomingMessage): Promise<Resolution | undefined> => {
     const settings = await this.#current()
     const claimed = ownField(data, settings.identity)
     if (!isIdentity(claimed)) return undefined // no identity a claim, the allow-list or the database could hold
-    // Not said, or a group key: only a claim the handler verified for this identity gets anything.
-    if (settings.attestation?.kind !== 'none' && verifiedKeyId(request) !== claimed) {
+    // Not said, or a group key: only a claim the handler verified for this identity (or a renewal) gets anything.
+    const renewal = renewedDeviceName(request)
+    if (settings.attestation?.kind !== 'none' && verifiedKeyId(request) !== claimed && renewal === undefined) {
       return { code: SERVER_CODES.INVALID_SIGNATURE }
     }
     if (settings.connect === undefined) throw new TypeError(`device registry ${this.label} has no connect host set`)
     const outcome = await claimTriplet(this.pool, {
       identity: claimed,
+      renewal,
       policy: settings.attestation?.kind === 'group-key' ? settings.claims : 'allow-list',
       peer: this.#audit.peer(request),
       server: this.#audit.options.server,
