@@ -76,12 +76,11 @@ afterEach(async () => {
 })
 
 /**
- * A clock at the real time (the certificates are issued now), whose sleeps pass at once, but for the renewal timer's,
- * hours long (test/certificates-renewal.test.ts renews).
+ * A clock at the real time (the certificates are issued now), whose sleeps pass at once; it never moves by itself, so
+ * no renewal comes (the renewal waits real time: test/certificates-renewal-aedes.slow.test.ts renews).
  */
 function clockNow(offsetMs = 0): FakeClock {
   const clock = new FakeClock()
-  clock.holdAbove = 3_600_000
   clock.time = Date.now() + offsetMs
   return clock
 }

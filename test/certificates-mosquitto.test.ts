@@ -6,14 +6,12 @@
  *
  * Without mosquitto these tests are skipped (with the reason), except in CI, where that is a failure.
  */
-import { X509Certificate } from 'node:crypto'
 import { once } from 'node:events'
 import { mkdtemp, rm } from 'node:fs/promises'
 import https from 'node:https'
 import { type AddressInfo, connect, createServer, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type { TLSSocket } from 'node:tls'
 import type { MqttClient } from 'mqtt'
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
 import { createCertificateRequest, createDeviceKey } from '../packages/mqtt-bootstrap/src/contract-entry.js'
@@ -30,7 +28,6 @@ import {
   type Resolution,
 } from '../packages/mqtt-bootstrap-server/src/index.js'
 import { boot } from './helpers/env.js'
-import { FastForwardClock } from './helpers/fast-forward-clock.js'
 import { type Mosquitto, mosquittoSkipReason, startMosquitto } from './helpers/mosquitto.js'
 import { type TlsFixture, tlsFixture } from './helpers/tls.js'
 import { type Authority, authority } from './helpers/x509.js'
@@ -302,49 +299,6 @@ describe.skipIf(skipReason !== undefined)(
         forwarder.close()
         await second.stop()
       }
-    })
-
-    test('a renewed certificate mosquitto refuses leaves the device on the old one, reported; the cache keeps the old', async () => {
-      // The renewal is answered a certificate of a CA mosquitto does not trust (issue 18). The device's clock runs
-      // ahead to the renewal (an hour's certificate, renewed 40 minutes in); mosquitto judges by the real time.
-      let current = issuerOf(issuing)
-      const switchable: CertificateIssuer = {
-        check: (csr) => current.check(csr),
-        issue: (request, target) => current.issue(request, target),
-      }
-      const server = await provisioningServer(switchable, 'mtls-device-5')
-      const cache = new FileCredentialStore(join(dir, 'five.json'))
-      const clock = new FastForwardClock()
-      const { boot: bootstrap, events } = boot(
-        options(server.url, cache, { reconnect: { minDelay: 20, maxDelay: 50 } }),
-        { clock },
-      )
-      const client = await bootstrap.connect()
-      clients.push(client)
-      const key = credentialKey(server.url, { imei: '860000000000042' })
-      const first = (await cache.get(key))?.config.device.certificate as string
-      current = issuerOf(other)
-      const since = broker.mark()
-      const reported = new Promise<{ error: Error; fatal: boolean }>((resolve) => bootstrap.once('error', resolve))
-      bootstrap.once('renewing', () => clock.pause())
-      clock.run()
-      const { error, fatal } = await reported
-      // mosquitto (OpenSSL) refuses with the alert "unknown ca": a refusal, so back to the old one at once.
-      expect(fatal).toBe(false)
-      expect(error).toMatchObject({ code: 'ERR_BROKER_AUTH_REJECTED', returnCode: 0 })
-      expect(error.message).toMatch(/renewed client certificate .*: the device stays on the previous ones/)
-      expect(events.filter(([name]) => name === 'auth-rejected').map(([, e]) => e)).toEqual([
-        { returnCode: 0, source: 'server', reprovision: false },
-      ])
-      await broker.waitForLog(/^Sending CONNACK to \S+ \(0, 0\)$/, since)
-      await expect.poll(() => client.connected).toBe(true)
-      expect(client.options.cert).toBe(first)
-      expect(((client.stream as TLSSocket).getCertificate() as { fingerprint256?: string }).fingerprint256).toBe(
-        new X509Certificate(first).fingerprint256,
-      )
-      expect((await cache.get(key))?.config.device.certificate).toBe(first)
-      expect(events.some(([name]) => name === 'renewed')).toBe(false)
-      expect(server.requests).toHaveLength(2)
     })
   },
 )

@@ -4,7 +4,8 @@
  * (duplicates are allowed), and the device ends connected with the third certificate, each renewal having been
  * asked with the certificate before it as the TLS client certificate. About 85 s: a renewal comes 40 s after each
  * certificate arrived (a third of its minute before notAfter). Real time, so on the machine's Node only in CI
- * (`*.slow.test.ts`); test/certificates-renewal.test.ts has the same logic on a clock that runs ahead.
+ * (`*.slow.test.ts`); test/certificates-renewal-aedes.slow.test.ts has the device's cases against aedes. Then a renewed
+ * certificate mosquitto refuses (another CA's): the device stays on the old one, reported.
  *
  * Without mosquitto this is skipped (with the reason), except in CI, where that is a failure.
  */
@@ -20,7 +21,11 @@ import type { TLSSocket } from 'node:tls'
 import mqtt, { type MqttClient } from 'mqtt'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { credentialKey, FileCredentialStore } from '../packages/mqtt-bootstrap/src/index.js'
-import { createProvisioningHandler, issueCertificates } from '../packages/mqtt-bootstrap-server/src/index.js'
+import {
+  type CertificateIssuer,
+  createProvisioningHandler,
+  issueCertificates,
+} from '../packages/mqtt-bootstrap-server/src/index.js'
 import { boot } from './helpers/env.js'
 import { type Mosquitto, mosquittoSkipReason, startMosquitto } from './helpers/mosquitto.js'
 import { type TlsFixture, tlsFixture } from './helpers/tls.js'
@@ -41,6 +46,8 @@ describe.skipIf(skipReason !== undefined)(
   () => {
     let tls: TlsFixture
     let issuing: Authority
+    /** What the provisioning server issues with: one-minute certificates of the CA mosquitto trusts, unless a test says. */
+    let issuer: CertificateIssuer
     let broker: Mosquitto
     let server: https.Server
     let url: string
@@ -52,6 +59,7 @@ describe.skipIf(skipReason !== undefined)(
     beforeAll(async () => {
       tls = await tlsFixture()
       issuing = await authority('mqtt-bootstrap rotating CA')
+      issuer = issueCertificates({ ca: issuing, validitySeconds: 60 })
       dir = await mkdtemp(join(tmpdir(), 'mqtt-bootstrap-rotate-test-'))
       broker = await startMosquitto({
         users: { [USER.name]: USER.password },
@@ -63,7 +71,10 @@ describe.skipIf(skipReason !== undefined)(
           device: { productKey: PK, deviceName: NAME },
           connect: { host: `mqtts://127.0.0.1:${broker.tlsPort}`, qos: 1, cleanSession: 0 },
         }),
-        issue: issueCertificates({ ca: issuing, validitySeconds: 60 }),
+        issue: {
+          check: (csr) => issuer.check(csr),
+          issue: (request, target) => issuer.issue(request, target),
+        },
         onError: (error) => serverErrors.push(error),
       })
       // Asks every client for a certificate (a renewal presents the current one), and lets one without it in.
@@ -162,5 +173,55 @@ describe.skipIf(skipReason !== undefined)(
         await reader.endAsync(true)
       }
     }, 180_000)
+
+    test('a renewed certificate mosquitto refuses leaves the device on the old one, reported; the cache keeps the old', async () => {
+      // Six-second certificates (a renewal 4 s in), the renewal answered one of a CA mosquitto does not trust.
+      issuer = issueCertificates({ ca: issuing, validitySeconds: 6 })
+      const other = await authority('a CA mosquitto does not trust')
+      const cache = new FileCredentialStore(join(dir, 'refused.json'))
+      const { boot: bootstrap, events } = boot({
+        url,
+        data: { imei: '860000000000021' },
+        tls: { ca: tls.ca },
+        mqtt: { ca: tls.ca },
+        certificate: true,
+        cache,
+        retry: { retries: 1, minTimeout: 20, maxTimeout: 50 },
+        reconnect: { minDelay: 20, maxDelay: 50 },
+      })
+      const client = await bootstrap.connect()
+      try {
+        const key = credentialKey(url, { imei: '860000000000021' })
+        const first = (await cache.get(key))?.config.device.certificate as string
+        issuer = issueCertificates({ ca: other, validitySeconds: 6 })
+        const since = broker.mark()
+        const reported = new Promise<{ error: Error; fatal: boolean }>((resolve, reject) => {
+          const limit = setTimeout(() => reject(new Error('no error event within 15 s')), 15_000)
+          bootstrap.once('error', (event) => {
+            clearTimeout(limit)
+            resolve(event)
+          })
+        })
+        const { error, fatal } = await reported
+        // mosquitto (OpenSSL) refuses with the alert "unknown ca": a refusal, so back to the old one at once.
+        expect(fatal).toBe(false)
+        expect(error).toMatchObject({ code: 'ERR_BROKER_AUTH_REJECTED', returnCode: 0 })
+        expect(error.message).toMatch(/renewed client certificate .*: the device stays on the previous ones/)
+        expect(events.filter(([name]) => name === 'auth-rejected').map(([, e]) => e)).toEqual([
+          { returnCode: 0, source: 'server', reprovision: false },
+        ])
+        await broker.waitForLog(/^Sending CONNACK to \S+ \([01], 0\)$/, since) // session present or not: cleanSession 0
+        await expect.poll(() => client.connected).toBe(true)
+        expect(client.options.cert).toBe(first)
+        const local = (client.stream as TLSSocket).getCertificate() as { fingerprint256?: string } | null
+        expect(local?.fingerprint256).toBe(fingerprint(first))
+        expect((await cache.get(key))?.config.device.certificate).toBe(first)
+        expect(events.some(([name]) => name === 'renewed')).toBe(false)
+        expect(serverErrors).toEqual([])
+      } finally {
+        await client.endAsync(true)
+        issuer = issueCertificates({ ca: issuing, validitySeconds: 60 })
+      }
+    }, 30_000)
   },
 )

@@ -9,11 +9,6 @@ export class FakeClock implements Clock {
   randomValue = 0.5
   /** When true, a sleep lasts until its signal aborts (to abort "during a backoff sleep"). */
   hold = false
-  /**
-   * Sleeps longer than this last until their signal aborts, as `hold` makes every sleep: a session's renewal timer
-   * (hours away) does not fire, nor renew in a loop, under a clock whose other sleeps pass at once.
-   */
-  holdAbove = Number.POSITIVE_INFINITY
   /** Runs at the start of every sleep (e.g. to bring a broker up during a backoff). */
   onSleep: ((ms: number) => void | Promise<void>) | undefined
   #sleeping: Array<() => void> = []
@@ -30,7 +25,7 @@ export class FakeClock implements Clock {
     this.sleeps.push(ms)
     await this.onSleep?.(ms)
     if (signal?.aborted) throw new AbortError(signal.reason)
-    if (this.hold || ms > this.holdAbove) {
+    if (this.hold) {
       await new Promise<void>((_resolve, reject) => {
         signal?.addEventListener('abort', () => reject(new AbortError(signal.reason)), { once: true })
         for (const notify of this.#sleeping.splice(0)) notify()

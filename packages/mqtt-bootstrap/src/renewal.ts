@@ -8,8 +8,11 @@
  * connection may well stay up (a broker checks a certificate or a token when a connection opens), and the next
  * reconnect that the broker refuses makes a fresh claim (the session's refusal path).
  *
- * Waits are the injected clock's, in steps of at most six hours: a Node timer holds 24.8 days at most, and a clock
- * that jumps (a device that slept, NTP) is read again at every step.
+ * The time is the injected clock's; the waits are real timers (the global setTimeout, so test runners' fake timers
+ * drive them too), in steps of at most six hours, after each of which the clock is read again: a Node timer holds
+ * 24.8 days at most, and a clock that jumps (a device that slept, NTP) is followed. Not the clock's sleep: a fake
+ * clock whose sleeps pass at once (retry tests) would renew at once, over and over; with real waits, a clock that
+ * does not move never renews. The timers are unref'd: a renewal due keeps no process alive.
  */
 import type { MqttClient } from 'mqtt'
 import { type Lifetime, retryTime } from './certificates/schedule.js'
@@ -17,7 +20,7 @@ import type { Clock } from './clock.js'
 import { type Refusal, refusedCredentials } from './connector.js'
 import type { DeviceConfig } from './contract.js'
 import { withUrl } from './error-urls.js'
-import { BrokerError } from './errors.js'
+import { AbortError, BrokerError } from './errors.js'
 import type { RenewedEvent } from './events.js'
 import type { Reporter } from './report.js'
 
@@ -91,7 +94,7 @@ export class Renewal {
   async #run(config: DeviceConfig, at: number, signal: AbortSignal): Promise<void> {
     const { clock, report } = this.#hooks
     try {
-      await sleepUntil(clock, at, signal)
+      await waitUntil(clock, at, signal)
       const lifetime = this.#hooks.renewalOf(config)?.lifetime
       if (lifetime === undefined) return
       const { productKey, deviceName } = config.device
@@ -185,12 +188,35 @@ export function renewedEvent(config: DeviceConfig, hooks: Pick<RenewalHooks, 're
   }
 }
 
-/** Sleep on `clock` until `at`, in bounded steps (a clock whose sleep does not advance its time ends them too). */
-async function sleepUntil(clock: Clock, at: number, signal: AbortSignal): Promise<void> {
-  const steps = Math.ceil(Math.max(0, at - clock.now()) / STEP_MS) + 1
-  for (let step = 0; step < steps; step++) {
-    const left = at - clock.now()
-    if (left <= 0) return
-    await clock.sleep(Math.min(left, STEP_MS), signal)
-  }
+/**
+ * The shortest step after the first (which waits what the clock says is left): a clock that says the time has not come
+ * yet is asked again no sooner, so one that does not move costs four wakes a second, and none once the timer stops.
+ */
+const MIN_STEP_MS = 250
+
+/** Wait until `clock` says it is `at`, in real steps (see the module's comment); rejects with an AbortError on `signal`. */
+function waitUntil(clock: Clock, at: number, signal: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    let timer: NodeJS.Timeout | undefined
+    const onAbort = () => {
+      clearTimeout(timer)
+      reject(new AbortError(signal.reason))
+    }
+    const step = (shortest: number) => {
+      const left = at - clock.now()
+      if (left <= 0) {
+        signal.removeEventListener('abort', onAbort)
+        resolve()
+        return
+      }
+      timer = setTimeout(step, Math.max(shortest, Math.min(left, STEP_MS)), MIN_STEP_MS)
+      timer.unref?.()
+    }
+    if (signal.aborted) {
+      reject(new AbortError(signal.reason))
+      return
+    }
+    signal.addEventListener('abort', onAbort, { once: true })
+    step(0)
+  })
 }
