@@ -21,7 +21,7 @@ import { type BootstrapOptions, DEFAULTS, type ResolvedOptions, resolveOptions }
 import { redactOnInspect, redactOnJson, SECRET_OPTION_KEYS } from './redact.js'
 import { Reporter } from './report.js'
 import type { Seams } from './seams.js'
-import type { Provisioned } from './session.js'
+import type { Provisioned } from './session-hooks.js'
 import { anySignal, untilSettledOrAborted } from './signals.js'
 import { defaultSeams, registerSeams, resolveSeams, TOKENS } from './tokens.js'
 

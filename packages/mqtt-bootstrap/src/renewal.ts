@@ -45,14 +45,14 @@ const STEP_MS = 6 * 3600_000
 
 export class Renewal {
   readonly #hooks: RenewalHooks
-  /** The session's: use `next` in place of `renewed`, the credentials this renewal was for. */
-  readonly #adopt: (renewed: DeviceConfig, next: { config: DeviceConfig }) => void
+  /** The session's: use `next` in place of `renewed`, the credentials this renewal was for; false when it did not. */
+  readonly #adopt: (renewed: DeviceConfig, next: { config: DeviceConfig }) => boolean
   /** The credentials the timer is for, and the renewals of them so far. */
   #config: DeviceConfig | undefined
   #attempt = 0
   #controller: AbortController | undefined
 
-  constructor(hooks: RenewalHooks, adopt: (renewed: DeviceConfig, next: { config: DeviceConfig }) => void) {
+  constructor(hooks: RenewalHooks, adopt: (renewed: DeviceConfig, next: { config: DeviceConfig }) => boolean) {
     this.#hooks = hooks
     this.#adopt = adopt
   }
@@ -107,7 +107,8 @@ export class Renewal {
         attempt: ++this.#attempt,
       })
       const next = await this.#hooks.renew(config, signal)
-      if (!signal.aborted) this.#adopt(config, next)
+      // Not taken (the session re-provisioned meanwhile, or is ending): the next arm() starts over, even for `config`.
+      if (!signal.aborted && !this.#adopt(config, next)) this.#config = undefined
     } catch (error) {
       if (signal.aborted) return // stopped, or another schedule took its place
       report.nonFatal(error)
@@ -147,8 +148,8 @@ const UNACCEPTED_ATTEMPTS = 3
 /**
  * Whether the session gives renewed credentials up for the previous ones, after an attempt with them failed
  * (`decided`: how, if it was a refusal; `failures`: attempts so far): the broker refused them (a CONNACK, a TLS
- * alert) or the connection (a fatal code), or {@link UNACCEPTED_ATTEMPTS} attempts in a row failed otherwise while the
- * previous ones (expiring at `previousExpiresAt`) are still valid: a broker may reset a handshake it refuses.
+ * alert) or the connection (a fatal code), or {@link UNACCEPTED_ATTEMPTS} attempts in a row failed otherwise (a broker
+ * may reset a handshake it refuses); never once the previous ones (expiring at `previousExpiresAt`) have expired.
  */
 export function givesUpRenewed(
   decided: Refusal | undefined,
@@ -156,8 +157,9 @@ export function givesUpRenewed(
   previousExpiresAt: number | undefined,
   now: number,
 ): boolean {
-  if (decided?.kind === 'revoked' || decided?.kind === 'fatal') return true
-  return failures >= UNACCEPTED_ATTEMPTS && now < (previousExpiresAt ?? Number.POSITIVE_INFINITY)
+  // Previous credentials that have expired since are no way back: the refusal path makes a fresh claim instead.
+  if (now >= (previousExpiresAt ?? Number.POSITIVE_INFINITY)) return false
+  return decided?.kind === 'revoked' || decided?.kind === 'fatal' || failures >= UNACCEPTED_ATTEMPTS
 }
 
 /** The session goes back to the previous credentials (givesUpRenewed()): reported as non-fatal, with why. */
@@ -204,6 +206,8 @@ function waitUntil(clock: Clock, at: number, signal: AbortSignal): Promise<void>
     }
     const step = (shortest: number) => {
       const left = at - clock.now()
+      // A clock that is not a number (a broken custom one) says nothing: no renewal, and no timer spinning on NaN.
+      if (Number.isNaN(left)) return
       if (left <= 0) {
         signal.removeEventListener('abort', onAbort)
         resolve()

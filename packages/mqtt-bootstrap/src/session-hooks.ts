@@ -1,11 +1,14 @@
 /**
  * What the session (session.ts) is given by its bootstrap (boot/connect.ts ContextHooks), as types apart from it: the
- * boot phases name `Provisioned` without importing the session, and the session's file is about what it does.
+ * boot phases name `Provisioned` without importing the session, and the session's file is about what it does. And
+ * signInto(), how the session writes a configuration's CONNECT fields into the client's options.
  */
+import type { IClientOptions } from 'mqtt'
 import type { MqttCredentials } from './auth/strategy.js'
 import type { Clock } from './clock.js'
 import type { DeviceConfig } from './contract.js'
 import type { CredentialSource } from './events.js'
+import { sealedPassword } from './redact.js'
 import type { RenewalHooks } from './renewal.js'
 import type { Reporter } from './report.js'
 
@@ -44,4 +47,26 @@ export interface SessionHooks extends RenewalHooks {
   clock: Clock
   /** The caller's mqtt.js servername, kept when the host changes. */
   servername: string | undefined
+}
+
+/**
+ * Sign `config`'s CONNECT fields into `options`, which mqtt.js reads on every attempt: a re-provisioned or renewed
+ * device has a new key and certificate too (mqtt.js hands its options to tls.connect). A signing that throws (a custom
+ * strategy's trouble) is reported, and the attempt goes with the previous fields.
+ */
+export function signInto(
+  options: IClientOptions,
+  hooks: Pick<SessionHooks, 'sign' | 'clientCertificate' | 'report'>,
+  config: DeviceConfig,
+): void {
+  try {
+    const credentials = hooks.sign(config)
+    options.clientId = credentials.clientId
+    options.username = credentials.username
+    options.password = credentials.password === undefined ? undefined : sealedPassword(credentials.password)
+    const own = hooks.clientCertificate(config, options.wsOptions)
+    if (own !== undefined) Object.assign(options, own)
+  } catch (error) {
+    hooks.report.nonFatal(error)
+  }
 }

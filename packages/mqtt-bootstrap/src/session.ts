@@ -16,10 +16,9 @@
  * - 3/136/137/151/159 (unavailable, busy, quota, rate): reconnect after the next jittered wait.
  * - any other code: a fatal `error` event, the client is ended. Never a loop.
  *
- * Credentials that expire are renewed before they do (renewal.ts, issue 18), and the session switches to the renewed
- * ones at once: a clean DISCONNECT, then a reconnect with them, the same client and stores. The old ones stay in the
- * cache, and in memory as `#previous`, until the broker accepts the new; one it refuses sends the device back to the
- * old ones (a non-fatal `error`), and the renewal is tried again later.
+ * Credentials that expire are renewed before they do (renewal.ts, issue 18): a clean DISCONNECT, a reconnect with the
+ * renewed ones (the same client and stores). The old stay in the cache, and as `#previous`, until the broker accepts
+ * the new; a refusal sends the device back to the old (a non-fatal `error`), and the renewal is tried again later.
  */
 import type { IClientOptions, MqttClient } from 'mqtt'
 import { retargetClient } from './broker-url.js'
@@ -28,11 +27,8 @@ import type { DeviceConfig } from './contract.js'
 import { withUrl } from './error-urls.js'
 import { AbortError, BrokerError, isTransient } from './errors.js'
 import { type ReconnectPolicy, reconnectDelay } from './reconnect.js'
-import { sealedPassword } from './redact.js'
 import { closeToSwitch, givesUpRenewed, Renewal, renewedEvent, reportReverted } from './renewal.js'
-import type { Provisioned, SessionHooks } from './session-hooks.js'
-
-export type { Provisioned, SessionHooks } from './session-hooks.js'
+import { type Provisioned, type SessionHooks, signInto } from './session-hooks.js'
 
 /** The state of one supervised client (supervise.ts makes it, and routes mqtt.js's events to it). */
 export class Session {
@@ -46,9 +42,10 @@ export class Session {
   #replacing = false // that provisioning is under way
   /** Renewed: the credentials #current replaces, accepted by the broker, kept until it accepts #current. */
   #previous: Provisioned | undefined
+  /** Renewed credentials not yet accepted by the broker: cached, and reported `renewed`, once it accepts them. */
+  #renewed: DeviceConfig | undefined
   #unaccepted = 0 // attempts with renewed credentials that failed, in a row
-  /** The configuration the last connect attempt went with. */
-  #tried: DeviceConfig
+  #tried: DeviceConfig // the configuration the last connect attempt went with
   /** A switch to renewed credentials is under way: the timer that closes the connection if the broker does not. */
   #switching: NodeJS.Timeout | undefined
   readonly renewal: Renewal
@@ -105,18 +102,7 @@ export class Session {
     this.#tried = config
     client.options.reconnectPeriod = this.delay(attempt + 1)
     const url = hooks.url(config)
-    try {
-      const credentials = hooks.sign(config)
-      client.options.clientId = credentials.clientId
-      client.options.username = credentials.username
-      client.options.password = credentials.password === undefined ? undefined : sealedPassword(credentials.password)
-      // A re-provisioned device has a new key and certificate: mqtt.js hands client.options to tls.connect.
-      const own = hooks.clientCertificate(config, client.options.wsOptions)
-      if (own !== undefined) Object.assign(client.options, own)
-    } catch (error) {
-      // mqtt.js connects right after this event: it goes with the previous fields, and we say why.
-      hooks.report.nonFatal(error)
-    }
+    signInto(client.options, hooks, config)
     hooks.report.reconnecting(url, client.options.clientId ?? '', source, attempt)
   }
 
@@ -125,9 +111,13 @@ export class Session {
     const { config, source } = this.#current
     this.#restoreStores()
     // New credentials have proven themselves: now kept (renewed ones replace the old in the cache only now).
-    if (this.#previous !== undefined && this.#tried === config) {
+    if (this.#renewed === config && this.#tried === config) {
       this.#previous = undefined
-      void hooks.persist(config).then(() => hooks.report.renewed(renewedEvent(config, hooks)))
+      this.#renewed = undefined
+      void hooks
+        .persist(config)
+        .then(() => hooks.report.renewed(renewedEvent(config, hooks)))
+        .catch(() => {}) // persist() reports its own failures; a listener that throws is the app's
     } else if (this.#fresh) void hooks.persist(config)
     this.#fresh = false
     this.#connectedAt = performance.now()
@@ -165,6 +155,12 @@ export class Session {
     )
     if (this.#renewedFailed(decided)) {
       this.#revert(decided)
+    } else if (decided?.kind === 'revoked' && this.#tried === this.#previous?.config) {
+      // The attempt went with the old credentials, renewed meanwhile, and the broker refused them (a server may revoke
+      // them once it issued the new): nothing to go back to; the renewed ones are tried now.
+      this.#hooks.report.reconnectRejected(decided.returnCode, this.#previous.source, false)
+      this.#previous = undefined
+      this.#reconnectNow()
     } else if (decided === undefined) {
       this.#waiting(client.options.reconnectPeriod ?? 0, lost) // mqtt.js has armed its own timer with reconnectPeriod
     } else if (decided.kind === 'retry') {
@@ -228,6 +224,7 @@ export class Session {
     const hooks = this.#hooks
     const { config, source } = this.#current
     const fresh = this.#fresh
+    this.#renewed = undefined
     hooks.report.reconnectRejected(returnCode, source, !fresh)
     if (fresh) {
       this.#giveUp(withUrl(refusedCredentials(returnCode, 'fresh'), hooks.url(config)))
@@ -261,27 +258,31 @@ export class Session {
   }
 
   /**
-   * Renewed credentials for `renewed`: the session switches to them at once when connected, else at the next
-   * attempt. Dropped when the session has moved on meanwhile (re-provisioned after a refusal: those win).
+   * Renewed credentials for `renewed`: switched to now when connected, else at the next attempt; false when dropped
+   * (the session re-provisioned meanwhile after a refusal: those win; the app is ending the client).
    */
-  #adopt(renewed: DeviceConfig, next: Provisioned): void {
-    if (this.#stopped || this.#replacing || renewed !== this.#current.config) return
+  #adopt(renewed: DeviceConfig, next: Provisioned): boolean {
+    if (this.#stopped || this.#replacing || this.#client.disconnecting || renewed !== this.#current.config) return false
     this.#previous ??= this.#current
     this.#current = next
+    this.#renewed = next.config
     this.#unaccepted = 0
     this.#retarget()
-    if (this.#client.connected) this.#switchNow()
+    // Only once mqtt.js has said 'connect': from the CONNACK until then it resends its outgoing store, and what the
+    // app publishes meanwhile waits in a queue that a closing connection fails. connected() switches otherwise.
+    if (this.#connectedAt !== undefined) this.#switchNow()
+    return true
   }
 
   #switchNow(): void {
-    clearTimeout(this.#switching)
-    this.#switching = closeToSwitch(this.#client) // closed() reconnects then
+    // Not while a graceful end() waits for its PUBACKs on this connection; closed() reconnects after the switch.
+    if (!this.#client.disconnecting) this.#switching ??= closeToSwitch(this.#client)
   }
 
   /** Whether an attempt with renewed credentials failed so that the previous ones are used again (renewal.ts). */
   #renewedFailed(decided: Refusal | undefined): boolean {
     const previous = this.#previous
-    if (previous === undefined || this.#tried !== this.#current.config) return false
+    if (previous === undefined || this.#tried !== this.#renewed) return false // #renewed is #current's config
     const expiresAt = this.#hooks.renewalOf(previous.config)?.lifetime.expiresAt
     return givesUpRenewed(decided, ++this.#unaccepted, expiresAt, this.#hooks.clock.now())
   }
@@ -291,6 +292,7 @@ export class Session {
     reportReverted(this.#hooks.report, decided, this.#url())
     this.#current = this.#previous as Provisioned
     this.#previous = undefined
+    this.#renewed = undefined
     this.#retarget()
     this.#reconnectNow()
     this.renewal.retryLater(this.#current.config)

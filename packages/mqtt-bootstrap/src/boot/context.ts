@@ -7,7 +7,7 @@ import type { ResolvedOptions } from '../options.js'
 import type { Reporter } from '../report.js'
 import type { RetryLoop } from '../retry.js'
 import type { Seams } from '../seams.js'
-import type { Provisioned } from '../session.js'
+import type { Provisioned } from '../session-hooks.js'
 import { SharedRun } from '../single-flight.js'
 
 /** What a phase tells about the failures it retries: the call it works for, or the shared flight it runs in. */

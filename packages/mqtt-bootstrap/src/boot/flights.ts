@@ -4,7 +4,7 @@
  * retries are the call's too, and a call that joins late starts with the last one.
  */
 import type { DeviceConfig } from '../contract.js'
-import type { Provisioned } from '../session.js'
+import type { Provisioned } from '../session-hooks.js'
 import { anySignal } from '../signals.js'
 import { runShared } from '../single-flight.js'
 import { type BootContext, type Call, type FailureSink, Flight } from './context.js'

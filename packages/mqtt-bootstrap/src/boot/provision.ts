@@ -11,7 +11,7 @@ import { ProvisioningError } from '../errors.js'
 import { requestConfig } from '../point-access.js'
 import { redactUrl } from '../redact.js'
 import { withRetry } from '../retry.js'
-import type { Provisioned } from '../session.js'
+import type { Provisioned } from '../session-hooks.js'
 import type { ClientCertificate } from '../transport/http-transport.js'
 import { readCache, readEntry } from './cache.js'
 import { acceptCertificate, certificateClaim } from './certificate.js'
@@ -66,15 +66,16 @@ async function startupJitter(context: BootContext, signal: AbortSignal | undefin
 
 /**
  * Provision from the server (retried). `refused` is the configuration this one replaces, if any: the one the broker
- * has just refused, or one being renewed (its secrets are not quoted, nor registered for again). `proof`: the TLS
- * client certificate of the request (a renewal's, the current certificate).
+ * has just refused, or one being renewed (its secrets are not quoted, nor registered for again). `renewal`: this is
+ * one (boot/renew.ts), with the TLS client certificate of the request while the current one is valid; a secret it
+ * registers is not cached here (the session caches it once the broker accepted it).
  */
 export async function claim(
   context: BootContext,
   sink: FailureSink,
   signal: AbortSignal | undefined,
   refused?: DeviceConfig,
-  proof?: ClientCertificate,
+  renewal?: { proof: ClientCertificate | undefined },
 ): Promise<Provisioned> {
   const { options, seams, report, memory } = context
   const { url, headers } = options
@@ -85,7 +86,7 @@ export async function claim(
   // Checked at the door (resolveOptions): serialised once per provisioning, never on a cached boot.
   const body = csr ? csr.body : JSON.stringify(options.data)
   const secrets = refused === undefined ? [] : secretsOf(refused)
-  const request = { url: new URL(url), body, headers, signal, secrets, clientCertificate: proof }
+  const request = { url: new URL(url), body, headers, signal, secrets, clientCertificate: renewal?.proof }
   const config = await withRetry(
     async (attempt) => {
       report.provisioning(shown, attempt)
@@ -113,7 +114,7 @@ export async function claim(
   )
   // With `certificate`, the certificate is the credential: there is no secret to register for.
   if (config.device.deviceSecret === '' && options.certificate === undefined) {
-    const registered = await register(context, sink, config, signal, refused)
+    const registered = await register(context, sink, config, signal, refused, renewal === undefined)
     noteLifetime(registered, seams.clock.now())
     return { config: registered, source: 'server' }
   }

@@ -7,7 +7,8 @@
  * which outlives a change of provisioning URL or data and `invalidate()`; a secret found there is used instead of
  * registering again (unless it is the one the broker has just refused). Should it not be storable, the boot fails
  * rather than connect with a secret it would lose (an unactivated device can still register again later). The
- * product secret is not kept.
+ * product secret is not kept. A renewal (`cache` false) leaves the cache key to the session, which writes it once the
+ * broker has accepted the new secret: the identity entry holds it meanwhile.
  */
 import { type DeviceConfig, frozenValidated, parseDeviceConfig } from '../contract.js'
 import { secretsOf, withoutEchoes } from '../echoes.js'
@@ -18,14 +19,16 @@ import { keyOf } from '../store/credential-store.js'
 import { storeError } from './cache.js'
 import { type BootContext, type FailureSink, retryLoop } from './context.js'
 
+/** The device's secret for `provisioned` (an answer with a productSecret); see the module's comment. */
 export async function register(
   context: BootContext,
   sink: FailureSink,
   provisioned: DeviceConfig,
   signal: AbortSignal | undefined,
   refused: DeviceConfig | undefined,
+  cache = true,
 ): Promise<DeviceConfig> {
-  const { options, seams, report, memory } = context
+  const { options, seams, report } = context
   const { store, clock, registration: strategy } = seams
   const { productKey, deviceName, productSecret } = provisioned.device
   if (strategy === noRegistration) throw noDeviceSecretError(options.url)
@@ -86,14 +89,7 @@ export async function register(
   } else {
     report.registrationNote(productKey, deviceName, 'earlier')
   }
-  try {
-    await store.set(options.cacheKey, { config, savedAt: clock.now() })
-    report.cache({ action: 'write', key: options.cacheKey })
-    memory.stored = config
-  } catch (cause) {
-    // The identity entry holds it: the next boot finds it there.
-    report.nonFatal(storeError(cause, 'cannot write the credential cache'))
-  }
+  if (cache) await cacheRegistered(context, config)
   if (issued) report.registered(strategy.name, productKey, deviceName)
   report.provisioned(config, 'server')
   return config
@@ -102,4 +98,17 @@ export async function register(
 /** Where a registered device secret is kept besides the cache key: by the device's identity alone. */
 function registrationKey(productKey: string, deviceName: string): string {
   return keyOf('urn:mqtt-bootstrap:registered', { productKey, deviceName })
+}
+
+/** Cache what registration gave: the identity entry holds it already, so a failure here is not fatal. */
+async function cacheRegistered(context: BootContext, config: DeviceConfig): Promise<void> {
+  const { options, seams, report, memory } = context
+  try {
+    await seams.store.set(options.cacheKey, { config, savedAt: seams.clock.now() })
+    report.cache({ action: 'write', key: options.cacheKey })
+    memory.stored = config
+  } catch (cause) {
+    // The identity entry holds it: the next boot finds it there.
+    report.nonFatal(storeError(cause, 'cannot write the credential cache'))
+  }
 }

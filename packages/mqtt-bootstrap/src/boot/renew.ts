@@ -10,7 +10,7 @@
 import { heldKey } from '../certificates/held-keys.js'
 import { lifetimeOf } from '../certificates/schedule.js'
 import type { DeviceConfig } from '../contract.js'
-import type { Provisioned } from '../session.js'
+import type { Provisioned } from '../session-hooks.js'
 import type { ClientCertificate } from '../transport/http-transport.js'
 import type { BootContext, FailureSink } from './context.js'
 import { claim } from './provision.js'
@@ -24,7 +24,7 @@ export function renewCredentials(
   current: DeviceConfig,
   signal: AbortSignal,
 ): Promise<Provisioned> {
-  return claim(context, NO_CALL, signal, current, proofOf(current, context.seams.clock.now()))
+  return claim(context, NO_CALL, signal, current, { proof: proofOf(current, context.seams.clock.now()) })
 }
 
 /** The current certificate and its key, while the certificate is valid at `now`. */

@@ -70,7 +70,9 @@ export function renewalTime(lifetime: Lifetime, renewBeforeMs: number | undefine
   const span = lifetime.expiresAt - lifetime.receivedAt
   const before = renewBeforeMs ?? span / 3
   const earliest = lifetime.receivedAt + Math.max(MIN_RENEWAL_DELAY_MS, span / 10)
-  return Math.round(Math.max(lifetime.expiresAt - before, Math.min(earliest, lifetime.expiresAt)))
+  // Past the expiry, if the lifetime is that short: a server answering lifetimes of milliseconds gets one renewal a
+  // second at most (each a fresh claim, once expired), not a loop.
+  return Math.round(Math.max(lifetime.expiresAt - before, earliest))
 }
 
 /**
