@@ -181,8 +181,9 @@ export function createProvisioningHandler(options: ProvisioningHandlerOptions) {
         if (renewal === undefined) await reclaimed?.(request, body) // noted before the answer leaves; never throws
         const { code } = body as { code: string }
         // Decided: a counter store that fails now (its database gone) is told, and the answer stands as decided. A
-        // renewal refused "10004" counts as any claim so refused: a certificate tried against other devices' data.
-        if (!proven || (renewal !== undefined && code === CLAIM_CODES.INVALID_SIGNATURE))
+        // renewal refused counts as any failed claim: a certificate tried against other devices' data.
+        if (!proven || renewal !== undefined)
+          // only a failure code counts
           await Promise.resolve(gate?.failed(code)).catch(tellError)
         // A claim refusal is 401 however it is made: also from a resolve (a group-key registry without `verify`).
         return [CLAIM_REFUSALS.has(code) ? 401 : 200, answered, {}]
