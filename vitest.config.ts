@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { defineConfig } from 'vitest/config'
 
@@ -20,7 +21,10 @@ export default defineConfig({
     setupFiles: ['test/setup.ts'],
     testTimeout: 20_000,
     hookTimeout: 20_000,
-    // Each file starts its own loopback servers on port 0; files run in parallel workers.
+    // Each file starts its own loopback servers on port 0; files run in parallel workers. Two at least: most files
+    // wait on real servers and real time (the renewal suites for minutes) rather than on the CPU, and vitest's
+    // default (the cores less one) is a single worker on a two-core CI machine.
     pool: 'forks',
+    maxWorkers: Math.max(2, availableParallelism() - 1),
   },
 })
