@@ -130,7 +130,7 @@ export class UndiciTransport implements HttpTransport {
     if (last?.certificate.cert === certificate.cert && last.certificate.key.equals(certificate.key)) {
       return last.dispatchers
     }
-    void last?.dispatchers.then(closeDispatchers, () => {})
+    last?.dispatchers.then(closeDispatchers).catch(() => {}) // the previous certificate's: closed, whatever it says
     const { cert, key } = certificate
     const dispatchers = dispatchersFor({ ...this.#tls, cert, key, passphrase: undefined })
     this.#renewal = { certificate, dispatchers }
