@@ -8,7 +8,6 @@
  * test/secret-renewal.test.ts has the cases that need no timer to fire; test/certificates-renewal-aedes.slow.test.ts
  * is the same for certificates.
  */
-import { randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { afterEach, describe, expect, test } from 'vitest'
 import {
@@ -17,13 +16,12 @@ import {
   credentialKey,
   MemoryCredentialStore,
   type MqttBootstrap,
-  verifyAliyunCredentials,
 } from '../packages/mqtt-bootstrap/src/index.js'
-import type { ConnectRecord } from './helpers/broker.js'
 import { boot, payloads, type RecordedEvent, useTestEnv } from './helpers/env.js'
 import { suite } from './helpers/exposure.js'
-import { configAnswer, DEVICE, json } from './helpers/https-server.js'
+import { DEVICE, json } from './helpers/https-server.js'
 import { next } from './helpers/renewal.js'
+import { type Issued, type Issuing, secretIssuer } from './helpers/secret-issuer.js'
 
 const env = useTestEnv()
 
@@ -35,62 +33,14 @@ const DAY = 24 * HOUR
 const SLACK_MS = 1000
 /** The longest a test waits for one event: past any secret these tests are issued. */
 const WAIT_MS = 15_000
-const CID = `${DEVICE.productKey}.${DEVICE.deviceName}`
 const { productKey: PK, deviceName: NAME } = DEVICE
 
-/** One claim the server answered: the secret it issued, when (by the real time) and until when. */
-interface Issued {
-  secret: string
-  answeredAt: number
-  expiresAt: number | undefined
-}
+const issuer = secretIssuer(env)
+const { issued, issue, signer } = issuer
 
-/** The claims answered in this test, in order. */
-const issued: Issued[] = []
-
-afterEach(() => {
-  issued.length = 0
-  env.broker.secrets.set(CID, DEVICE.deviceSecret)
-})
-
-interface Issuing {
-  /** How long the secret lives from the answer; `null`: no `expiresAt` at all. @default MINUTE */
-  lifetimeMs?: number | null
-  /** Whether the broker accepts the new secret from then on (in place of the previous one). @default true */
-  brokerAccepts?: boolean
-  /** The offset `expiresAt` is written with. @default 'Z' */
-  zone?: 'Z' | '+08:00'
-}
-
-/** From now on, the server answers every claim with a new secret (see Issuing). */
-function issue({ lifetimeMs = MINUTE, brokerAccepts = true, zone = 'Z' }: Issuing = {}): void {
-  env.server.handle((_request, response) => {
-    const secret = `S3cr3t-renewed-${issued.length + 1}-${randomBytes(12).toString('hex')}`
-    const answeredAt = Date.now()
-    const expiresAt = lifetimeMs === null ? undefined : answeredAt + lifetimeMs
-    issued.push({ secret, answeredAt, expiresAt })
-    if (brokerAccepts) env.broker.secrets.set(CID, secret)
-    const lifetime = expiresAt === undefined ? {} : { expiresAt: rfc3339(expiresAt, zone) }
-    json(response, 200, configAnswer({ host: env.broker.host }, { ...DEVICE, deviceSecret: secret, ...lifetime }))
-  })
-}
-
-/** `ms` as an RFC 3339 date-time in `zone`. */
-function rfc3339(ms: number, zone: 'Z' | '+08:00'): string {
-  return zone === 'Z' ? new Date(ms).toISOString() : new Date(ms + 8 * HOUR).toISOString().replace('Z', '+08:00')
-}
+afterEach(() => issuer.reset())
 
 const iso = (ms: number | undefined) => new Date(ms as number).toISOString()
-
-/**
- * Which claim's secret signed a CONNECT the broker saw: 1 for the first claim's, 2 for the next, …; 0 for none of
- * them (checked as the broker checks, by recomputing the aliyun signature).
- */
-function signer(connect: ConnectRecord): number {
-  const signed = (secret: string) =>
-    verifyAliyunCredentials(connect, () => secret, { maxSkewMs: Number.POSITIVE_INFINITY }) !== undefined
-  return issued.findIndex(({ secret }) => signed(secret)) + 1
-}
 
 function options(extra: Partial<BootstrapOptions> = {}): BootstrapOptions {
   return env.options({

@@ -6,7 +6,6 @@
  * accepted secrets) and a real HTTPS provisioning server that issues a new secret at every claim.
  * test/secret-renewal.slow.test.ts renews in real time.
  */
-import { randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { afterEach, describe, expect, test } from 'vitest'
 import {
@@ -14,60 +13,27 @@ import {
   type Clock,
   credentialKey,
   MemoryCredentialStore,
-  verifyAliyunCredentials,
 } from '../packages/mqtt-bootstrap/src/index.js'
-import type { ConnectRecord } from './helpers/broker.js'
 import { boot, payloads, type RecordedEvent, useTestEnv } from './helpers/env.js'
 import { FakeClock } from './helpers/fake-clock.js'
-import { configAnswer, DEVICE, json } from './helpers/https-server.js'
+import { secretIssuer } from './helpers/secret-issuer.js'
 
 const env = useTestEnv()
 
 const HOUR = 3_600_000
 const DAY = 24 * HOUR
-const CID = `${DEVICE.productKey}.${DEVICE.deviceName}`
 
 /** A device clock `offsetMs` ahead of the real time (the rest of the Clock is the system's). */
 const ahead = (offsetMs: number) => ({ now: () => Date.now() + offsetMs }) as Clock
 const systemTime = { now: () => Date.now() }
 
-/** One claim the server answered: the secret it issued, when (by the device's clock) and until when. */
-interface Issued {
-  secret: string
-  answeredAt: number
-  expiresAt: number | undefined
-}
+const issuer = secretIssuer(env)
+const { issued, signer } = issuer
 
-/** The claims answered in this test, in order. */
-const issued: Issued[] = []
+afterEach(() => issuer.reset())
 
-afterEach(() => {
-  issued.length = 0
-  env.broker.secrets.set(CID, DEVICE.deviceSecret)
-})
-
-/**
- * From now on, the server answers every claim with a new secret the broker accepts, living `lifetimeMs` from the
- * answer by `clock` (the device's); `null`: no `expiresAt` at all.
- */
-function issue(clock: Pick<Clock, 'now'>, lifetimeMs: number | null = DAY): void {
-  env.server.handle((_request, response) => {
-    const secret = `S3cr3t-renewed-${issued.length + 1}-${randomBytes(12).toString('hex')}`
-    const answeredAt = clock.now()
-    const expiresAt = lifetimeMs === null ? undefined : answeredAt + lifetimeMs
-    issued.push({ secret, answeredAt, expiresAt })
-    env.broker.secrets.set(CID, secret)
-    const lifetime = expiresAt === undefined ? {} : { expiresAt: new Date(expiresAt).toISOString() }
-    json(response, 200, configAnswer({ host: env.broker.host }, { ...DEVICE, deviceSecret: secret, ...lifetime }))
-  })
-}
-
-/** Which claim's secret signed a CONNECT the broker saw: 1 for the first claim's, …; 0 for none of them. */
-function signer(connect: ConnectRecord): number {
-  const signed = (secret: string) =>
-    verifyAliyunCredentials(connect, () => secret, { maxSkewMs: Number.POSITIVE_INFINITY }) !== undefined
-  return issued.findIndex(({ secret }) => signed(secret)) + 1
-}
+/** From now on, every claim gets a new secret living `lifetimeMs` from the answer by `clock`; `null`: no `expiresAt`. */
+const issue = (clock: Pick<Clock, 'now'>, lifetimeMs: number | null = DAY) => issuer.issue({ clock, lifetimeMs })
 
 function options(extra: Partial<BootstrapOptions> = {}): BootstrapOptions {
   return env.options({
