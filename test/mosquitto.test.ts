@@ -418,6 +418,8 @@ describe.skipIf(skipReason !== undefined)(
           await mosquitto().setUsers({ ...USERS, [ROTATING_NEW.deviceName]: ROTATING_NEW.deviceSecret })
           await reconnected
           expect(client.connected).toBe(true)
+          // mosquitto's log is read as it comes: the CONNACK the client has may not be in it yet.
+          await connackLogged(since)
           // mosquitto dropped the client at the reload, refused the old secret on the reconnect, took the new one.
           expect(
             mosquitto()
