@@ -224,7 +224,7 @@ export class Session {
     const hooks = this.#hooks
     const { config, source } = this.#current
     const fresh = this.#fresh
-    this.#renewed = undefined
+    this.#previous = this.#renewed = undefined // re-provisioned: no renewal to go back from
     hooks.report.reconnectRejected(returnCode, source, !fresh)
     if (fresh) {
       this.#giveUp(withUrl(refusedCredentials(returnCode, 'fresh'), hooks.url(config)))
