@@ -21,8 +21,10 @@ import { suite } from './helpers/exposure.js'
 
 const PK = 'a1RacePK'
 const NAME = 'race-device-001'
-/** How long every secret lives, unless a test says: no renewal of its own within a test. */
+/** How long the boot's secret lives, unless a test says: renewed 6 s in with {@link SOON}. */
 const LIFETIME_MS = 60_000
+/** How long a renewed secret lives: its own renewal a minute away, after any test's end. */
+const RENEWED_LIFETIME_MS = 600_000
 
 interface Rig {
   brokerUrl: string
@@ -45,7 +47,7 @@ interface RigOptions {
   refuse?: (secret: string) => { delayMs: number; returnCode: number } | undefined
   /** Wait before answering claim `n` (1 for the boot's). */
   hold?: (n: number) => Promise<void>
-  /** The lifetime of the secret answered to claim `n`, in ms. */
+  /** The lifetime of the secret answered to claim `n`, in ms. @default LIFETIME_MS, then RENEWED_LIFETIME_MS */
   lifetimeMs?: (n: number) => number
 }
 
@@ -58,7 +60,12 @@ afterEach(async () => {
 })
 
 async function rig(options: RigOptions = {}): Promise<Rig> {
-  const { pubackDelayMs = 0, refuse = () => undefined, hold = async () => {}, lifetimeMs = () => LIFETIME_MS } = options
+  const {
+    pubackDelayMs = 0,
+    refuse = () => undefined,
+    hold = async () => {},
+    lifetimeMs = (n) => (n === 1 ? LIFETIME_MS : RENEWED_LIFETIME_MS),
+  } = options
   const connects: string[] = []
   const published: string[] = []
   const secrets: string[] = []
@@ -164,7 +171,11 @@ const SOON = { renewBeforeMs: 10 * 365 * 86_400_000 }
 
 test('a renewal answered while mqtt.js resends its outgoing store after a reconnect: no QoS 1 message lost', async () => {
   const held = gate()
-  const at = await rig({ pubackDelayMs: 1500, hold: held.hold, lifetimeMs: () => 20_000 })
+  const at = await rig({
+    pubackDelayMs: 1500,
+    hold: held.hold,
+    lifetimeMs: (n) => (n === 1 ? 20_000 : RENEWED_LIFETIME_MS),
+  })
   const { boot: bootstrap, events } = boot(options(at, SOON))
   const client = await bootstrap.connect()
   clients.push(client)
