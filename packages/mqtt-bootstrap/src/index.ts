@@ -15,6 +15,21 @@ export type {
   AliyunVerifyOptions,
 } from './auth/aliyun.js'
 export { aliyunAuth, signAliyun, signAliyunRegistration, verifyAliyunCredentials } from './auth/aliyun.js'
+export {
+  type AzureSasInput,
+  type BaiduAlgorithm,
+  type BaiduSignInput,
+  type HuaweiSignInput,
+  type OnenetMethod,
+  type OnenetSignInput,
+  signAzureSas,
+  signBaidu,
+  signHuawei,
+  signOnenet,
+  signTencent,
+  type TencentSignInput,
+  type TencentSignMethod,
+} from './auth/clouds/signing.js'
 export { plainAuth } from './auth/plain.js'
 export type { AuthFunction, AuthStrategy, MqttCredentials, SignContext } from './auth/strategy.js'
 export { x509Auth } from './auth/x509.js'
