@@ -17,9 +17,8 @@ import type { MqttClient } from 'mqtt'
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
 import { type BootstrapOptions, credentialKey, MemoryCredentialStore } from '../packages/mqtt-bootstrap/src/index.js'
 import { type CertificateIssuer, issueCertificates } from '../packages/mqtt-bootstrap-server/src/index.js'
-import { boot } from './helpers/env.js'
+import { boot, nextEvent } from './helpers/env.js'
 import { type MtlsBroker, startMtlsBroker } from './helpers/mtls-broker.js'
-import { next } from './helpers/renewal.js'
 import { type TlsFixture, tlsFixture } from './helpers/tls.js'
 import { type Authority, authority } from './helpers/x509.js'
 
@@ -142,7 +141,7 @@ async function bootWith(extra: Partial<BootstrapOptions> = {}) {
 
 /** The next `renewing` event and when (real time) it came. */
 async function renewingAt(bootstrap: Awaited<ReturnType<typeof bootWith>>['bootstrap']) {
-  const event = await next(bootstrap, 'renewing', undefined, WAIT_MS)
+  const event = await nextEvent(bootstrap, 'renewing', undefined, WAIT_MS)
   return { event, at: Date.now() }
 }
 
@@ -151,7 +150,7 @@ describe('renewal before expiry', () => {
     const { bootstrap, events, client, entry, receivedAt, first } = await bootWith()
     expect(seen[0]?.presented).toBeUndefined() // the first claim has no certificate to show
     expect(broker.clients.map((c) => c.fingerprint256)).toEqual([fingerprint(first)])
-    const renewed = next(bootstrap, 'renewed', undefined, WAIT_MS)
+    const renewed = nextEvent(bootstrap, 'renewed', undefined, WAIT_MS)
     const { event: renewing, at } = await renewingAt(bootstrap)
     const notAfter = notAfterOf(first)
     expect(renewing).toEqual({
@@ -207,7 +206,7 @@ describe('renewal before expiry', () => {
       if (n < 5000) void client.publishAsync('renewal/out', String(++n), { qos: 1 }).catch(() => {})
     }, 2)
     try {
-      await next(bootstrap, 'renewed', undefined, WAIT_MS)
+      await nextEvent(bootstrap, 'renewed', undefined, WAIT_MS)
       await new Promise((resolve) => setTimeout(resolve, 50))
     } finally {
       clearInterval(publishing)
@@ -232,8 +231,8 @@ describe('renewal before expiry', () => {
     const due = notAfter - (notAfter - receivedAt) / 3
     await new Promise((resolve) => setTimeout(resolve, Math.max(0, due - Date.now() + 300)))
     const { boot: bootstrap, events } = boot(options({ cache }))
-    const renewing = next(bootstrap, 'renewing', undefined, WAIT_MS)
-    const renewed = next(bootstrap, 'renewed', undefined, WAIT_MS)
+    const renewing = nextEvent(bootstrap, 'renewing', undefined, WAIT_MS)
+    const renewed = nextEvent(bootstrap, 'renewed', undefined, WAIT_MS)
     clients.push(await bootstrap.connect())
     const booted = Date.now()
     await renewing
@@ -248,7 +247,7 @@ describe('renewal that fails', () => {
   test('a broker that refuses the new certificate leaves the device on the old one, reported; the renewal is tried again', async () => {
     const { bootstrap, events, client, entry, first } = await bootWith()
     answer = (request) => issued(request, VALIDITY_S, otherCa) // a CA the broker does not trust
-    const reported = next(bootstrap, 'error', undefined, WAIT_MS)
+    const reported = nextEvent(bootstrap, 'error', undefined, WAIT_MS)
     await renewingAt(bootstrap)
     const { error, fatal } = await reported
     const failedAt = Date.now()
@@ -263,7 +262,7 @@ describe('renewal that fails', () => {
     expect(events.some(([name]) => name === 'renewed')).toBe(false)
     // Tried again halfway to the expiry (at least a second later), and this time the broker takes it.
     answer = (request) => issued(request)
-    const renewed = next(bootstrap, 'renewed', undefined, WAIT_MS)
+    const renewed = nextEvent(bootstrap, 'renewed', undefined, WAIT_MS)
     const { event: again, at } = await renewingAt(bootstrap)
     expect(again).toMatchObject({ attempt: 2, expired: false })
     expect(at - failedAt).toBeGreaterThanOrEqual(900)
@@ -276,7 +275,7 @@ describe('renewal that fails', () => {
   test('a server that fails the renewal: retried with the retry policy, reported, the old certificate kept and used', async () => {
     const { bootstrap, events, client, entry, first } = await bootWith()
     answer = async () => ({ status: 503, body: { code: '77777' } })
-    const reported = next(bootstrap, 'error', undefined, WAIT_MS)
+    const reported = nextEvent(bootstrap, 'error', undefined, WAIT_MS)
     await renewingAt(bootstrap)
     const { error, fatal } = await reported
     expect(fatal).toBe(false)
@@ -288,7 +287,7 @@ describe('renewal that fails', () => {
     expect((await entry()).config.device.certificate).toBe(first)
     // The next try comes halfway to the expiry, and succeeds.
     answer = (request) => issued(request)
-    const renewed = next(bootstrap, 'renewed', undefined, WAIT_MS)
+    const renewed = nextEvent(bootstrap, 'renewed', undefined, WAIT_MS)
     const { event: again } = await renewingAt(bootstrap)
     expect(again.attempt).toBe(2)
     await renewed
@@ -298,7 +297,7 @@ describe('renewal that fails', () => {
   test('an expired certificate leads to a fresh claim, without a client certificate', async () => {
     // renewBeforeMs 0: the renewal is due when the certificate expires.
     const { bootstrap, entry, first } = await bootWith({ renewBeforeMs: 0 })
-    const renewed = next(bootstrap, 'renewed', undefined, WAIT_MS)
+    const renewed = nextEvent(bootstrap, 'renewed', undefined, WAIT_MS)
     const { event: renewing, at } = await renewingAt(bootstrap)
     expect(renewing).toMatchObject({ expired: true, attempt: 1 })
     expect(at).toBeGreaterThanOrEqual(notAfterOf(first))
@@ -327,7 +326,7 @@ describe('the renewal timer', () => {
       const { bootstrap, client, first } = await bootWith(extra)
       const { at } = await renewingAt(bootstrap)
       expect(Math.abs(at - (notAfterOf(first) - before))).toBeLessThan(SLACK_MS)
-      await next(bootstrap, 'renewed', undefined, WAIT_MS)
+      await nextEvent(bootstrap, 'renewed', undefined, WAIT_MS)
       await client.endAsync(true)
       clients.length = 0
     }

@@ -17,10 +17,9 @@ import {
   MemoryCredentialStore,
   type MqttBootstrap,
 } from '../packages/mqtt-bootstrap/src/index.js'
-import { boot, payloads, type RecordedEvent, useTestEnv } from './helpers/env.js'
+import { boot, nextEvent, payloads, type RecordedEvent, useTestEnv } from './helpers/env.js'
 import { suite } from './helpers/exposure.js'
 import { DEVICE, json } from './helpers/https-server.js'
-import { next } from './helpers/renewal.js'
 import { type Issued, type Issuing, secretIssuer } from './helpers/secret-issuer.js'
 
 const env = useTestEnv()
@@ -70,7 +69,7 @@ function timed<K extends keyof BootstrapEvents>(
   bootstrap: MqttBootstrap,
   name: K,
 ): Promise<{ event: Parameters<BootstrapEvents[K]>[0]; at: number }> {
-  return next(bootstrap, name, () => true, WAIT_MS).then((event) => ({ event, at: Date.now() }))
+  return nextEvent(bootstrap, name, () => true, WAIT_MS).then((event) => ({ event, at: Date.now() }))
 }
 
 /** Sleep until the real time is `at` (at once if it has passed). */
@@ -99,7 +98,7 @@ describe('a secret with an expiresAt is renewed before it', () => {
       bootstrap.once('connecting', () => look('reconnecting'))
     })
     const renewing = timed(bootstrap, 'renewing')
-    const renewed = next(bootstrap, 'renewed', () => true, WAIT_MS)
+    const renewed = nextEvent(bootstrap, 'renewed', () => true, WAIT_MS)
     const { event, at } = await renewing
     expect(event).toEqual({
       credential: 'secret',
@@ -155,7 +154,7 @@ describe('a secret with an expiresAt is renewed before it', () => {
     const first = issued[0] as Issued
     issue()
     const renewing = timed(bootstrap, 'renewing')
-    const renewed = next(bootstrap, 'renewed', () => true, WAIT_MS)
+    const renewed = nextEvent(bootstrap, 'renewed', () => true, WAIT_MS)
     const { event, at } = await renewing
     // An expiresAt with an offset names the same instant: the event says it in UTC.
     expect(event).toMatchObject({ credential: 'secret', expiresAt: iso(first.expiresAt), attempt: 1 })
@@ -171,7 +170,7 @@ describe('a secret with an expiresAt is renewed before it', () => {
     const { bootstrap, events, client, cached } = await bootWith({}, { lifetimeMs: 6 * SECOND })
     const [first] = issued as [Issued]
     issue({ lifetimeMs: null })
-    expect(await next(bootstrap, 'renewed', () => true, WAIT_MS)).toEqual({
+    expect(await nextEvent(bootstrap, 'renewed', () => true, WAIT_MS)).toEqual({
       credential: 'secret',
       productKey: PK,
       deviceName: NAME,
@@ -200,7 +199,7 @@ describe('a renewal that fails', () => {
       issue({ brokerAccepts: false }) // aedes answers 4 to a secret it does not know
       if (returnCode === 5) env.broker.refuse.push(5) // the next CONNECT: the renewed one
       const reported = timed(bootstrap, 'error')
-      const rejected = next(bootstrap, 'auth-rejected', () => true, WAIT_MS)
+      const rejected = nextEvent(bootstrap, 'auth-rejected', () => true, WAIT_MS)
       const renewing = timed(bootstrap, 'renewing')
       near((await renewing).at, (first.expiresAt as number) - 3 * SECOND)
       const {
@@ -225,7 +224,7 @@ describe('a renewal that fails', () => {
       // Tried again halfway to the expiry, and this time the broker takes it.
       issue()
       const again = timed(bootstrap, 'renewing')
-      const renewed = next(bootstrap, 'renewed', () => true, WAIT_MS)
+      const renewed = nextEvent(bootstrap, 'renewed', () => true, WAIT_MS)
       const { event, at } = await again
       expect(event).toMatchObject({ attempt: 2, expired: false, expiresAt: iso(first.expiresAt) })
       near(at, revertedAt + ((first.expiresAt as number) - revertedAt) / 2)
@@ -267,7 +266,7 @@ describe('a renewal that fails', () => {
       // The next try, halfway to the expiry, succeeds.
       issue()
       const again = timed(bootstrap, 'renewing')
-      const renewed = next(bootstrap, 'renewed', () => true, WAIT_MS)
+      const renewed = nextEvent(bootstrap, 'renewed', () => true, WAIT_MS)
       const { event, at } = await again
       expect(event).toMatchObject({ attempt: 2, expired: false })
       near(at, failedAt + ((first.expiresAt as number) - failedAt) / 2)
@@ -295,7 +294,7 @@ describe('a cached secret with an expiresAt', () => {
     expect(env.server.requests).toHaveLength(1)
     const { boot: bootstrap, events } = boot(options({ cache }))
     const renewing = timed(bootstrap, 'renewing')
-    const renewed = next(bootstrap, 'renewed', () => true, WAIT_MS)
+    const renewed = nextEvent(bootstrap, 'renewed', () => true, WAIT_MS)
     const bootedAt = Date.now()
     const again = env.track(await bootstrap.connect())
     return { events, client: again, cached, first, bootedAt, renewing, renewed }
@@ -338,10 +337,10 @@ describe('no secret in any event or log line', () => {
     // 6 s: renewed 4 s after the answer, refused, tried again a second later.
     const { bootstrap } = await bootWith({}, { lifetimeMs: 6 * SECOND })
     issue({ brokerAccepts: false })
-    await next(bootstrap, 'error', () => true, WAIT_MS)
+    await nextEvent(bootstrap, 'error', () => true, WAIT_MS)
     await expect.poll(() => env.broker.connects.length, { timeout: 5000 }).toBe(3)
     issue()
-    await next(bootstrap, 'renewed', () => true, WAIT_MS)
+    await nextEvent(bootstrap, 'renewed', () => true, WAIT_MS)
     // The suite's exposure saw the renewal (its log lines and events), and none of the three secrets.
     const text = suite.exposure.text
     expect(text).toContain('renewing credentials')
