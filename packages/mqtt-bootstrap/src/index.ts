@@ -16,22 +16,35 @@ export type {
 } from './auth/aliyun.js'
 export { aliyunAuth, signAliyun, signAliyunRegistration, verifyAliyunCredentials } from './auth/aliyun.js'
 export {
+  type AzureAuthOptions,
   type AzureSasInput,
-  type BaiduAlgorithm,
-  type BaiduSignInput,
-  type HuaweiSignInput,
+  type AzureVerifyOptions,
+  azureAuth,
+  signAzureSas,
+  verifyAzureSas,
+} from './auth/azure.js'
+export { type BaiduAlgorithm, type BaiduAuthOptions, type BaiduSignInput, baiduAuth, signBaidu } from './auth/baidu.js'
+export { type HuaweiAuthOptions, type HuaweiSignInput, huaweiAuth, signHuawei } from './auth/huawei.js'
+export {
+  type OnenetAuthOptions,
   type OnenetMethod,
   type OnenetSignInput,
-  signAzureSas,
-  signBaidu,
-  signHuawei,
+  onenetAuth,
   signOnenet,
+} from './auth/onenet.js'
+export { plainAuth } from './auth/plain.js'
+export type { AuthName } from './auth/resolve.js'
+export type { AuthFunction, AuthStrategy, MqttCredentials, SignContext } from './auth/strategy.js'
+export {
   signTencent,
+  type TencentAuthOptions,
   type TencentSignInput,
   type TencentSignMethod,
-} from './auth/clouds/signing.js'
-export { plainAuth } from './auth/plain.js'
-export type { AuthFunction, AuthStrategy, MqttCredentials, SignContext } from './auth/strategy.js'
+  type TencentVerifyOptions,
+  tencentAuth,
+  verifyTencentCredentials,
+} from './auth/tencent.js'
+export { thingsboardAuth } from './auth/thingsboard.js'
 export { x509Auth } from './auth/x509.js'
 export type { CallOptions, ConnectOptions } from './bootstrap.js'
 export { connectProvisioned, createBootstrap, MqttBootstrap, registerBootstrap } from './bootstrap.js'

@@ -80,6 +80,30 @@ export function sealedPassword(password: string | Buffer): Buffer {
   return Object.setPrototypeOf(Buffer.from(password), SEALED_BUFFER) as Buffer
 }
 
+/** CONNECT fields as mqtt.js is given them: see {@link sealedCredentials}. */
+export interface SealedCredentials {
+  clientId: string
+  username: string
+  password: Buffer | undefined
+}
+
+/**
+ * The signed CONNECT fields with the password sealed, and the username too when it carries the device secret
+ * (ThingsBoard's access token is the username). A sealed username is a Buffer, which mqtt-packet writes as it is; it
+ * is typed as the string mqtt.js's options declare.
+ */
+export function sealedCredentials(
+  credentials: { clientId: string; username: string; password?: string | undefined },
+  secret: string,
+): SealedCredentials {
+  const { clientId, username, password } = credentials
+  return {
+    clientId,
+    username: secret !== '' && username.includes(secret) ? (sealedPassword(username) as unknown as string) : username,
+    password: password === undefined ? undefined : sealedPassword(password),
+  }
+}
+
 const sealed = () => REDACTED
 
 /** Buffer's own toJSON gives `{type:'Buffer',data:[…]}`, the secret's bytes: pino and JSON.stringify call this one. */

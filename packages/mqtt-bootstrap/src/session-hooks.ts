@@ -4,11 +4,10 @@
  * signInto(), how the session writes a configuration's CONNECT fields into the client's options.
  */
 import type { IClientOptions } from 'mqtt'
-import type { MqttCredentials } from './auth/strategy.js'
 import type { Clock } from './clock.js'
 import type { DeviceConfig } from './contract.js'
 import type { CredentialSource } from './events.js'
-import { sealedPassword } from './redact.js'
+import type { SealedCredentials } from './redact.js'
 import type { RenewalHooks } from './renewal.js'
 import type { Reporter } from './report.js'
 
@@ -21,8 +20,8 @@ export interface Provisioned {
 export interface SessionHooks extends RenewalHooks {
   /** The broker URL for `config`. */
   url(config: DeviceConfig): string
-  /** Freshly signed CONNECT fields for `config` (may throw: a custom strategy's trouble). */
-  sign(config: DeviceConfig): MqttCredentials
+  /** Freshly signed CONNECT fields for `config`, sealed (may throw: a custom strategy's trouble). */
+  sign(config: DeviceConfig): SealedCredentials
   /** The device's own key and certificate for `config` (the `certificate` option), if it has them. */
   clientCertificate(config: DeviceConfig, ws: object | undefined): { key: Buffer; cert: string } | undefined
   /** Whether a refused client certificate can be replaced by a new claim (the `certificate` option). */
@@ -63,7 +62,7 @@ export function signInto(
     const credentials = hooks.sign(config)
     options.clientId = credentials.clientId
     options.username = credentials.username
-    options.password = credentials.password === undefined ? undefined : sealedPassword(credentials.password)
+    options.password = credentials.password
     const own = hooks.clientCertificate(config, options.wsOptions)
     if (own !== undefined) Object.assign(options, own)
   } catch (error) {

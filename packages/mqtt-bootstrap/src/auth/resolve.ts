@@ -4,14 +4,54 @@
  */
 import { fail, typeName } from '../option-checks.js'
 import { aliyunAuth } from './aliyun.js'
+import { azureAuth } from './azure.js'
+import { baiduAuth } from './baidu.js'
+import { huaweiAuth } from './huawei.js'
+import { onenetAuth } from './onenet.js'
 import { plainAuth } from './plain.js'
 import { type AuthFunction, type AuthStrategy, DEFAULT_MQTTS_PORT } from './strategy.js'
+import { tencentAuth } from './tencent.js'
+import { thingsboardAuth } from './thingsboard.js'
 import { x509Auth } from './x509.js'
 
-export type AuthOption = 'aliyun' | 'plain' | 'x509' | AuthStrategy | AuthFunction
+/** The strategies an `auth` name stands for, each with its defaults (the factories take options). */
+export const AUTH_NAMES = [
+  'aliyun',
+  'plain',
+  'x509',
+  'tencent',
+  'huawei',
+  'onenet',
+  'azure',
+  'baidu',
+  'thingsboard',
+] as const
+export type AuthName = (typeof AUTH_NAMES)[number]
+
+export type AuthOption = AuthName | AuthStrategy | AuthFunction
 
 /** The strategy of a bootstrap that names none (and whose container registers none). */
 export const AUTH_DEFAULT = 'aliyun' satisfies AuthOption
+
+const FACTORIES: Record<AuthName, () => AuthStrategy> = {
+  aliyun: aliyunAuth,
+  plain: plainAuth,
+  x509: x509Auth,
+  tencent: tencentAuth,
+  huawei: huaweiAuth,
+  onenet: onenetAuth,
+  azure: azureAuth,
+  baidu: baiduAuth,
+  thingsboard: thingsboardAuth,
+}
+
+/**
+ * The named strategies are stateless (Tencent's random connId is drawn per signing): one of each for every bootstrap
+ * (a fleet process keeps one per client), made on first use.
+ */
+const NAMED = new Map<AuthName, AuthStrategy>()
+
+const isName = (value: unknown): value is AuthName => AUTH_NAMES.includes(value as AuthName)
 
 /**
  * The `auth` option as a strategy; `undefined` when not given, so that a container's `TOKENS.AuthStrategy` can still
@@ -19,28 +59,30 @@ export const AUTH_DEFAULT = 'aliyun' satisfies AuthOption
  */
 export function resolveAuthOption(value: unknown): AuthStrategy | undefined {
   if (value === undefined) return undefined
-  if (value === 'aliyun' || value === 'plain' || value === 'x509' || typeof value === 'function') {
-    return authStrategy(value as AuthOption)
-  }
+  if (isName(value) || typeof value === 'function') return authStrategy(value as AuthOption)
   if (typeof value === 'object' && value !== null && typeof (value as AuthStrategy).sign === 'function') {
     return value as AuthStrategy
   }
-  fail('auth', "'aliyun', 'plain', 'x509', a strategy { sign() } or a function", typeName(value))
+  fail(
+    'auth',
+    `one of ${AUTH_NAMES.map((name) => `'${name}'`).join(', ')}, a strategy { sign() } or a function`,
+    typeName(value),
+  )
 }
 
-/** The named strategies are stateless: one of each for every bootstrap (a fleet process keeps one per client). */
-const ALIYUN: AuthStrategy = Object.freeze(aliyunAuth())
-const PLAIN: AuthStrategy = Object.freeze(plainAuth())
-export const X509: AuthStrategy = Object.freeze(x509Auth())
-
-/** 'aliyun' | 'plain' | 'x509' | strategy | function -> strategy. */
+/** A name, strategy or function -> strategy. */
 export function authStrategy(auth: AuthOption): AuthStrategy {
-  if (auth === 'aliyun') return ALIYUN
-  if (auth === 'plain') return PLAIN
-  if (auth === 'x509') return X509
   if (typeof auth === 'function') return { name: auth.name || 'custom', defaultPort: DEFAULT_MQTTS_PORT, sign: auth }
-  return auth
+  if (!isName(auth)) return auth
+  let strategy = NAMED.get(auth)
+  if (strategy === undefined) {
+    strategy = Object.freeze(FACTORIES[auth]())
+    NAMED.set(auth, strategy)
+  }
+  return strategy
 }
+
+export const X509: AuthStrategy = authStrategy('x509')
 
 export function defaultAuth(): AuthStrategy {
   return authStrategy(AUTH_DEFAULT)

@@ -3,7 +3,7 @@
  * connect with retries of transient broker failures, then hand the client to the session, which keeps it connected.
  */
 import type { IClientOptions, MqttClient } from 'mqtt'
-import { DEFAULT_MQTTS_PORT, type MqttCredentials } from '../auth/strategy.js'
+import { DEFAULT_MQTTS_PORT } from '../auth/strategy.js'
 import { brokerUrl, upgradeToTls } from '../broker-url.js'
 import { heldKey } from '../certificates/held-keys.js'
 import { lifetimeOf, renewalTime } from '../certificates/schedule.js'
@@ -19,7 +19,8 @@ import {
   redactOnInspect,
   redactOnJson,
   SECRET_OPTION_KEYS,
-  sealedPassword,
+  type SealedCredentials,
+  sealedCredentials,
   withSealedKeys,
 } from '../redact.js'
 import type { RenewalPlan } from '../renewal.js'
@@ -56,7 +57,7 @@ export async function open(
         ...clientCertificate(config, mqtt.wsOptions),
         clientId,
         username,
-        password: password === undefined ? undefined : sealedPassword(password),
+        password,
         clean: config.connect.cleanSession === 1,
         rejectUnauthorized: mqtt.rejectUnauthorized ?? true,
         reconnectPeriod: 0,
@@ -97,8 +98,7 @@ const INSPECT_HOOK = hookFor(SECRET_OPTION_KEYS)
 /** The broker URL and signed mqtt.js options for `config` (not redacted: each caller hooks the object it hands on). */
 export function clientOptions(context: BootContext, config: DeviceConfig): { url: string; options: IClientOptions } {
   const url = brokerUrlOf(context, config)
-  const { clientId, username, password } = sign(context, config, url)
-  const signed = { clientId, username, password: password === undefined ? undefined : sealedPassword(password) }
+  const signed = sign(context, config, url)
   const mqtt = withSealedKeys(context.options.mqtt)
   return {
     url,
@@ -127,7 +127,8 @@ export function clientCertificate(config: DeviceConfig, ws: object | undefined):
   return key === undefined || cert === undefined ? undefined : { key, cert, wsOptions: { ...ws, key, cert } }
 }
 
-function sign(context: BootContext, config: DeviceConfig, url: string): MqttCredentials {
+/** Freshly signed, sealed CONNECT fields (see sealedCredentials). */
+function sign(context: BootContext, config: DeviceConfig, url: string): SealedCredentials {
   const { auth, clock } = context.seams
   const credentials = auth.sign(config.device, { brokerUrl: url, now: clock.now() })
   const { clientId, username, password } = credentials ?? {}
@@ -141,7 +142,7 @@ function sign(context: BootContext, config: DeviceConfig, url: string): MqttCred
       `Expected \`auth\` (${auth.name}) to return clientId and username strings, and a password string or none`,
     )
   }
-  return { clientId, username, password }
+  return sealedCredentials({ clientId, username, password }, config.device.deviceSecret)
 }
 
 /** What the session needs, from the bootstrap's context: one small object per client, its methods shared. */
@@ -172,7 +173,7 @@ class ContextHooks implements SessionHooks {
     return brokerUrlOf(this.#context, config)
   }
 
-  sign(config: DeviceConfig): MqttCredentials {
+  sign(config: DeviceConfig): SealedCredentials {
     return sign(this.#context, config, brokerUrlOf(this.#context, config))
   }
 

@@ -1,0 +1,112 @@
+/**
+ * What the other clouds' signers and strategies share: the checks of a signer's fields (a bad one is an
+ * InvalidOptionError naming it, never quoting a key or secret), the HMAC, a strategy's lifetime option, and the
+ * refusal of a triplet a strategy cannot sign for (an AuthError `ERR_AUTH_INVALID_IDENTITY`, before any CONNECT).
+ */
+import type { DeviceCredentials } from '../contract.js'
+import { AuthError, InvalidOptionError } from '../errors.js'
+import { nodeCrypto } from '../lazy.js'
+import { checkInteger, checkKnown, fail, isPlainObject, typeName } from '../option-checks.js'
+import type { MqttCredentials } from './strategy.js'
+
+/** What a signing function returns: always a password. */
+export type Signed = MqttCredentials & { password: string }
+
+/** A base64 key as the vendors hand them out (Tencent's device PSK, OneNET's and Azure's keys); refused if not. */
+export function base64Key(value: unknown, name: string): Buffer {
+  const key = typeof value === 'string' ? Buffer.from(value, 'base64') : Buffer.alloc(0)
+  if (key.length === 0 || key.toString('base64').replace(/=+$/, '') !== (value as string).replace(/=+$/, '')) {
+    throw new InvalidOptionError(name, `Expected \`${name}\` to be a base64 key`)
+  }
+  return key
+}
+
+export function text(value: unknown, name: string): string {
+  if (typeof value !== 'string' || value === '') {
+    throw new InvalidOptionError(name, `Expected \`${name}\` to be a non-empty string`)
+  }
+  return value
+}
+
+export function seconds(value: unknown, name: string): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw new InvalidOptionError(name, `Expected \`${name}\` to be a whole number of seconds since the epoch`)
+  }
+  return value
+}
+
+export function oneOf<T extends string>(value: unknown, allowed: readonly T[], name: string): T {
+  if (!allowed.includes(value as T)) {
+    throw new InvalidOptionError(name, `Expected \`${name}\` to be one of ${allowed.join(', ')}`)
+  }
+  return value as T
+}
+
+export const hmac = (algorithm: string, key: Buffer | string, message: string): Buffer =>
+  nodeCrypto().createHmac(algorithm, key).update(message).digest()
+
+/** Constant-time equality of two strings (a signature the broker computed and the one it was sent). */
+export function sameText(given: string | Buffer | undefined, wanted: string): boolean {
+  if (given === undefined) return false
+  const a = Buffer.from(given)
+  const b = Buffer.from(wanted)
+  return a.length === b.length && nodeCrypto().timingSafeEqual(a, b)
+}
+
+/** The longest token lifetime a strategy signs for: a day (every reconnect signs afresh, so none needs longer). */
+export const MAX_LIFETIME_SECONDS = 24 * 60 * 60
+/** The token lifetime of the strategies that have one, by default: an hour, as Azure's own device SDKs sign. */
+export const DEFAULT_LIFETIME_SECONDS = 60 * 60
+
+/** A factory's options object, its keys known: `{}` when absent. */
+export function factoryOptions(value: unknown, known: readonly string[]): Record<string, unknown> {
+  if (value === undefined) return {}
+  if (!isPlainObject(value)) fail('options', 'an object', typeName(value))
+  checkKnown(value, new Set(known), '')
+  return value
+}
+
+export function lifetimeOption(value: unknown): number {
+  return checkInteger(value ?? DEFAULT_LIFETIME_SECONDS, 'lifetimeSeconds', 1, MAX_LIFETIME_SECONDS)
+}
+
+/** Whole seconds since the epoch at `now` (ms), plus `lifetime`. */
+export const expiryAt = (now: number, lifetime: number): number => Math.floor(now / 1000) + lifetime
+
+/**
+ * Refuse a triplet whose productKey or deviceName holds one of `separators` (they would make the signed fields
+ * ambiguous: two devices could sign the same ones). Not transient: the connect loop gives up at once.
+ */
+export function refuseSeparators(
+  strategy: string,
+  device: DeviceCredentials,
+  separators: RegExp,
+  shown: string,
+  fields: readonly ('productKey' | 'deviceName')[] = ['productKey', 'deviceName'],
+): void {
+  for (const field of fields) {
+    if (separators.test(device[field])) {
+      throw new AuthError(
+        'ERR_AUTH_INVALID_IDENTITY',
+        `The ${strategy} strategy cannot sign for a ${field} containing ${shown}`,
+      )
+    }
+  }
+}
+
+/**
+ * Run a signer on a triplet's fields: a field it refuses (the server's deviceSecret not being a base64 key, say)
+ * becomes an AuthError naming the triplet's field (`names` maps the signer's field to it), never quoting it.
+ */
+export function signFor(strategy: string, names: Record<string, keyof DeviceCredentials>, sign: () => Signed): Signed {
+  try {
+    return sign()
+  } catch (error) {
+    const field = error instanceof InvalidOptionError ? names[error.option] : undefined
+    if (field === undefined) throw error
+    throw new AuthError(
+      'ERR_AUTH_INVALID_IDENTITY',
+      `The ${strategy} strategy cannot sign for this ${field}: ${error instanceof Error ? error.message.replace(/`\w+`/, `\`${field}\``) : ''}`,
+    )
+  }
+}
