@@ -1,4 +1,7 @@
-/** A real aedes broker on 127.0.0.1, port 0 (plain TCP or TLS), checking aliyun or plain credentials. */
+/**
+ * A real aedes broker on 127.0.0.1, port 0 (plain TCP or TLS), checking aliyun or plain credentials, or with a check of
+ * the test's own.
+ */
 import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import net from 'node:net'
@@ -19,6 +22,13 @@ export interface ConnectRecord {
   clean: boolean
   keepalive: number
 }
+
+/** A broker's check of the CONNECT fields. */
+export type BrokerCheck = (connect: {
+  clientId: string
+  username?: string | undefined
+  password?: Buffer | undefined
+}) => boolean
 
 export interface TestBroker {
   /** `127.0.0.1:<port>`: what a provisioning server answers as connect.host. */
@@ -47,7 +57,8 @@ export interface TestBroker {
 
 export async function startBroker(
   options: {
-    auth?: 'aliyun' | 'plain' | 'none'
+    /** A function: the test's own check of each CONNECT's fields. */
+    auth?: 'aliyun' | 'plain' | 'none' | BrokerCheck
     tls?: TlsFixture
     secrets?: Record<string, string>
     port?: number
@@ -86,6 +97,7 @@ export async function startBroker(
       }
       const ok = (() => {
         if (auth === 'none') return true
+        if (typeof auth === 'function') return auth({ clientId: client.id, username, password })
         if (auth === 'plain') {
           const [productKey] = client.id.split('.')
           return secrets.get(`${productKey}.${username}`) === password?.toString()

@@ -2,7 +2,14 @@
  * mqtt-bootstrap-server: the provisioning server side (handler, registry, conformance checker, schema) and the
  * `mqtt-bootstrap` command. A device installs only `mqtt-bootstrap`, which never imports this package.
  */
-export { type AliyunVerifyOptions, verifyAliyunCredentials } from 'mqtt-bootstrap'
+export {
+  type AliyunVerifyOptions,
+  type AzureVerifyOptions,
+  type TencentVerifyOptions,
+  verifyAliyunCredentials,
+  verifyAzureSas,
+  verifyTencentCredentials,
+} from 'mqtt-bootstrap'
 export { type DeviceConfig, deriveDeviceKey, ResultCode } from 'mqtt-bootstrap/contract'
 export type { IssuingCaOptions } from './certificates/ca.js'
 export type { CertificateRequest, CertificateRequestCheck } from './certificates/csr.js'
