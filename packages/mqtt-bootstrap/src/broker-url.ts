@@ -14,7 +14,7 @@ export type BrokerProtocol = (typeof BROKER_PROTOCOLS)[number]
 export interface BrokerOptions {
   /** Scheme for a bare `connect.host`. @default 'mqtts' */
   protocol?: BrokerProtocol
-  /** Port for a bare `connect.host` without one. @default the auth strategy's (aliyun 1883, plain 8883) for mqtts, else 1883 / 8883 / 80 / 443 */
+  /** Port for a bare `connect.host` without one. @default the auth strategy's (aliyun 1883, baidu 1884, the others 8883) for mqtts, else 1883 / 8883 / 80 / 443 */
   port?: number
 }
 
