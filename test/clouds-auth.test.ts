@@ -52,6 +52,12 @@ describe('options are checked when the factory is called: an InvalidOptionError 
     ['azure lifetime', () => azureAuth({ lifetimeSeconds: Number.NaN }), 'lifetimeSeconds'],
     ['baidu algorithm', () => baiduAuth({ algorithm: 'md5' as never }), 'algorithm'],
     ['options not an object', () => azureAuth('3600' as never), 'options'],
+    [
+      'an option set to null (only a missing one takes the default)',
+      () => tencentAuth({ signMethod: null as never }),
+      'signMethod',
+    ],
+    ['azure hostName null', () => azureAuth({ hostName: null as never }), 'hostName'],
   ])('%s', (_name, make, option) => {
     let error: unknown
     try {
@@ -164,6 +170,7 @@ describe('a triplet a strategy cannot sign for: AuthError ERR_AUTH_INVALID_IDENT
   test.each([
     ['tencent', tencentAuth(), { deviceName: 'a;b' }, 'deviceName'],
     ['tencent', tencentAuth(), { deviceSecret: 'S3cr3t not base64' }, 'deviceSecret'],
+    ['baidu', baiduAuth(), { deviceSecret: '' }, 'deviceSecret'],
     ['onenet', onenetAuth(), { productKey: 'p/x' }, 'productKey'],
     ['onenet', onenetAuth(), { deviceSecret: 'S3cr3t not base64' }, 'deviceSecret'],
     ['azure', azureAuth(), { deviceName: 'a/b' }, 'deviceName'],
@@ -222,6 +229,8 @@ describe('verifyTencentCredentials', () => {
     ['no password', { password: undefined }],
     ['a Buffer of another signature', { password: Buffer.from(`${'0'.repeat(64)};hmacsha256`) }],
     ['a username of five fields', { username: `${v.username};x` }],
+    // Signed for the number, so the password would match: the whole username must be what was signed.
+    ['the expiry written with a leading zero', { username: v.username.replace(/;(\d+)$/, ';0$1') }],
   ])('%s: refused', (_name, change) => {
     expect(verifyTencentCredentials({ ...connect, ...change }, psk, { now: at(v.expiry - 60) })).toBeUndefined()
   })
@@ -231,6 +240,15 @@ describe('verifyTencentCredentials', () => {
     expect(() => verifyTencentCredentials(connect, psk, { maxSkewMs: -1 })).toThrow(InvalidOptionError)
     expect(() => verifyTencentCredentials(connect, psk, { maxLifetimeSeconds: 0 })).toThrow(InvalidOptionError)
     expect(() => verifyTencentCredentials(connect, psk, { productIdLength: 0 })).toThrow(InvalidOptionError)
+    expect(() => verifyTencentCredentials(connect, psk, null as never)).toThrow(InvalidOptionError)
+    expect(() => verifyTencentCredentials(connect, psk, { now: 'x' as unknown as () => number })).toThrow(
+      InvalidOptionError,
+    )
+  })
+
+  test('a stored PSK that is not base64 verifies nothing (and does not throw); a NaN clock accepts nothing', () => {
+    expect(verifyTencentCredentials(connect, () => 'not base64!', { now: at(v.expiry) })).toBeUndefined()
+    expect(verifyTencentCredentials(connect, psk, { now: () => Number.NaN })).toBeUndefined()
   })
 })
 
@@ -259,14 +277,35 @@ describe('verifyAzureSas', () => {
     ['not a SAS token', { password: 'SharedAccessKey=abc' }],
     ['no password', { password: undefined }],
   ])('%s: refused', (_name, change) => {
-    expect(verifyAzureSas({ ...signed, ...change }, key, { now })).toBeUndefined()
+    expect(verifyAzureSas({ ...signed, ...change }, key, { now, hostName: v.hostName })).toBeUndefined()
   })
 
   test('freshness, the hub, and bad options', () => {
-    expect(verifyAzureSas(signed, key, { now: () => (v.expiry + 16 * 60) * 1000 })).toBeUndefined()
-    expect(verifyAzureSas(signed, key, { now: () => (v.expiry - 2 * 86_400) * 1000 })).toBeUndefined()
+    const { hostName } = v
+    expect(verifyAzureSas(signed, key, { now: () => (v.expiry + 16 * 60) * 1000, hostName })).toBeUndefined()
+    expect(verifyAzureSas(signed, key, { now: () => (v.expiry - 2 * 86_400) * 1000, hostName })).toBeUndefined()
     expect(verifyAzureSas(signed, key, { now, hostName: 'other.azure-devices.net' })).toBeUndefined()
-    expect(verifyAzureSas(signed, () => undefined, { now })).toBeUndefined()
-    expect(() => verifyAzureSas(signed, key, { maxSkewMs: Number.NaN })).toThrow(InvalidOptionError)
+    expect(verifyAzureSas(signed, () => undefined, { now, hostName })).toBeUndefined()
+    expect(() => verifyAzureSas(signed, key, { maxSkewMs: Number.NaN, hostName })).toThrow(InvalidOptionError)
+    expect(() => verifyAzureSas(signed, key, { now: 5 as unknown as () => number, hostName })).toThrow(
+      InvalidOptionError,
+    )
+    expect(() => verifyAzureSas(signed, key, undefined as never)).toThrow(/hostName/)
+    expect(() => verifyAzureSas(signed, key, { now } as never)).toThrow(/hostName/)
+  })
+
+  test('a stored key that is not base64 verifies nothing (and does not throw); a NaN clock accepts nothing', () => {
+    expect(verifyAzureSas(signed, () => 'not base64!', { now, hostName: v.hostName })).toBeUndefined()
+    expect(verifyAzureSas(signed, key, { now: () => Number.NaN, hostName: v.hostName })).toBeUndefined()
+  })
+
+  test('azureAuth({ hostName }) signs for the named hub whatever the broker URL', () => {
+    const fixed = azureAuth({ hostName: v.hostName }).sign(
+      { productKey: 'p', deviceName: v.deviceId, deviceSecret: v.key, productSecret: null },
+      { brokerUrl: 'mqtts://127.0.0.1:8883', now: (v.expiry - 3600) * 1000 },
+    )
+    expect(fixed).toEqual(signed)
+    expect(() => azureAuth({ hostName: 'a/b' })).toThrow(InvalidOptionError)
+    expect(() => azureAuth({ hostName: '' })).toThrow(InvalidOptionError)
   })
 })

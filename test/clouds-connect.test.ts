@@ -234,6 +234,39 @@ describe('every reconnect signs afresh, with the time of the injected clock', ()
   })
 })
 
+describe('a clock that is not a number', () => {
+  test('signs nothing: connect() rejects with a typed error naming the clock, and no CONNECT is sent', async () => {
+    expecting = { cloud: 'azure', lifetime: 3600 }
+    const nanClock = new FakeClock()
+    nanClock.time = Number.NaN
+    const { boot: bootstrap } = boot(optionsFor(imeiOf('azure'), 'azure'), { clock: nanClock })
+    await expect(bootstrap.connect()).rejects.toMatchObject({ code: 'ERR_INVALID_OPTION', option: 'clock' })
+    expect(broker.connects).toEqual([])
+  })
+})
+
+describe('ThingsBoard: the access token is the username, sealed on every connect', () => {
+  test('after a reconnect the broker got the token again and the client options still do not show it', async () => {
+    clock.time = 1_767_225_600_000
+    expecting = { cloud: 'thingsboard', lifetime: 0 }
+    const { boot: bootstrap } = boot(optionsFor(imeiOf('thingsboard'), 'thingsboard'), { clock })
+    const client = await bootstrap.connect()
+    try {
+      const reconnected = nextEvent(bootstrap, 'connected')
+      broker.drop()
+      await reconnected
+      expect(faults).toEqual([])
+      const secret = DEVICES.thingsboard.deviceSecret
+      expect(broker.connects.map((c) => c.username)).toEqual([secret, secret])
+      expect(inspect(client.options, { depth: 4 })).not.toContain(secret)
+      expect(JSON.stringify(client.options)).not.toContain(secret)
+      expect(inspect(bootstrap, { depth: 6 })).not.toContain(secret)
+    } finally {
+      await client.endAsync(true)
+    }
+  })
+})
+
 describe("the library's verifiers accept what the device sent, and only then", () => {
   test('verifyTencentCredentials: identity at the broker clock; refused once expired', async () => {
     clock.time = 1_767_225_600_000
@@ -273,7 +306,7 @@ describe("the library's verifiers accept what the device sent, and only then", (
       expiry: seconds(clock.time) + 3600,
     })
     expect(verifyAzureSas(sent, key, { now, hostName: 'other.azure-devices.net' })).toBeUndefined()
-    expect(verifyAzureSas(sent, key, { now: () => clock.time + 2 * 3_600_000 })).toBeUndefined()
+    expect(verifyAzureSas(sent, key, { now: () => clock.time + 2 * 3_600_000, hostName: '127.0.0.1' })).toBeUndefined()
   })
 })
 

@@ -83,6 +83,10 @@ export function sealedPassword(password: string | Buffer): Buffer {
 /** CONNECT fields as mqtt.js is given them: see {@link sealedCredentials}. */
 export interface SealedCredentials {
   clientId: string
+  /**
+   * A string, or a sealed Buffer when it carries the device secret (`util.inspect` and JSON show `[redacted]`, its
+   * bytes are the token), typed as the string mqtt.js's options declare: mqtt-packet writes either as it is.
+   */
   username: string
   password: Buffer | undefined
 }

@@ -5,14 +5,16 @@
  * `${hostName}/${deviceId}/?api-version=…`. IoT Hub closes a connection when its token expires; the session's
  * reconnect signs a fresh one.
  */
-import { InvalidOptionError } from '../errors.js'
+import { fail, isPlainObject, typeName } from '../option-checks.js'
 import {
   base64Key,
   expiryAt,
+  type FreshnessOptions,
   factoryOptions,
+  freshness,
   hmac,
   lifetimeOption,
-  MAX_LIFETIME_SECONDS,
+  orUndefined,
   refuseSeparators,
   type Signed,
   sameText,
@@ -52,18 +54,29 @@ export function signAzureSas(input: AzureSasInput): Signed {
 export interface AzureAuthOptions {
   /** How long a SAS token is valid, in whole seconds, at most a day. @default 3600 (Azure's device SDKs') */
   lifetimeSeconds?: number
+  /**
+   * The hub's host name signed for, when the broker URL's host is not it (a gateway or an address in between).
+   * @default the broker URL's host name
+   */
+  hostName?: string
 }
+
+const HOST_NAME = /^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/
 
 const FIELDS = { deviceId: 'deviceName', key: 'deviceSecret' } as const
 
 /**
- * The `azure` strategy: hostName the broker URL's host (the server's `connect.host`: the hub), deviceId the
- * deviceName, key the deviceSecret (base64); productKey is not sent. `se` is the injected clock's time plus
- * `lifetimeSeconds`, at every (re)connect.
+ * The `azure` strategy: hostName the broker URL's host (the server's `connect.host`: the hub) unless the option names
+ * it, deviceId the deviceName, key the deviceSecret (base64); productKey is not sent. `se` is the injected clock's time
+ * plus `lifetimeSeconds`, at every (re)connect.
  */
 export function azureAuth(options?: AzureAuthOptions): AuthStrategy {
-  const given = factoryOptions(options, ['lifetimeSeconds'])
+  const given = factoryOptions(options, ['lifetimeSeconds', 'hostName'])
   const lifetime = lifetimeOption(given.lifetimeSeconds)
+  const fixedHost = given.hostName
+  if (fixedHost !== undefined && (typeof fixedHost !== 'string' || !HOST_NAME.test(fixedHost))) {
+    fail('hostName', 'a host name (letters, digits, `.` and `-`)', typeName(fixedHost))
+  }
   return {
     name: 'azure',
     defaultPort: 8883,
@@ -72,7 +85,7 @@ export function azureAuth(options?: AzureAuthOptions): AuthStrategy {
       refuseSeparators('azure', device, /\//, '`/`', ['deviceName'])
       return signFor('azure', FIELDS, () =>
         signAzureSas({
-          hostName: new URL(brokerUrl).hostname,
+          hostName: (fixedHost as string | undefined) ?? new URL(brokerUrl).hostname,
           deviceId: device.deviceName,
           key: device.deviceSecret,
           expiry: expiryAt(now, lifetime),
@@ -82,18 +95,9 @@ export function azureAuth(options?: AzureAuthOptions): AuthStrategy {
   }
 }
 
-/** How far the device's clock may be from the broker's, by default: 15 minutes (as verifyAliyunCredentials). */
-export const AZURE_MAX_SKEW_MS = 15 * 60 * 1000
-
-export interface AzureVerifyOptions {
-  /** The hub's host name the token must be for. @default the host name the token and username name */
-  hostName?: string
-  /** The broker's clock, in ms since the epoch. @default Date.now */
-  now?: () => number
-  /** Clock difference tolerated at both ends of the validity, in ms. @default 900000 (15 minutes) */
-  maxSkewMs?: number
-  /** The longest validity accepted, in seconds from now (a longer one is a token kept for replays). @default 86400 */
-  maxLifetimeSeconds?: number
+export interface AzureVerifyOptions extends FreshnessOptions {
+  /** The hub's host name the token must be for (required: a token for another hub is refused). */
+  hostName: string
 }
 
 /**
@@ -101,36 +105,32 @@ export interface AzureVerifyOptions {
  * (the clientId; undefined: unknown device). Returns the identity, or `undefined` when the check fails: a password
  * that is not a device token `SharedAccessSignature sr=…&sig=…&se=…` (one with a policy name, `skn`, is refused), a
  * resource or username naming another hub or device, an expiry past (beyond `maxSkewMs`) or further ahead than
- * `maxLifetimeSeconds`, an unknown device or a wrong signature (compared in constant time).
+ * `maxLifetimeSeconds`, an unknown device or a wrong signature (compared in constant time). A stored key that is not
+ * base64 verifies nothing. Throws an InvalidOptionError only for a bad option (`hostName` missing, say).
  */
 export function verifyAzureSas(
   connect: { clientId: string; username?: string | undefined; password?: string | Buffer | undefined },
   deviceKey: (deviceId: string) => string | undefined,
-  options: AzureVerifyOptions = {},
+  options: AzureVerifyOptions,
 ): { hostName: string; deviceId: string; expiry: number } | undefined {
-  const { now = Date.now, maxSkewMs = AZURE_MAX_SKEW_MS, maxLifetimeSeconds = MAX_LIFETIME_SECONDS } = options
-  if (typeof maxSkewMs !== 'number' || !(maxSkewMs >= 0)) {
-    throw new InvalidOptionError('maxSkewMs', 'Expected `maxSkewMs` to be a non-negative number or Infinity')
-  }
-  if (typeof maxLifetimeSeconds !== 'number' || !(maxLifetimeSeconds > 0)) {
-    throw new InvalidOptionError('maxLifetimeSeconds', 'Expected `maxLifetimeSeconds` to be a positive number')
+  if (!isPlainObject(options)) fail('options', "an object with the hub's `hostName`", typeName(options))
+  const fresh = freshness(options)
+  if (typeof options.hostName !== 'string' || options.hostName === '') {
+    fail('hostName', "the hub's host name", typeName(options.hostName))
   }
   const token = parseToken(connect.password?.toString() ?? '')
   const deviceId = connect.clientId
   if (token === undefined || deviceId === '') return undefined
   const suffix = `/devices/${deviceId}`
   const hostName = token.resource.endsWith(suffix) ? token.resource.slice(0, -suffix.length) : ''
-  if (hostName === '' || (options.hostName !== undefined && hostName !== options.hostName)) return undefined
+  if (hostName !== options.hostName) return undefined
   if (!(connect.username ?? '').startsWith(`${hostName}/${deviceId}/?`)) return undefined
-  const clock = now()
   const { expiry } = token
-  if (!(expiry * 1000 + maxSkewMs >= clock) || !(expiry * 1000 <= clock + maxLifetimeSeconds * 1000 + maxSkewMs)) {
-    return undefined
-  }
+  if (!fresh(expiry)) return undefined
   const key = deviceKey(deviceId)
   if (key === undefined) return undefined
-  const wanted = hmac('sha256', base64Key(key, 'key'), `${token.sr}\n${token.se}`).toString('base64')
-  return sameText(token.sig, wanted) ? { hostName, deviceId, expiry } : undefined
+  const wanted = orUndefined(() => hmac('sha256', base64Key(key, 'key'), `${token.sr}\n${token.se}`).toString('base64'))
+  return wanted !== undefined && sameText(token.sig, wanted) ? { hostName, deviceId, expiry } : undefined
 }
 
 /** The fields of a device SAS token, or undefined. `sr` and `se` as sent (they are what was signed). */

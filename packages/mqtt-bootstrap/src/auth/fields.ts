@@ -58,12 +58,63 @@ export const MAX_LIFETIME_SECONDS = 24 * 60 * 60
 /** The token lifetime of the strategies that have one, by default: an hour, as Azure's own device SDKs sign. */
 export const DEFAULT_LIFETIME_SECONDS = 60 * 60
 
-/** A factory's options object, its keys known: `{}` when absent. */
+/**
+ * A factory's options object, its keys known: `{}` when absent. An option set to `null` is refused rather than taken
+ * for its default (only a missing or `undefined` one is).
+ */
 export function factoryOptions(value: unknown, known: readonly string[]): Record<string, unknown> {
   if (value === undefined) return {}
   if (!isPlainObject(value)) fail('options', 'an object', typeName(value))
   checkKnown(value, new Set(known), '')
+  for (const [name, option] of Object.entries(value)) {
+    if (option === null) {
+      throw new InvalidOptionError(name, `Expected \`${name}\` to be left out for its default, not null`)
+    }
+  }
   return value
+}
+
+/** What a broker-side verifier is told about time: its clock and the validity it accepts. */
+export interface FreshnessOptions {
+  /** The broker's clock, in ms since the epoch. @default Date.now */
+  now?: () => number
+  /** Clock difference tolerated at both ends of the validity, in ms. @default 900000 (15 minutes) */
+  maxSkewMs?: number
+  /** The longest validity accepted, in seconds from now (a longer one is a token kept for replays). @default 86400 */
+  maxLifetimeSeconds?: number
+}
+
+/** How far a device's clock may be from the broker's, either way, by default: 15 minutes (as verifyAliyunCredentials). */
+export const MAX_SKEW_MS = 15 * 60 * 1000
+
+/**
+ * A verifier's freshness options, checked (an InvalidOptionError, thrown: a broker's configuration error), turned into
+ * the test of an expiry in seconds since the epoch: not past beyond the skew, not further ahead than the lifetime.
+ */
+export function freshness(options: FreshnessOptions): (expiry: number) => boolean {
+  const { now = Date.now, maxSkewMs = MAX_SKEW_MS, maxLifetimeSeconds = MAX_LIFETIME_SECONDS } = options
+  if (typeof now !== 'function') fail('now', 'a function returning ms since the epoch', typeName(now))
+  if (typeof maxSkewMs !== 'number' || !(maxSkewMs >= 0)) {
+    throw new InvalidOptionError('maxSkewMs', 'Expected `maxSkewMs` to be a non-negative number or Infinity')
+  }
+  if (typeof maxLifetimeSeconds !== 'number' || !(maxLifetimeSeconds > 0)) {
+    throw new InvalidOptionError('maxLifetimeSeconds', 'Expected `maxLifetimeSeconds` to be a positive number')
+  }
+  return (expiry) => {
+    const clock = now()
+    // A clock that is not a finite number accepts nothing (every comparison with NaN is false).
+    return expiry * 1000 + maxSkewMs >= clock && expiry * 1000 <= clock + maxLifetimeSeconds * 1000 + maxSkewMs
+  }
+}
+
+/** A broker-side computation on a stored key: a key that is not one (not base64, say) verifies nothing. */
+export function orUndefined<T>(compute: () => T): T | undefined {
+  try {
+    return compute()
+  } catch (error) {
+    if (error instanceof InvalidOptionError) return undefined
+    throw error
+  }
 }
 
 export function lifetimeOption(value: unknown): number {

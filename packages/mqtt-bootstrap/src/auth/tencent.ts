@@ -9,11 +9,13 @@ import { fail, typeName } from '../option-checks.js'
 import {
   base64Key,
   expiryAt,
+  type FreshnessOptions,
   factoryOptions,
+  freshness,
   hmac,
   lifetimeOption,
-  MAX_LIFETIME_SECONDS,
   oneOf,
+  orUndefined,
   refuseSeparators,
   type Signed,
   sameText,
@@ -110,16 +112,7 @@ export function tencentAuth(options?: TencentAuthOptions): AuthStrategy {
 
 const FIELDS = { productId: 'productKey', deviceName: 'deviceName', devicePsk: 'deviceSecret' } as const
 
-/** How far the device's clock may be from the broker's, either way, by default: 15 minutes (as verifyAliyunCredentials). */
-export const TENCENT_MAX_SKEW_MS = 15 * 60 * 1000
-
-export interface TencentVerifyOptions {
-  /** The broker's clock, in ms since the epoch. @default Date.now */
-  now?: () => number
-  /** Clock difference tolerated at both ends of the validity, in ms. @default 900000 (15 minutes) */
-  maxSkewMs?: number
-  /** The longest validity accepted, in seconds from now (a longer one is a token kept for replays). @default 86400 */
-  maxLifetimeSeconds?: number
+export interface TencentVerifyOptions extends FreshnessOptions {
   /** The productId's length inside the clientId: Tencent's are 10 characters. @default 10 */
   productIdLength?: number
 }
@@ -132,21 +125,17 @@ const PASSWORD = /^([0-9a-f]+);(hmacsha256|hmacsha1)$/
  * and deviceName (undefined: unknown device). Returns the identity, or `undefined` when the check fails: a username
  * that is not `${clientId};${sdkAppId};${connId};${expiry}`, an expiry past (beyond `maxSkewMs`) or further ahead than
  * `maxLifetimeSeconds`, an unknown device or a wrong signature (compared in constant time). The clientId is split after
- * `productIdLength` characters; a signature within the validity can be replayed until it ends.
+ * `productIdLength` characters; a signature within the validity can be replayed until it ends. A stored PSK that
+ * is not base64 verifies nothing. Throws an InvalidOptionError only for a bad option.
  */
 export function verifyTencentCredentials(
   connect: { clientId: string; username?: string | undefined; password?: string | Buffer | undefined },
   devicePsk: (productId: string, deviceName: string) => string | undefined,
   options: TencentVerifyOptions = {},
 ): { productId: string; deviceName: string; connId: string; expiry: number } | undefined {
-  const { now = Date.now, maxSkewMs = TENCENT_MAX_SKEW_MS, maxLifetimeSeconds = MAX_LIFETIME_SECONDS } = options
+  if (typeof options !== 'object' || options === null) fail('options', 'an object', typeName(options))
+  const fresh = freshness(options)
   const { productIdLength = 10 } = options
-  if (typeof maxSkewMs !== 'number' || !(maxSkewMs >= 0)) {
-    throw new InvalidOptionError('maxSkewMs', 'Expected `maxSkewMs` to be a non-negative number or Infinity')
-  }
-  if (typeof maxLifetimeSeconds !== 'number' || !(maxLifetimeSeconds > 0)) {
-    throw new InvalidOptionError('maxLifetimeSeconds', 'Expected `maxLifetimeSeconds` to be a positive number')
-  }
   if (!Number.isInteger(productIdLength) || productIdLength < 1) {
     throw new InvalidOptionError('productIdLength', 'Expected `productIdLength` to be a positive integer')
   }
@@ -165,12 +154,13 @@ export function verifyTencentCredentials(
   const deviceName = clientId.slice(productIdLength)
   if (deviceName === '') return undefined
   const expiry = Number(expiryText)
-  const clock = now()
-  if (!(expiry * 1000 + maxSkewMs >= clock) || !(expiry * 1000 <= clock + maxLifetimeSeconds * 1000 + maxSkewMs)) {
-    return undefined
-  }
+  if (!Number.isSafeInteger(expiry) || !fresh(expiry)) return undefined
   const psk = devicePsk(productId, deviceName)
-  if (psk === undefined || !Number.isSafeInteger(expiry)) return undefined
-  const wanted = signTencent({ productId, deviceName, devicePsk: psk, connId, expiry, signMethod, sdkAppId })
+  if (psk === undefined) return undefined
+  const wanted = orUndefined(() =>
+    signTencent({ productId, deviceName, devicePsk: psk, connId, expiry, signMethod, sdkAppId }),
+  )
+  // The whole username is compared too: an expiry written `0…` would otherwise sign as the same number.
+  if (wanted === undefined || connect.username !== wanted.username) return undefined
   return sameText(connect.password, wanted.password) ? { productId, deviceName, connId, expiry } : undefined
 }

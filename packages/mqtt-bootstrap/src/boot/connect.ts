@@ -130,7 +130,12 @@ export function clientCertificate(config: DeviceConfig, ws: object | undefined):
 /** Freshly signed, sealed CONNECT fields (see sealedCredentials). */
 function sign(context: BootContext, config: DeviceConfig, url: string): SealedCredentials {
   const { auth, clock } = context.seams
-  const credentials = auth.sign(config.device, { brokerUrl: url, now: clock.now() })
+  const now = clock.now()
+  // Every time field (an expiry, Huawei's hour stamp) is computed from it: a clock that is not a number signs nothing.
+  if (typeof now !== 'number' || !Number.isFinite(now)) {
+    throw new InvalidOptionError('clock', 'Expected the injected `clock.now()` to return a finite number of ms')
+  }
+  const credentials = auth.sign(config.device, { brokerUrl: url, now })
   const { clientId, username, password } = credentials ?? {}
   if (
     typeof clientId !== 'string' ||
