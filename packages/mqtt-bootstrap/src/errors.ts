@@ -3,8 +3,11 @@
  * part of the API (the convention of undici and Node itself). No message, field or `cause` carries a secret.
  *
  * `instanceof` works across copies of this library (the ESM and CJS builds side by side, two versions in one tree):
- * each class checks a brand, `Symbol.for('mqtt-bootstrap.<ClassName>')`, not its prototype, as undici does.
+ * each class checks a brand (brand.ts), not its prototype, as undici does.
  */
+import { brand } from './brand.js'
+
+export { brand }
 
 /** Every code an error of this library can carry. */
 export type ErrorCode =
@@ -14,6 +17,7 @@ export type ErrorCode =
   | RegistrationErrorCode
   | BrokerErrorCode
   | CredentialStoreErrorCode
+  | MessageStoreError['code']
   | AuthErrorCode
   | TransportErrorCode
   | DependencyError['code']
@@ -62,23 +66,6 @@ export type TransportErrorCode =
   | 'ERR_TRANSPORT_TIMEOUT'
   | 'ERR_TRANSPORT_TLS'
   | 'ERR_TRANSPORT_TOO_LARGE'
-
-type Class = abstract new (...args: never[]) => object
-
-/**
- * Make `instanceof target` true of every object carrying `target`'s brand, whichever copy of this library made it.
- * A class extending `target` without a brand of its own inherits the hook, and gets the ordinary prototype check.
- */
-export function brand(target: Class, name: string): void {
-  const key = Symbol.for(`mqtt-bootstrap.${name}`)
-  Object.defineProperty(target.prototype, key, { value: true })
-  Object.defineProperty(target, Symbol.hasInstance, {
-    value(this: Class, value: unknown): boolean {
-      if (this !== target) return Function.prototype[Symbol.hasInstance].call(this, value)
-      return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[key] === true
-    },
-  })
-}
 
 /** What every runtime error of this library may say beside its code and message. */
 export interface ErrorDetails {
@@ -211,6 +198,22 @@ export class BrokerError extends MqttBootstrapError {
   }
 }
 brand(BrokerError, 'BrokerError')
+
+/**
+ * FileMessageStore could not keep a packet: `ERR_MESSAGE_STORE_IO` its directory cannot be written or read (disk full,
+ * permissions: the publish fails), `ERR_MESSAGE_STORE_CORRUPT` a packet file not whole was set aside when it opened.
+ */
+export class MessageStoreError extends MqttBootstrapError {
+  declare readonly code: 'ERR_MESSAGE_STORE_IO' | 'ERR_MESSAGE_STORE_CORRUPT'
+  /** The file or directory at fault. */
+  readonly path: string
+
+  constructor(code: MessageStoreError['code'], message: string, path: string, cause?: unknown) {
+    super(code, message, { cause })
+    this.path = path
+  }
+}
+brand(MessageStoreError, 'MessageStoreError')
 
 /** The credential cache could not be read or written. Reads that fail this way count as a cache miss. */
 export class CredentialStoreError extends MqttBootstrapError {

@@ -76,6 +76,7 @@ export {
   DependencyError,
   errorCode,
   InvalidOptionError,
+  MessageStoreError,
   MqttBootstrapError,
   ProvisioningError,
   RegistrationError,
@@ -132,6 +133,9 @@ export { credentialKey } from './store/credential-store.js'
 export type { FileCredentialStoreOptions } from './store/file-store.js'
 export { FileCredentialStore } from './store/file-store.js'
 export { MemoryCredentialStore } from './store/memory-store.js'
+export type { MessageIdProvider } from './store/message-ids.js'
+export type { FileMessageStoreOptions, MessageStoreEvents } from './store/message-store.js'
+export { FileMessageStore } from './store/message-store.js'
 export { TOKENS } from './tokens.js'
 export type { HttpRequest, HttpResponse, HttpTransport } from './transport/http-transport.js'
 export type { TransportErrorDetails } from './transport/transport-error.js'

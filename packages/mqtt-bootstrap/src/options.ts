@@ -30,6 +30,7 @@ import { type RegistrationOption, resolveRegistrationOption } from './registrati
 import type { RegistrationStrategy } from './registration/strategy.js'
 import { RETRY_DEFAULTS, type RetryOptions, type RetryPolicy, resolveRetryOptions } from './retry.js'
 import { type CredentialStore, keyOf } from './store/credential-store.js'
+import { checkMessageStore, type FileMessageStore } from './store/message-store.js'
 import {
   checkedHref,
   checkHeaders,
@@ -96,6 +97,11 @@ export interface BootstrapOptions extends TransportOptions {
    * lifetime (from when the device received them to their expiry)
    */
   renewBeforeMs?: number
+  /**
+   * Keep mqtt.js's in-flight and offline QoS 1/2 messages on disk (issue 20): a crash, a power cut or a re-provisioning
+   * loses none of them, whatever `cleanSession` says. @default mqtt.js's in-memory stores
+   */
+  messageStore?: FileMessageStore
 }
 
 export interface ResolvedOptions extends ResolvedTransportOptions {
@@ -128,6 +134,7 @@ export interface ResolvedOptions extends ResolvedTransportOptions {
   readonly certificate: ResolvedCertificate | undefined
   /** The `renewBeforeMs` option; `undefined`: a third of each credential's lifetime. */
   readonly renewBeforeMs: number | undefined
+  readonly messageStore: FileMessageStore | undefined
 }
 
 export const DEFAULTS = Object.freeze({
@@ -163,6 +170,7 @@ const KNOWN_OPTIONS: ReadonlySet<string> = new Set([
   'attestation',
   'certificate',
   'renewBeforeMs',
+  'messageStore',
 ])
 
 /** Check every option and fill in the defaults. Throws `InvalidOptionError` (a TypeError) naming the bad option. */
@@ -218,6 +226,7 @@ export function resolveOptions(options: BootstrapOptions): ResolvedOptions {
       options.renewBeforeMs === undefined
         ? undefined
         : checkInteger(options.renewBeforeMs, 'renewBeforeMs', 0, MAX_RENEW_BEFORE_MS),
+    messageStore: checkMessageStore(options.messageStore, options.mqtt),
   })
 }
 

@@ -63,6 +63,7 @@ export function signInto(
     options.clientId = credentials.clientId
     options.username = credentials.username
     options.password = credentials.password
+    options.clean = config.connect.cleanSession === 1 // a re-provisioning may change it: the next CONNECT says so
     const own = hooks.clientCertificate(config, options.wsOptions)
     if (own !== undefined) Object.assign(options, own)
   } catch (error) {

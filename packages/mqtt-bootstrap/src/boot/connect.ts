@@ -27,6 +27,7 @@ import type { RenewalPlan } from '../renewal.js'
 import type { Reporter } from '../report.js'
 import { withRetry } from '../retry.js'
 import type { Provisioned, SessionHooks } from '../session-hooks.js'
+import { bindMessageStore } from '../store/message-store.js'
 import { superviseSession } from '../supervise.js'
 import { isClientCertificateRefusal } from '../tls-failures.js'
 import { persist } from './cache.js'
@@ -42,6 +43,8 @@ export async function open(
   signal: AbortSignal | undefined,
 ): Promise<MqttClient> {
   const { options, seams, report } = context
+  const store = options.messageStore
+  if (store !== undefined) bindMessageStore(store, { report: (error) => report.nonFatal(error) })
   const client = await withRetry(
     async (attempt) => {
       const url = brokerUrlOf(context, config)
@@ -55,6 +58,7 @@ export async function open(
         [INSPECT_CUSTOM]: INSPECT_HOOK,
         ...mqtt,
         ...clientCertificate(config, mqtt.wsOptions),
+        ...store?.clientOptions(),
         clientId,
         username,
         password,
@@ -73,6 +77,8 @@ export async function open(
   if (!Object.hasOwn(client.options, INSPECT_CUSTOM)) redactOnInspect(client.options, SECRET_OPTION_KEYS, true)
   redactOnJson(client.options, SECRET_OPTION_KEYS)
   applyDefaultQos(client, config.connect.qos)
+  // The client whose publishes fail when the store cannot write them (mqtt.js would leave them unanswered).
+  if (store !== undefined) bindMessageStore(store, { client, report: (error) => report.nonFatal(error) })
   reporters.set(client, report)
   client.on('error', reportClientError)
   report.connected(brokerUrlOf(context, config), client.options.clientId ?? '', source)
@@ -105,6 +111,7 @@ export function clientOptions(context: BootContext, config: DeviceConfig): { url
     options: {
       ...mqtt,
       ...clientCertificate(config, mqtt.wsOptions),
+      ...context.options.messageStore?.clientOptions(),
       ...signed,
       clean: config.connect.cleanSession === 1,
     },

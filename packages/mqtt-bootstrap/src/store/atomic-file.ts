@@ -78,7 +78,7 @@ async function writeAll(fd: number, data: Buffer): Promise<void> {
 }
 
 /** Make the rename durable. Some platforms cannot open a directory (Windows) or fsync one: the rename is still atomic. */
-async function fsyncDirectory(dir: string): Promise<void> {
+export async function fsyncDirectory(dir: string): Promise<void> {
   const fd = await settle<number>((done) => fs.open(dir, 'r', done)).catch(() => undefined)
   if (fd === undefined) return
   try {

@@ -1,0 +1,188 @@
+/**
+ * FileMessageStore: mqtt.js's incoming and outgoing stores on disk, so that a QoS 1 (or 2) message survives a crash,
+ * a power cut and a re-provisioning (issue 20). `dir/outgoing` and `dir/incoming` hold one file per packet in flight
+ * (packet-dir.ts); `dir` is made 0700.
+ *
+ * The guarantee: a message is on disk once `publish()` has returned (a SIGKILL loses nothing from then on), and
+ * durable against a power cut once the next sync has completed, at most `syncMs` later (or when `sync()` resolves).
+ * The next client given the same store (after a restart, or the same client after a re-provisioning) sends what it
+ * holds again on its CONNACK: duplicates are possible, losses are not.
+ *
+ * Our own files rather than classic-level or lmdb (7.5 MB and 21 MB installed, native code): a packet in flight is
+ * written once and deleted once, never updated or searched, and the whole set is read only at boot; one small file
+ * each is all the store that needs, with the project's own pieces (node:fs, node:crypto for the digest).
+ * docs/durable-session.md has the measurements.
+ */
+import type { IStore, MqttClient } from 'mqtt'
+import { brand } from '../brand.js'
+import { InvalidOptionError, type MessageStoreError } from '../errors.js'
+import { EventEmitter } from '../lazy.js'
+import { checkInteger, checkKnown, fail, isPlainObject, typeName } from '../option-checks.js'
+import { type MessageIdProvider, StoreMessageIds } from './message-ids.js'
+import { PacketDir, type PacketDirOwner } from './packet-dir.js'
+import type { Packet } from './packet-file.js'
+
+const { resolve, join } = process.getBuiltinModule('node:path')
+
+/** How long after a change its sync starts, by default (ms). */
+export const DEFAULT_SYNC_MS = 200
+/** The longest `syncMs` accepted (ms). */
+export const MAX_SYNC_MS = 1000
+
+export interface FileMessageStoreOptions {
+  /**
+   * The longest a put packet waits for its fsync (ms): its durability against a power cut. 0 syncs at once after
+   * every change (slower). Integer, 0 to 1000. @default 200
+   */
+  syncMs?: number
+}
+
+export interface MessageStoreEvents {
+  /** A packet could not be kept (its publish failed with the same error), or a stored one was set aside. */
+  error: (error: MessageStoreError) => void
+}
+
+/** What the bootstrap tells a store of the client using it (see bindMessageStore). */
+interface Binding {
+  client?: MqttClient | undefined
+  report(error: MessageStoreError): void
+}
+
+/** Where a store keeps its binding: a symbol of the registry, so that the ESM and CJS builds find each other's. */
+const BINDING = Symbol.for('mqtt-bootstrap.FileMessageStore.binding')
+
+function bindingOf(store: FileMessageStore): Binding | undefined {
+  return (store as unknown as Record<symbol, Binding | undefined>)[BINDING]
+}
+
+export class FileMessageStore extends EventEmitter<MessageStoreEvents> {
+  /** The store's directory, absolute. */
+  readonly dir: string
+  readonly syncMs: number
+  /** mqtt.js's `outgoingStore`: publishes (QoS 1 and 2) and pubrels awaiting their acknowledgement. */
+  readonly outgoing: IStore
+  /** mqtt.js's `incomingStore`: QoS 2 publishes received, awaiting their pubrel. */
+  readonly incoming: IStore
+  /**
+   * mqtt.js's `messageIdProvider` for the client using this store: it never hands out the id of a stored packet (the
+   * default one can after a restart, and the new packet would replace the stored one).
+   */
+  readonly messageIdProvider: MessageIdProvider
+  readonly #dirs: readonly PacketDir[]
+  #timer: NodeJS.Timeout | undefined
+  #chain: Promise<void> = Promise.resolve()
+
+  constructor(dir: string, options?: FileMessageStoreOptions) {
+    super()
+    if (typeof dir !== 'string' || dir === '' || dir.includes('\0')) fail('dir', 'a directory path', typeName(dir))
+    if (options !== undefined && !isPlainObject(options)) fail('options', 'an object', typeName(options))
+    checkKnown(options ?? {}, new Set(['syncMs']), '')
+    this.syncMs = checkInteger(options?.syncMs ?? DEFAULT_SYNC_MS, 'syncMs', 0, MAX_SYNC_MS)
+    this.dir = resolve(dir)
+    const owner: PacketDirOwner = {
+      changed: () => this.#schedule(),
+      report: (error) => this.#report(error),
+      refuse: (packet, error) => this.#refuse(packet, error),
+      flush: () => this.sync().catch((error: MessageStoreError) => this.#report(error)),
+    }
+    const outgoing = new PacketDir(join(this.dir, 'outgoing'), 'outgoing', owner)
+    this.outgoing = outgoing
+    this.incoming = new PacketDir(join(this.dir, 'incoming'), 'incoming', owner)
+    this.#dirs = [outgoing, this.incoming as PacketDir]
+    this.messageIdProvider = new StoreMessageIds((id) => outgoing.holds(id))
+  }
+
+  /** Outgoing packets held (published, not yet acknowledged by the broker). Reads the directory on first use. */
+  get pending(): number {
+    return (this.outgoing as PacketDir).size
+  }
+
+  /**
+   * Make every packet put so far durable now (fsync), rather than within `syncMs`. Rejects with a MessageStoreError
+   * (`ERR_MESSAGE_STORE_IO`) when the disk refuses; the packets stay due for the next sync.
+   */
+  sync(): Promise<void> {
+    clearTimeout(this.#timer)
+    this.#timer = undefined
+    const run = this.#chain.then(() => this.#syncAll())
+    this.#chain = run.catch(() => undefined)
+    return run
+  }
+
+  /** The options mqtt.js takes for this store: its two stores and its message-id provider. */
+  clientOptions(): { incomingStore: IStore; outgoingStore: IStore; messageIdProvider: MessageIdProvider } {
+    return { incomingStore: this.incoming, outgoingStore: this.outgoing, messageIdProvider: this.messageIdProvider }
+  }
+
+  /** Secrets never pass through here, but payloads do: inspect shows where the store is, not what it holds. */
+  [Symbol.for('nodejs.util.inspect.custom')](): string {
+    return `FileMessageStore { dir: ${JSON.stringify(this.dir)}, syncMs: ${this.syncMs} }`
+  }
+
+  toJSON(): { dir: string; syncMs: number } {
+    return { dir: this.dir, syncMs: this.syncMs }
+  }
+
+  async #syncAll(): Promise<void> {
+    for (const dir of this.#dirs) await dir.sync()
+  }
+
+  #schedule(): void {
+    if (this.#timer !== undefined) return
+    // Unref'd: a pending sync does not keep the process alive (the files are written already; ending the client syncs).
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined
+      this.sync().catch((error: MessageStoreError) => {
+        this.#report(error)
+        this.#schedule() // the packets stay due: try again
+      })
+    }, this.syncMs)
+    this.#timer.unref()
+  }
+
+  #report(error: MessageStoreError): void {
+    this.emit('error', error)
+    bindingOf(this)?.report(error)
+  }
+
+  /**
+   * An outgoing publish the store could not write: fail its publish() with `error`. mqtt.js 5 drops a store error of
+   * a connected client's QoS 1 publish (its callback is never called), so the bootstrap, which knows the client,
+   * completes it; without one, `false` hands the error to mqtt.js's own callback.
+   */
+  #refuse(packet: Packet, error: MessageStoreError): boolean {
+    const client = bindingOf(this)?.client
+    const id = packet.messageId
+    const waiting = id === undefined ? undefined : client?.outgoing[id]
+    if (client === undefined || id === undefined || waiting === undefined) return false
+    delete client.outgoing[id]
+    client.messageIdProvider.deallocate(id)
+    process.nextTick(() => waiting.cb?.(error))
+    return true
+  }
+}
+
+brand(FileMessageStore, 'FileMessageStore')
+
+/**
+ * The bootstrap's hold on a store: where its problems are reported (the bootstrap's `error` events), and the client
+ * using it now, whose failed publishes it completes. A later binding replaces the earlier one.
+ */
+export function bindMessageStore(store: FileMessageStore, binding: Binding): void {
+  Object.defineProperty(store, BINDING, { value: binding, configurable: true, enumerable: false, writable: false })
+}
+
+/** The MQTT options a store brings itself: given beside it, the app's would defeat it. */
+const STORE_OPTIONS = ['incomingStore', 'outgoingStore', 'messageIdProvider'] as const
+
+/** The `messageStore` option, checked (`mqtt` is the app's mqtt.js options, unchecked yet). */
+export function checkMessageStore(value: unknown, mqtt: unknown): FileMessageStore | undefined {
+  if (value === undefined) return undefined
+  if (!(value instanceof FileMessageStore)) fail('messageStore', 'a FileMessageStore', typeName(value))
+  const given = STORE_OPTIONS.filter((key) => (mqtt as Record<string, unknown> | undefined)?.[key] !== undefined)
+  if (given.length > 0) {
+    const names = given.map((key) => `\`mqtt.${key}\``).join(', ')
+    throw new InvalidOptionError(`mqtt.${given[0]}`, `${names}: the messageStore brings its own; remove them`)
+  }
+  return value
+}
