@@ -2,43 +2,13 @@
 // inodes, a file that cannot be replaced. Every failed write rejects with ERR_STORE_IO and leaves the previous file
 // byte for byte, and no temp file. Where mounting is refused the tests are skipped with the reason, except in CI.
 import { execFileSync } from 'node:child_process'
-import { closeSync, fstatSync, ftruncateSync, mkdtempSync, openSync, rmdirSync, statfsSync, writeSync } from 'node:fs'
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, test } from 'vitest'
 import { FileCredentialStore, type StoredCredentials } from '../packages/mqtt-bootstrap/src/index.js'
+import { fillLeaving, free, mountRefused, mountTmpfs, unmount } from './helpers/tmpfs.js'
 
-/** Mount a fresh tmpfs of `options` (e.g. `size=64k`) on a new directory; throws when refused. */
-function mountTmpfs(options: string): string {
-  const dir = mkdtempSync(join(tmpdir(), 'mqtt-bootstrap-disk-'))
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', options, 'tmpfs', dir], { stdio: 'pipe' })
-  } catch (error) {
-    rmdirSync(dir)
-    throw error
-  }
-  return dir
-}
-
-function unmount(dir: string): void {
-  execFileSync('umount', [dir], { stdio: 'pipe' })
-  rmdirSync(dir)
-}
-
-function mountRefused(): string | undefined {
-  try {
-    unmount(mountTmpfs('size=64k'))
-    return undefined
-  } catch (error) {
-    const reason = `cannot mount a tmpfs here (root needed): ${(error as Error).message.split('\n')[0]}`
-    if (process.env.CI) throw new Error(`${reason}; CI is set: a CI run must not skip the disk tests`)
-    console.warn(`skipping the disk tests: ${reason}`)
-    return reason
-  }
-}
-
-const skipReason = mountRefused()
+const skipReason = mountRefused('the disk tests')
 
 const mounts: string[] = []
 afterEach(() => {
@@ -67,25 +37,6 @@ const entry = (i: number): StoredCredentials => ({
 /** A file of `count` entries, about 11 KB: three pages of the tmpfs. */
 async function filled(store: FileCredentialStore, count = 30): Promise<void> {
   for (let i = 0; i < count; i++) await store.set(`k${i}`, entry(i))
-}
-
-/** Fill the disk, then free `room` bytes (a multiple of the page size): what a write may still use. */
-function fillLeaving(dir: string, room: number): void {
-  const fd = openSync(join(dir, 'filler'), 'w')
-  const page = Buffer.alloc(4096, 1)
-  try {
-    for (let i = 0; i < 100_000; i++) writeSync(fd, page) // bounded: the disk is 64 KB
-    throw new Error('the disk did not fill up')
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOSPC') throw error
-  }
-  ftruncateSync(fd, Math.max(0, fstatSync(fd).size - room))
-  closeSync(fd)
-}
-
-function free(dir: string): number {
-  const { bavail, bsize } = statfsSync(dir)
-  return bavail * bsize
 }
 
 async function temps(dir: string): Promise<string[]> {

@@ -82,6 +82,11 @@ export interface MosquittoOptions {
   requireCertificate?: boolean
   /** How long to wait for the listeners, per start attempt. @default 5000 */
   readyTimeoutMs?: number
+  /**
+   * Keep sessions and queued messages across a restart (`persistence true`, in the helper's temp dir, saved every
+   * second and on exit), for pause() and resume().
+   */
+  persistence?: boolean
 }
 
 /** A client mosquitto accepted (`New client connected from … as <id> (p<protocol>, c<clean>, k<keepalive>, u'<user>')`). */
@@ -117,8 +122,12 @@ export interface Mosquitto {
   accepted(since?: number): AcceptedClient[]
   /** Resolves when a log line after `since` matches (bounded in time). */
   waitForLog(pattern: RegExp, since: number, timeoutMs?: number): Promise<string>
-  /** Rewrite the password file with `users` and make mosquitto reload it (SIGHUP); resolves once it has. */
+  /** Rewrite the password file with `users` and make mosquitto reload it (SIGHUP; paused, at resume()). */
   setUsers(users: Record<string, string>): Promise<void>
+  /** Stop mosquitto (SIGTERM: it saves its persistence) and wait for it to exit; its dir and ports are kept. */
+  pause(): Promise<void>
+  /** Start it again after pause(), on the same ports with the same config; resolves once it listens. */
+  resume(): Promise<void>
   /** Kill mosquitto and wait for it to exit; remove its temp dir. Safe to call twice. */
   stop(): Promise<void>
 }
@@ -161,9 +170,14 @@ export async function startMosquitto(options: MosquittoOptions): Promise<Mosquit
       const tlsPort = tlsFiles ? await freePort([port]) : undefined
       const config = join(dir, 'mosquitto.conf')
       const requireCertificate = options.requireCertificate === true
-      await writeFile(config, configText({ port, tlsPort, tlsFiles, passwordFile, requireCertificate }))
-      const started = await launch(binary, config, [port, ...(tlsPort === undefined ? [] : [tlsPort])], options)
-      if (started.ok) return handle(started.child, started.log, { dir, port, tlsPort, passwordFile })
+      const persistence = options.persistence === true ? dir : undefined
+      await writeFile(config, configText({ port, tlsPort, tlsFiles, passwordFile, requireCertificate, persistence }))
+      const ports = [port, ...(tlsPort === undefined ? [] : [tlsPort])]
+      const started = await launch(binary, config, ports, options)
+      if (started.ok) {
+        const relaunch = () => launch(binary, config, ports, options)
+        return handle(started.child, started.log, { dir, port, tlsPort, passwordFile, relaunch })
+      }
       failures.push(`attempt ${attempt} (ports ${port}${tlsPort ? `, ${tlsPort}` : ''}): ${started.reason}`)
     }
     throw new Error(`mosquitto did not start after ${MAX_START_ATTEMPTS} attempts:\n${failures.join('\n')}`)
@@ -179,12 +193,16 @@ function configText(o: {
   tlsFiles: { ca: string; cert: string; key: string } | undefined
   passwordFile: string
   requireCertificate: boolean
+  persistence: string | undefined
 }): string {
   const lines = [
     // Global settings first (per_listener_settings is false): they apply to every listener.
     'allow_anonymous false',
     `password_file ${o.passwordFile}`,
-    'persistence false',
+    ...(o.persistence === undefined
+      ? ['persistence false']
+      : // Whole streams are queued for a subscriber that reconnects after a restart: no cap on the queue.
+        ['persistence true', `persistence_location ${o.persistence}/`, 'autosave_interval 1', 'max_queued_messages 0']),
     'log_dest stderr',
     'log_type all',
     'log_timestamp false',
@@ -287,10 +305,11 @@ const ACCEPTED = /^New client connected from \S+ as (\S+) \(p(\d+), c(\d), k(\d+
 const CONNACK = /^Sending CONNACK to (\S+) \((\d), (\d+)\)$/
 
 function handle(
-  child: ChildProcess,
+  first: ChildProcess,
   log: string[],
-  o: { dir: string; port: number; tlsPort: number | undefined; passwordFile: string },
+  o: { dir: string; port: number; tlsPort: number | undefined; passwordFile: string; relaunch: () => Promise<Launch> },
 ): Mosquitto {
+  let child = first
   // If the test worker exits without stop() (a crash), do not leave mosquitto behind.
   const reap = () => child.kill('SIGKILL')
   process.once('exit', reap)
@@ -334,11 +353,20 @@ function handle(
     },
     setUsers: async (users) => {
       await writePasswords(o.passwordFile, users)
+      if (child.exitCode !== null || child.signalCode !== null) return // paused: resume() reads the new file
       const since = log.length
       child.kill('SIGHUP')
       // mosquitto logs this, then reloads the config and password file in the same turn of its (single-threaded)
       // loop: a connection made after the line is checked against the new file.
       await broker.waitForLog(/^Reloading config\.$/, since)
+    },
+    pause: () => kill(child),
+    resume: async () => {
+      const started = await o.relaunch()
+      if (!started.ok) throw new Error(`mosquitto did not start again: ${started.reason}`)
+      log.push(...started.log.splice(0))
+      child = started.child
+      child.stderr?.on('data', () => log.push(...started.log.splice(0)))
     },
     stop: () => {
       stopped ??= (async () => {
