@@ -5,7 +5,7 @@
  *   BENCH_ITERATIONS (300)  A/B iterations per comparison
  *   BENCH_FLEET (1000,2000,5000,10000)  fleet sizes
  *   BENCH_ONLY (all)  a comma-separated subset of cached, boot, dps, footprint, fleet, registry, claims, postgres,
- *                     certificates:
+ *                     certificates, store:
  *                     the others are kept from the last results (bench/results/latest.json), so the table stays whole
  *   BENCH_PAIRS (400)  rounds of the cached section (issue 13's figures: bench/cached.ts)
  *   BENCH_PROFILE (1)  0 leaves the cached boot's CPU profile out
@@ -22,6 +22,7 @@ import { footprint } from './footprint.js'
 import { fleetChart } from './lib/chart.js'
 import { startProcess } from './lib/processes.js'
 import { type AB, median, round } from './lib/stats.js'
+import { benchMessageStore, messageStoreRows } from './message-store.js'
 import { benchPostgres, postgresRows } from './postgres.js'
 import { benchRegistry } from './registry.js'
 
@@ -38,7 +39,7 @@ const summary = (ab: AB) => ({
 })
 
 const only = new Set(
-  (process.env.BENCH_ONLY ?? 'cached,boot,dps,footprint,fleet,registry,claims,postgres,certificates').split(','),
+  (process.env.BENCH_ONLY ?? 'cached,boot,dps,footprint,fleet,registry,claims,postgres,certificates,store').split(','),
 )
 const previous = await readFile('bench/results/latest.json', 'utf8').then(JSON.parse, () => ({}))
 
@@ -105,6 +106,12 @@ const certificates = await part(
   },
 )
 
+const store = await part(
+  'store',
+  'durable message store: QoS 1 publish rate vs in-memory, opening 10,000 pending messages',
+  () => benchMessageStore(),
+)
+
 const results = {
   date: new Date().toISOString(),
   machine: { node: process.version, cpus: cpus().length, model: cpus()[0]?.model },
@@ -117,6 +124,7 @@ const results = {
   claims,
   postgres,
   certificates,
+  store,
 }
 await mkdir('bench/results', { recursive: true })
 await writeFile('bench/results/latest.json', `${JSON.stringify(results, null, 2)}\n`)
@@ -203,6 +211,7 @@ if (registry !== undefined) {
 if (claims !== undefined) rows.push(...claimsRows(claims))
 if (postgres !== undefined) rows.push(...postgresRows(postgres))
 if (certificates !== undefined) rows.push(...certificatesRows(certificates))
+if (store !== undefined) rows.push(...messageStoreRows(store))
 const widths = rows[0]?.map((_, i) => Math.max(...rows.map((row) => (row[i] ?? '').length))) ?? []
 console.log(`\n${rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ')).join('\n')}`)
 if (cached?.profile !== undefined && only.has('cached')) console.log(`\n${profileReport(cached.profile)}`)
