@@ -126,7 +126,7 @@ describe.skipIf(skipReason !== undefined)(
       const owed: string[] = []
       let last = 0
       for (const line of output.split('\n')) {
-        const match = /^p (\d+) (\d+)$/.exec(line)
+        const match = /^p (\d+) (\d+)(?: q)?$/.exec(line)
         if (match === null) continue
         last = Math.max(last, Number(match[1]))
         if (Number(match[2]) <= killedAt - SYNC_MS) owed.push(`${run}:${match[1]}`)
@@ -161,6 +161,28 @@ describe.skipIf(skipReason !== undefined)(
       await until(() => [...owed].every((p) => received.includes(p)), 15_000, 'every owed message')
       expect([...owed].filter((p) => !received.includes(p))).toEqual([])
     }, 180_000)
+
+    test('killed while it resends a long backlog: what the app published meanwhile (queued by mqtt.js) arrives too', async () => {
+      const files = device()
+      const stream = await start({ ...files, MODE: 'stream', RUN: 'b' }, 'connected')
+      await broker.pause()
+      await sleep(5000) // a backlog of thousands in the store, resent one at a time once the broker is back
+      await broker.resume()
+      await until(() => / q$/m.test(stream.output()), 10_000, 'a publish queued by mqtt.js during the resend')
+      await sleep(SYNC_MS + 50)
+      const killedAt = Date.now()
+      await kill(stream.child)
+      const { owed } = owedBy(stream.output(), killedAt, 'b')
+      const queuedOwed = stream
+        .output()
+        .split('\n')
+        .filter((line) => / q$/.test(line) && Number(line.split(' ')[2]) <= killedAt - SYNC_MS)
+      expect(queuedOwed.length).toBeGreaterThan(0) // the kill came in the window this test is about
+      await until(() => subscriber.connected, 10_000, 'the subscriber back')
+      await start({ ...files, MODE: 'drain' }, 'drained', 60_000)
+      await until(() => owed.every((p) => received.includes(p)), 20_000, 'every owed message')
+      expect(owed.filter((p) => !received.includes(p))).toEqual([])
+    }, 120_000)
 
     test('killed during a re-provisioning (the broker back with a new secret): the next boot delivers the stream', async () => {
       const files = device()

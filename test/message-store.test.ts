@@ -3,6 +3,8 @@
  * when it is opened again by a new instance (a restart), the order, the files it sets aside, its options, and the
  * message-id provider that keeps a restarted client from reusing a stored packet's id.
  */
+
+import { execFileSync } from 'node:child_process'
 import {
   chmodSync,
   existsSync,
@@ -201,6 +203,34 @@ describe('files that are not whole are set aside, never handed to mqtt.js, and r
     expect(await streamed(new FileMessageStore(dir).outgoing)).toEqual([publish(1)])
   })
 
+  test("a FIFO or a directory in a slot's place: set aside at boot without blocking, the other packets load", async () => {
+    const dir = freshDir()
+    const store = new FileMessageStore(dir)
+    await put(store.outgoing, publish(1))
+    execFileSync('mkfifo', [join(dir, 'outgoing', '2.mqp')])
+    mkdirSync(join(dir, 'outgoing', '3.mqp'))
+    const reopened = new FileMessageStore(dir)
+    const errors: MessageStoreError[] = []
+    reopened.on('error', (error) => errors.push(error))
+    expect((await streamed(reopened.outgoing)).map((p) => p.messageId)).toEqual([1])
+    expect(errors.map((e) => e.code)).toEqual(['ERR_MESSAGE_STORE_CORRUPT', 'ERR_MESSAGE_STORE_CORRUPT'])
+    await put(reopened.outgoing, publish(2)) // the slot made anew, a regular file
+    expect(lstatSync(join(dir, 'outgoing', '2.mqp')).isFile()).toBe(true)
+  })
+
+  test('a whole record of a packet mqtt.js never stores (a pubrec, a QoS 0 publish) is no record: set aside', async () => {
+    const dir = freshDir()
+    const store = new FileMessageStore(dir)
+    await put(store.outgoing, { cmd: 'pubrec', messageId: 1 } as Packet)
+    await put(store.outgoing, publish(2, 'qos 0', { qos: 0 }))
+    await put(store.outgoing, publish(3))
+    const reopened = new FileMessageStore(dir)
+    const errors: MessageStoreError[] = []
+    reopened.on('error', (error) => errors.push(error))
+    expect((await streamed(reopened.outgoing)).map((p) => p.messageId)).toEqual([3])
+    expect(errors).toHaveLength(2)
+  })
+
   test('names that are not packet files are left alone', async () => {
     const dir = freshDir()
     await put(new FileMessageStore(dir).outgoing, publish(1))
@@ -247,18 +277,23 @@ describe('options, checked when the store is made', () => {
     ['syncMs negative', () => new FileMessageStore(freshDir(), { syncMs: -1 }), 'syncMs'],
     ['syncMs not an integer', () => new FileMessageStore(freshDir(), { syncMs: 1.5 }), 'syncMs'],
     ['a misspelt option', () => new FileMessageStore(freshDir(), { syncMS: 10 } as never), 'syncMS'],
+    [
+      'syncMs null (left out takes the default)',
+      () => new FileMessageStore(freshDir(), { syncMs: null as never }),
+      'syncMs',
+    ],
     ['options not an object', () => new FileMessageStore(freshDir(), 5 as never), 'options'],
   ])('%s', (_name, make, option) => {
     expect(make).toThrow(InvalidOptionError)
     expect(make).toThrow(expect.objectContaining({ option }))
   })
 
-  test('the default syncMs is at most a second; making a store touches no disk', () => {
+  test('the default syncMs is at most a second; the store makes its directory 0700 at once', () => {
     const dir = freshDir()
     const store = new FileMessageStore(dir)
     expect(store.syncMs).toBeGreaterThan(0)
     expect(store.syncMs).toBeLessThanOrEqual(1000)
-    expect(existsSync(dir)).toBe(false)
+    expect(statSync(dir).mode & 0o777).toBe(0o700)
   })
 
   test('inspect and JSON show where the store is, not what it holds', async () => {

@@ -27,7 +27,8 @@ import type { RenewalPlan } from '../renewal.js'
 import type { Reporter } from '../report.js'
 import { withRetry } from '../retry.js'
 import type { Provisioned, SessionHooks } from '../session-hooks.js'
-import { bindMessageStore } from '../store/message-store.js'
+import { bindMessageStore, KEEP_QUEUED, releaseMessageStore } from '../store/message-store.js'
+import { guardQueuedPublishes } from '../store/queued-publishes.js'
 import { superviseSession } from '../supervise.js'
 import { isClientCertificateRefusal } from '../tls-failures.js'
 import { persist } from './cache.js'
@@ -76,9 +77,14 @@ export async function open(
   // mqtt.connect() copies the hook into client.options; a custom connector may not.
   if (!Object.hasOwn(client.options, INSPECT_CUSTOM)) redactOnInspect(client.options, SECRET_OPTION_KEYS, true)
   redactOnJson(client.options, SECRET_OPTION_KEYS)
+  if (store !== undefined) {
+    // The client whose publishes fail when the store cannot write them (mqtt.js would leave them unanswered), and
+    // what mqtt.js would hold in memory only (queued-publishes.ts). Before applyDefaultQos, whose wrapper calls it.
+    bindMessageStore(store, { client, report: (error) => report.nonFatal(error) })
+    client.once('end', () => releaseMessageStore(store, client))
+    guardQueuedPublishes(client, store[KEEP_QUEUED])
+  }
   applyDefaultQos(client, config.connect.qos)
-  // The client whose publishes fail when the store cannot write them (mqtt.js would leave them unanswered).
-  if (store !== undefined) bindMessageStore(store, { client, report: (error) => report.nonFatal(error) })
   reporters.set(client, report)
   client.on('error', reportClientError)
   report.connected(brokerUrlOf(context, config), client.options.clientId ?? '', source)

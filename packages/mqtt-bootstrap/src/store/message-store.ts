@@ -1,7 +1,8 @@
 /**
  * FileMessageStore: mqtt.js's incoming and outgoing stores on disk, so that a QoS 1 (or 2) message survives a crash,
- * a power cut and a re-provisioning (issue 20). `dir/outgoing` and `dir/incoming` hold one file per packet in flight
- * (packet-dir.ts); `dir` is made 0700.
+ * a power cut and a re-provisioning (issue 20). `dir/outgoing` and `dir/incoming` hold one slot file per message id
+ * in use (packet-dir.ts), `dir/queued` what mqtt.js held in memory while it resent (queued-publishes.ts), moved into
+ * `outgoing` when a store is made on the directory; `dir` is made 0700.
  *
  * The guarantee: a message is on disk once `publish()` has returned (a SIGKILL loses nothing from then on), and
  * durable against a power cut once the next sync has completed, at most `syncMs` later (or when `sync()` resolves).
@@ -18,16 +19,20 @@ import { brand } from '../brand.js'
 import { InvalidOptionError, type MessageStoreError } from '../errors.js'
 import { EventEmitter } from '../lazy.js'
 import { checkInteger, checkKnown, fail, isPlainObject, typeName } from '../option-checks.js'
+import { fsyncDirectory } from './atomic-file.js'
 import { type MessageIdProvider, StoreMessageIds } from './message-ids.js'
 import { PacketDir, type PacketDirOwner } from './packet-dir.js'
 import type { Packet } from './packet-file.js'
+import type { KeepQueued } from './queued-publishes.js'
 
-const { resolve, join } = process.getBuiltinModule('node:path')
+const { dirname, resolve, join } = process.getBuiltinModule('node:path')
 
 /** How long after a change its sync starts, by default (ms). */
 export const DEFAULT_SYNC_MS = 200
 /** The longest `syncMs` accepted (ms). */
 export const MAX_SYNC_MS = 1000
+/** The wait before a sync that failed is tried again (ms): no tight loop of failures with `syncMs` 0. */
+const SYNC_RETRY_MS = 1000
 
 export interface FileMessageStoreOptions {
   /**
@@ -47,6 +52,9 @@ interface Binding {
   client?: MqttClient | undefined
   report(error: MessageStoreError): void
 }
+
+/** The bootstrap's way to keep what mqtt.js queued in memory (queued-publishes.ts): not part of the public API. */
+export const KEEP_QUEUED = Symbol('mqtt-bootstrap.FileMessageStore.keepQueued')
 
 /** Where a store keeps its binding: a symbol of the registry, so that the ESM and CJS builds find each other's. */
 const BINDING = Symbol.for('mqtt-bootstrap.FileMessageStore.binding')
@@ -69,7 +77,11 @@ export class FileMessageStore extends EventEmitter<MessageStoreEvents> {
    */
   readonly messageIdProvider: MessageIdProvider
   readonly #dirs: readonly PacketDir[]
+  readonly #queued: PacketDir
+  readonly #queuedKeys: StoreMessageIds
   #timer: NodeJS.Timeout | undefined
+  /** The directories were made (or found) by this store: the first sync makes their names durable too. */
+  #rootsUnsynced = true
   #chain: Promise<void> = Promise.resolve()
 
   constructor(dir: string, options?: FileMessageStoreOptions) {
@@ -77,6 +89,7 @@ export class FileMessageStore extends EventEmitter<MessageStoreEvents> {
     if (typeof dir !== 'string' || dir === '' || dir.includes('\0')) fail('dir', 'a directory path', typeName(dir))
     if (options !== undefined && !isPlainObject(options)) fail('options', 'an object', typeName(options))
     checkKnown(options ?? {}, new Set(['syncMs']), '')
+    if (options?.syncMs === null) fail('syncMs', 'left out for its default, or an integer', 'null')
     this.syncMs = checkInteger(options?.syncMs ?? DEFAULT_SYNC_MS, 'syncMs', 0, MAX_SYNC_MS)
     this.dir = resolve(dir)
     const owner: PacketDirOwner = {
@@ -88,8 +101,16 @@ export class FileMessageStore extends EventEmitter<MessageStoreEvents> {
     const outgoing = new PacketDir(join(this.dir, 'outgoing'), 'outgoing', owner)
     this.outgoing = outgoing
     this.incoming = new PacketDir(join(this.dir, 'incoming'), 'incoming', owner)
-    this.#dirs = [outgoing, this.incoming as PacketDir]
-    this.messageIdProvider = new StoreMessageIds((id) => outgoing.holds(id))
+    this.#queued = new PacketDir(join(this.dir, 'queued'), 'queued', owner)
+    this.#dirs = [outgoing, this.incoming as PacketDir, this.#queued]
+    // Busy: held by the store, or by a packet in the client's offline queue (a subscribe made offline keeps its id).
+    const queuedInClient = (id: number) =>
+      (bindingOf(this)?.client as { queue?: Array<{ packet?: { messageId?: number } }> } | undefined)?.queue?.some(
+        (entry) => entry.packet?.messageId === id,
+      ) === true
+    this.messageIdProvider = new StoreMessageIds((id) => outgoing.holds(id) || queuedInClient(id))
+    this.#queuedKeys = new StoreMessageIds((key) => this.#queued.holds(key))
+    this.#adoptQueued()
   }
 
   /** Outgoing packets held (published, not yet acknowledged by the broker). Reads the directory on first use. */
@@ -123,20 +144,67 @@ export class FileMessageStore extends EventEmitter<MessageStoreEvents> {
     return { dir: this.dir, syncMs: this.syncMs }
   }
 
-  async #syncAll(): Promise<void> {
-    for (const dir of this.#dirs) await dir.sync()
+  /**
+   * Write a publish mqtt.js holds in memory (queued-publishes.ts) where the next store on this directory finds it;
+   * the function that removes it. A failed write is reported (the publish still goes, from memory).
+   */
+  [KEEP_QUEUED]: KeepQueued = (packet) => {
+    const key = this.#queuedKeys.allocate()
+    if (key === null) return () => {}
+    this.#queued.put({ ...packet, messageId: key } as Packet, () => {})
+    return () => {
+      this.#queued.del({ messageId: key }, () => {})
+      this.#queuedKeys.deallocate(key)
+    }
   }
 
-  #schedule(): void {
+  /**
+   * Made on a directory: make it (0700) now, and move what a killed process left queued into the outgoing store, after
+   * what is there, each with a free message id. Best effort: a directory that cannot be used fails the first put.
+   */
+  #adoptQueued(): void {
+    try {
+      for (const dir of this.#dirs)
+        process.getBuiltinModule('node:fs').mkdirSync(dir.path, { recursive: true, mode: 0o700 })
+    } catch {
+      return
+    }
+    const queued = this.#queued.packets()
+    if (queued.length === 0) return
+    const outgoing = this.outgoing as PacketDir
+    for (const packet of queued) {
+      const id = this.messageIdProvider.allocate()
+      if (id === null) break
+      let moved = false
+      outgoing.put({ ...packet, messageId: id } as Packet, (error?: Error) => {
+        moved = error === undefined
+      })
+      if (!moved) break
+      this.#queued.del({ messageId: packet.messageId }, () => {})
+    }
+    this.messageIdProvider.clear() // the ids are the store's now: held, not in use
+  }
+
+  async #syncAll(): Promise<void> {
+    for (const dir of this.#dirs) await dir.sync()
+    if (this.#rootsUnsynced) {
+      // A power cut on the first boot must not take the directory, and the records in it, with it.
+      await fsyncDirectory(this.dir)
+      await fsyncDirectory(dirname(this.dir))
+      this.#rootsUnsynced = false
+    }
+  }
+
+  #schedule(delayMs = this.syncMs): void {
     if (this.#timer !== undefined) return
     // Unref'd: a pending sync does not keep the process alive (the files are written already; ending the client syncs).
     this.#timer = setTimeout(() => {
       this.#timer = undefined
       this.sync().catch((error: MessageStoreError) => {
         this.#report(error)
-        this.#schedule() // the packets stay due: try again
+        this.#schedule(SYNC_RETRY_MS) // the packets stay due: try again
       })
-    }, this.syncMs)
+    }, delayMs)
     this.#timer.unref()
   }
 
@@ -170,6 +238,12 @@ brand(FileMessageStore, 'FileMessageStore')
  */
 export function bindMessageStore(store: FileMessageStore, binding: Binding): void {
   Object.defineProperty(store, BINDING, { value: binding, configurable: true, enumerable: false, writable: false })
+}
+
+/** `client` has ended: the store no longer completes its publishes (unless another client took it meanwhile). */
+export function releaseMessageStore(store: FileMessageStore, client: MqttClient): void {
+  const binding = bindingOf(store)
+  if (binding?.client === client) bindMessageStore(store, { report: binding.report })
 }
 
 /** The MQTT options a store brings itself: given beside it, the app's would defeat it. */

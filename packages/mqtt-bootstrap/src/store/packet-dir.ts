@@ -27,6 +27,9 @@ import { SlotFiles } from './slot-files.js'
 /** Slots fsynced at once by a sync: libuv's thread pool has 4 threads by default. */
 const SYNC_CONCURRENCY = 4
 
+/** mqtt.js's two stores, and the publishes mqtt.js held in memory while it resent a store (queued-publishes.ts). */
+export type StoreKind = 'incoming' | 'outgoing' | 'queued'
+
 type PacketCallback = Parameters<IStore['get']>[1]
 type DoneCallback = Parameters<IStore['put']>[1]
 
@@ -50,7 +53,7 @@ export interface PacketDirOwner {
 
 export class PacketDir implements IStore {
   readonly path: string
-  readonly #kind: 'incoming' | 'outgoing'
+  readonly #kind: StoreKind
   readonly #owner: PacketDirOwner
   /** The packets held, by messageId, in the order they were put. */
   readonly #entries = new Map<number, Entry>()
@@ -60,7 +63,7 @@ export class PacketDir implements IStore {
   #opened = false
   #nextSeq = 1
 
-  constructor(path: string, kind: 'incoming' | 'outgoing', owner: PacketDirOwner) {
+  constructor(path: string, kind: StoreKind, owner: PacketDirOwner) {
     this.path = path
     this.#files = new SlotFiles(path)
     this.#kind = kind
@@ -71,6 +74,12 @@ export class PacketDir implements IStore {
   get size(): number {
     this.#use()
     return this.#entries.size
+  }
+
+  /** The packets held, in the order they were put. */
+  packets(): Packet[] {
+    this.#use()
+    return [...this.#entries.values()].map((entry) => entry.packet)
   }
 
   /** Whether a packet of `messageId` is held (the message-id provider never hands such an id out). */
@@ -128,8 +137,8 @@ export class PacketDir implements IStore {
 
   /** The packets held, in the order they were put (mqtt.js resends them so after each CONNACK). */
   createStream(): ReturnType<IStore['createStream']> {
-    this.#use() // a directory that cannot be read resends nothing: reported, and every put fails until it can
-    const packets = [...this.#entries.values()].map((entry) => entry.packet)
+    // A directory that cannot be read resends nothing: reported, and every put fails until it can.
+    const packets = this.packets()
     const { Readable } = process.getBuiltinModule('node:stream')
     let next = 0
     const stream = new Readable({
@@ -214,6 +223,7 @@ export class PacketDir implements IStore {
       this.#entries.set(id, { packet, written: true })
       this.#unsynced.add(id) // a kill leaves it in the page cache only: the first sync makes it durable
     }
+    if (found.length > 0) this.#owner.changed()
   }
 
   #refused(packet: Packet, error: Error, cb: DoneCallback): this {

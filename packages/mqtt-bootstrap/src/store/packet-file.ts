@@ -32,8 +32,12 @@ const BUFFER_KEY = '\u0000b64'
 /** A packet as mqtt.js hands it to a store (mqtt-packet's `Packet`, which mqtt does not re-export). */
 export type Packet = Parameters<IStore['put']>[0]
 
-/** The packet kinds mqtt.js keeps in its stores: outgoing publish and pubrel, incoming publish (QoS 2). */
-const STORED_COMMANDS: ReadonlySet<string> = new Set(['publish', 'pubrel', 'pubrec', 'pubcomp'])
+/**
+ * The packets mqtt.js keeps in its stores: outgoing publishes (QoS 1 and 2) and pubrels, incoming QoS 2 publishes.
+ * Anything else (a pubrec, a QoS 0 publish) would be sent on a resend and wait for an acknowledgement that never
+ * comes, stalling the resend: it is no record of ours.
+ */
+const STORED_COMMANDS: ReadonlySet<string> = new Set(['publish', 'pubrel'])
 
 type PayloadKind = 'string' | 'bytes' | 'none'
 
@@ -120,7 +124,9 @@ export function decodePacket(bytes: Buffer, messageId: number): { packet: Packet
   else if (kind === 'bytes')
     packet.payload = Buffer.from(body) // a copy: the file's buffer is not kept alive
   else if (kind !== 'none' || body.length > 0) return undefined
-  if (packet.cmd === 'publish' && typeof packet.topic !== 'string') return undefined
+  if (packet.cmd === 'publish' && (typeof packet.topic !== 'string' || (packet.qos !== 1 && packet.qos !== 2))) {
+    return undefined
+  }
   return { packet: packet as unknown as Packet, seq }
 }
 

@@ -4,7 +4,9 @@
  * page cache before mqtt.js is answered, and a failure is that put's own.
  *
  * A symlink planted in a slot's place (a directory others can write to) is never followed: not read at boot (it
- * reads as not whole, and is set aside), not written through (the put fails). Windows has no O_NOFOLLOW.
+ * reads as not whole, and is set aside), not written through (the put fails). Windows has no O_NOFOLLOW. Nor does
+ * anything but a regular file pass for a slot: a FIFO would block the open (O_NONBLOCK), a directory the read; at
+ * boot such a thing, or a file that cannot be read, is set aside like a torn record, and a put into it fails.
  */
 import { TOMBSTONE } from './packet-file.js'
 
@@ -14,7 +16,9 @@ const { join } = process.getBuiltinModule('node:path')
 const NAME = /^(\d{1,5})\.mqp$/
 /** Slot files kept open between writes (the least recently used is closed beyond it). */
 const OPEN_SLOTS = 64
-const NO_FOLLOW = fs.constants.O_NOFOLLOW ?? 0
+const NO_FOLLOW = (fs.constants.O_NOFOLLOW ?? 0) | (fs.constants.O_NONBLOCK ?? 0)
+/** What readAll() gives for a slot that is no regular file, or cannot be read: bytes that are no record. */
+const NOT_A_RECORD = Buffer.from('not a record')
 
 export class SlotFiles {
   readonly path: string
@@ -135,6 +139,10 @@ export class SlotFiles {
     }
     const { O_RDWR, O_CREAT } = fs.constants
     const fd = fs.openSync(this.#file(id), O_RDWR | O_CREAT | NO_FOLLOW, 0o600)
+    if (!fs.fstatSync(fd).isFile()) {
+      closeQuietly(fd)
+      throw Object.assign(new Error(`not a regular file: ${this.#file(id)}`), { code: 'EFTYPE' })
+    }
     if (!this.#slots.has(id)) {
       this.#slots.add(id)
       this.#made = true
@@ -162,19 +170,19 @@ function closeQuietly(fd: number): void {
   }
 }
 
-/** The bytes of `file`, `undefined` when it is gone; a symlink reads as bytes that are no record. */
+/** The bytes of `file`, `undefined` when it is gone; anything but a readable regular file reads as no record. */
 function readIfThere(file: string): Buffer | undefined {
   let fd: number
   try {
     fd = fs.openSync(file, fs.constants.O_RDONLY | NO_FOLLOW)
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code
-    if (code === 'ENOENT') return undefined
-    if (code === 'ELOOP') return Buffer.from('a symlink, not a record')
-    throw error
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    return NOT_A_RECORD // a symlink (ELOOP), a file of another user (EACCES), …: set aside
   }
   try {
-    return fs.readFileSync(fd)
+    return fs.fstatSync(fd).isFile() ? fs.readFileSync(fd) : NOT_A_RECORD
+  } catch {
+    return NOT_A_RECORD // EIO, EISDIR: set aside (renamed, its bytes kept), the other slots load
   } finally {
     closeQuietly(fd)
   }
