@@ -59,6 +59,9 @@ async function slowBroker() {
       released = true
       for (const ack of held.splice(0)) ack()
     },
+    drop: () => {
+      for (const socket of sockets) socket.destroy()
+    },
   }
 }
 
@@ -125,6 +128,23 @@ describe('publishes made while mqtt.js resends its store', () => {
     expect(broker.received).toEqual(['stored 1', 'stored 2', 'during 1', 'during 2', 'during 3'])
     expect(store.pending).toBe(0)
     expect(new FileMessageStore(dir).pending).toBe(0)
+  })
+
+  test('the connection closes during the resend: mqtt.js fails them (the app is told), and no record sends them later', async () => {
+    const dir = await storeHolding(2)
+    const broker = await slowBroker()
+    const store = new FileMessageStore(dir)
+    const c = client(broker.url, store)
+    guardQueuedPublishes(c, store[KEEP_QUEUED])
+    await until(() => broker.received.length === 1, 3000, 'the resend under way')
+    const failed = c.publishAsync('q', 'during', { qos: 1 }).catch((error: Error) => error)
+    broker.drop()
+    expect(await failed).toMatchObject({ message: 'Connection closed' })
+    const next = new FileMessageStore(dir)
+    const payloads = (next.outgoing as unknown as { packets(): Array<{ payload: string }> })
+      .packets()
+      .map((p) => p.payload)
+    expect(payloads).toEqual(['stored 1', 'stored 2']) // the stored ones stay; the failed one is the app's to retry
   })
 
   test('unguarded (a raw mqtt.js client): they are in memory only, as mqtt.js has them', async () => {

@@ -44,21 +44,35 @@ export function guardQueuedPublishes(client: MqttClient, keep: KeepQueued): void
     const cbStorePut = (error?: Error) => {
       settled = true
       removeRecord?.()
+      removeRecord = undefined
       ;(given.cbStorePut as ((error?: Error) => void) | undefined)?.(error)
     }
+    // A publish that fails (the store refused it, the connection closed during the resend) is the app's to retry:
+    // its record must not send it again at the next boot.
+    const done =
+      typeof callback === 'function'
+        ? (error?: Error, packet?: unknown) => {
+            if (error !== undefined && error !== null) removeRecord?.()
+            ;(callback as PublishCallback)(error, packet)
+          }
+        : callback
     const result = (publish as (...a: unknown[]) => MqttClient).call(
       this,
       topic,
       message,
       { ...given, cbStorePut },
-      callback,
+      done,
     )
     const qos = given.qos ?? 0
     if (!settled && qos > 0 && Array.isArray(queue) && queue.at(-1)?.cbStorePut === cbStorePut) {
       const { retain = false, dup = false, properties } = given
       const packet = { cmd: 'publish', topic, payload: message, qos, retain, dup, messageId: 0, properties }
       if (properties === undefined) delete (packet as { properties?: unknown }).properties
-      removeRecord = keep(packet as Packet)
+      const remove = keep(packet as Packet)
+      removeRecord = () => {
+        removeRecord = undefined
+        remove()
+      }
     }
     return result
   } as MqttClient['publish']
