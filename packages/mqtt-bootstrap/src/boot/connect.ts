@@ -80,8 +80,10 @@ export async function open(
   if (store !== undefined) {
     // The client whose publishes fail when the store cannot write them (mqtt.js would leave them unanswered), and
     // what mqtt.js would hold in memory only (queued-publishes.ts). Before applyDefaultQos, whose wrapper calls it.
-    bindMessageStore(store, { client, report: (error) => report.nonFatal(error) })
-    client.once('end', () => releaseMessageStore(store, client))
+    const bind = () => bindMessageStore(store, { client, report: (error) => report.nonFatal(error) })
+    bind()
+    client.on('connect', bind) // again after an end() and the app's reconnect()
+    client.on('end', () => releaseMessageStore(store, client))
     guardQueuedPublishes(client, store[KEEP_QUEUED])
   }
   applyDefaultQos(client, config.connect.qos)

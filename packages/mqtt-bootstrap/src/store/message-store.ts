@@ -25,6 +25,7 @@ import { PacketDir, type PacketDirOwner } from './packet-dir.js'
 import type { Packet } from './packet-file.js'
 import type { KeepQueued } from './queued-publishes.js'
 
+const fs = process.getBuiltinModule('node:fs')
 const { dirname, resolve, join } = process.getBuiltinModule('node:path')
 
 /** How long after a change its sync starts, by default (ms). */
@@ -80,6 +81,8 @@ export class FileMessageStore extends EventEmitter<MessageStoreEvents> {
   readonly #queued: PacketDir
   readonly #queuedKeys: StoreMessageIds
   #timer: NodeJS.Timeout | undefined
+  /** Queued records whose packet is in the outgoing store now: removed once that is synced. */
+  readonly #buryAfterSync: number[] = []
   /** The directories were made (or found) by this store: the first sync makes their names durable too. */
   #rootsUnsynced = true
   #chain: Promise<void> = Promise.resolve()
@@ -97,6 +100,10 @@ export class FileMessageStore extends EventEmitter<MessageStoreEvents> {
       report: (error) => this.#report(error),
       refuse: (packet, error) => this.#refuse(packet, error),
       flush: () => this.sync().catch((error: MessageStoreError) => this.#report(error)),
+      // When mqtt.js (or the app) first uses the outgoing store: by then its listeners and bootstrap are there.
+      opened: (kind) => {
+        if (kind === 'outgoing') this.#adoptQueued()
+      },
     }
     const outgoing = new PacketDir(join(this.dir, 'outgoing'), 'outgoing', owner)
     this.outgoing = outgoing
@@ -110,7 +117,11 @@ export class FileMessageStore extends EventEmitter<MessageStoreEvents> {
       ) === true
     this.messageIdProvider = new StoreMessageIds((id) => outgoing.holds(id) || queuedInClient(id))
     this.#queuedKeys = new StoreMessageIds((key) => this.#queued.holds(key))
-    this.#adoptQueued()
+    try {
+      for (const { path } of this.#dirs) fs.mkdirSync(path, { recursive: true, mode: 0o700 })
+    } catch {
+      // A directory that cannot be made: the first use reports it, and every put fails until it can.
+    }
   }
 
   /** Outgoing packets held (published, not yet acknowledged by the broker). Reads the directory on first use. */
@@ -152,23 +163,18 @@ export class FileMessageStore extends EventEmitter<MessageStoreEvents> {
     const key = this.#queuedKeys.allocate()
     if (key === null) return () => {}
     this.#queued.put({ ...packet, messageId: key } as Packet, () => {})
+    // Removed only after the next sync of the outgoing store: a power cut must not keep the removal and lose the copy.
     return () => {
-      this.#queued.del({ messageId: key }, () => {})
-      this.#queuedKeys.deallocate(key)
+      this.#buryAfterSync.push(key)
+      this.#schedule()
     }
   }
 
   /**
-   * Made on a directory: make it (0700) now, and move what a killed process left queued into the outgoing store, after
-   * what is there, each with a free message id. Best effort: a directory that cannot be used fails the first put.
+   * When the outgoing store is first read: move what a killed process left queued into it, after what is there, each
+   * with a free message id; the queued records go after the next sync (as above).
    */
   #adoptQueued(): void {
-    try {
-      for (const dir of this.#dirs)
-        process.getBuiltinModule('node:fs').mkdirSync(dir.path, { recursive: true, mode: 0o700 })
-    } catch {
-      return
-    }
     const queued = this.#queued.packets()
     if (queued.length === 0) return
     const outgoing = this.outgoing as PacketDir
@@ -180,13 +186,23 @@ export class FileMessageStore extends EventEmitter<MessageStoreEvents> {
         moved = error === undefined
       })
       if (!moved) break
-      this.#queued.del({ messageId: packet.messageId }, () => {})
+      if (packet.messageId !== undefined) this.#buryAfterSync.push(packet.messageId)
     }
     this.messageIdProvider.clear() // the ids are the store's now: held, not in use
   }
 
   async #syncAll(): Promise<void> {
-    for (const dir of this.#dirs) await dir.sync()
+    const buried = this.#buryAfterSync.splice(0)
+    try {
+      for (const dir of this.#dirs) await dir.sync()
+    } catch (error) {
+      this.#buryAfterSync.unshift(...buried) // kept till a sync succeeds: a duplicate at worst, never a loss
+      throw error
+    }
+    for (const key of buried) {
+      this.#queued.del({ messageId: key }, () => {})
+      this.#queuedKeys.deallocate(key)
+    }
     if (this.#rootsUnsynced) {
       // A power cut on the first boot must not take the directory, and the records in it, with it.
       await fsyncDirectory(this.dir)

@@ -49,6 +49,8 @@ export interface PacketDirOwner {
   refuse(packet: Packet, error: MessageStoreError): boolean
   /** Sync both directories now (an error is reported, not thrown). */
   flush(): Promise<void>
+  /** The directory was read, the first time: its packets are held. */
+  opened(kind: StoreKind): void
 }
 
 export class PacketDir implements IStore {
@@ -193,6 +195,7 @@ export class PacketDir implements IStore {
       return ioError(`cannot read the message store ${this.path}`, this.path, cause)
     }
     this.#opened = true
+    this.#owner.opened(this.#kind)
     return undefined
   }
 

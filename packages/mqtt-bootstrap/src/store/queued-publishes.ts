@@ -5,9 +5,11 @@
  * would lose what the app published then. The bootstrap's client is guarded here:
  *
  * - publish(): a QoS 1/2 publish that mqtt.js queued so is written to the store's `queued` directory before
- *   publish() returns; once mqtt.js has put it in the outgoing store (its `cbStorePut`), or failed it (the connection
- *   closed: the app is told), the record goes. A kill in between leaves the record, and the next FileMessageStore on
- *   the directory moves it into the outgoing store, after what was there (message-store.ts).
+ *   publish() returns; once mqtt.js has put it in the outgoing store (its `cbStorePut`), or failed it for good (the
+ *   store refused it: the app is told), the record goes. A kill in between leaves the record, and the next
+ *   FileMessageStore on the directory moves it into the outgoing store, after what was there (message-store.ts).
+ *   When the connection closes during the resend mqtt.js drops what it queued (the app's callback gets "Connection
+ *   closed", a callback-less publish is lost); here it is published again, now offline, into the store.
  * - reconnect(): mqtt.js's, called without options, swaps the stores for new in-memory ones; the guard passes the
  *   client's own instead.
  *
@@ -26,11 +28,14 @@ interface QueueEntry {
 
 type PublishCallback = (error?: Error, packet?: unknown) => void
 
+/** What mqtt.js fails a queued publish with when the connection closes during the resend. */
+const CLOSED = 'Connection closed'
+
 /** Guard `client` (see above). Once per client. */
 export function guardQueuedPublishes(client: MqttClient, keep: KeepQueued): void {
   const publish = client.publish
   const reconnect = client.reconnect
-  client.publish = function (this: MqttClient, ...args: unknown[]): MqttClient {
+  client.publish = function guarded(this: MqttClient, ...args: unknown[]): MqttClient {
     const [topic, message] = args as [string, string | Buffer]
     let [, , opts, callback] = args as [unknown, unknown, IClientPublishOptions | PublishCallback | undefined, unknown]
     if (typeof opts === 'function') {
@@ -38,24 +43,39 @@ export function guardQueuedPublishes(client: MqttClient, keep: KeepQueued): void
       opts = undefined
     }
     const given = (opts ?? {}) as IClientPublishOptions
+    const appStorePut = given.cbStorePut as ((error?: Error) => void) | undefined
     const queue = (this as unknown as { _storeProcessingQueue?: QueueEntry[] })._storeProcessingQueue
     let removeRecord: (() => void) | undefined
     let settled = false
+    let closed = false
     const cbStorePut = (error?: Error) => {
       settled = true
+      // Failed because the connection closed during the resend: it is published again (below), record kept till then.
+      if (removeRecord !== undefined && error?.message === CLOSED) {
+        closed = true
+        return
+      }
       removeRecord?.()
-      removeRecord = undefined
-      ;(given.cbStorePut as ((error?: Error) => void) | undefined)?.(error)
+      appStorePut?.(error)
     }
-    // A publish that fails (the store refused it, the connection closed during the resend) is the app's to retry:
-    // its record must not send it again at the next boot.
-    const done =
-      typeof callback === 'function'
-        ? (error?: Error, packet?: unknown) => {
-            if (error !== undefined && error !== null) removeRecord?.()
-            ;(callback as PublishCallback)(error, packet)
-          }
-        : callback
+    // Always a callback of ours: a publish that fails for good (the store refused it) leaves no record behind.
+    const done = (error?: Error, packet?: unknown) => {
+      if (closed) {
+        // mqtt.js drops what it queued when the connection closes; offline now (once its close handler has run),
+        // the same publish goes to the store, and the app's callback waits for its PUBACK as if nothing happened.
+        closed = false
+        const again = removeRecord
+        removeRecord = undefined
+        setImmediate(() => {
+          const retry = appStorePut === undefined ? given : { ...given, cbStorePut: appStorePut }
+          guarded.call(this, topic, message, retry, callback)
+          again?.()
+        })
+        return
+      }
+      if (error !== undefined && error !== null) removeRecord?.()
+      if (typeof callback === 'function') (callback as PublishCallback)(error, packet)
+    }
     const result = (publish as (...a: unknown[]) => MqttClient).call(
       this,
       topic,
@@ -64,11 +84,8 @@ export function guardQueuedPublishes(client: MqttClient, keep: KeepQueued): void
       done,
     )
     const qos = given.qos ?? 0
-    if (!settled && qos > 0 && Array.isArray(queue) && queue.at(-1)?.cbStorePut === cbStorePut) {
-      const { retain = false, dup = false, properties } = given
-      const packet = { cmd: 'publish', topic, payload: message, qos, retain, dup, messageId: 0, properties }
-      if (properties === undefined) delete (packet as { properties?: unknown }).properties
-      const remove = keep(packet as Packet)
+    if (!settled && qos > 0 && topic !== '' && Array.isArray(queue) && queue.at(-1)?.cbStorePut === cbStorePut) {
+      const remove = keep(queuedPacket(topic, message, qos, given))
       removeRecord = () => {
         removeRecord = undefined
         remove()
@@ -80,4 +97,15 @@ export function guardQueuedPublishes(client: MqttClient, keep: KeepQueued): void
     const stores = { incomingStore: this.incomingStore, outgoingStore: this.outgoingStore }
     return reconnect.call(this, opts ?? stores)
   }
+}
+
+/** The packet mqtt.js will store for this publish, as it stores it: without a topic alias (an alias is per connection). */
+function queuedPacket(topic: string, payload: unknown, qos: number, given: IClientPublishOptions): Packet {
+  const { retain = false, dup = false, properties } = given
+  const packet: Record<string, unknown> = { cmd: 'publish', topic, payload, qos, retain, dup, messageId: 0 }
+  if (properties !== undefined) {
+    const { topicAlias: _alias, ...rest } = properties
+    packet.properties = rest
+  }
+  return packet as unknown as Packet
 }

@@ -6,7 +6,7 @@
  * A symlink planted in a slot's place (a directory others can write to) is never followed: not read at boot (it
  * reads as not whole, and is set aside), not written through (the put fails). Windows has no O_NOFOLLOW. Nor does
  * anything but a regular file pass for a slot: a FIFO would block the open (O_NONBLOCK), a directory the read; at
- * boot such a thing, or a file that cannot be read, is set aside like a torn record, and a put into it fails.
+ * boot such a thing, or a file this process may not read, is set aside like a torn record, and a put into it fails.
  */
 import { TOMBSTONE } from './packet-file.js'
 
@@ -170,19 +170,23 @@ function closeQuietly(fd: number): void {
   }
 }
 
-/** The bytes of `file`, `undefined` when it is gone; anything but a readable regular file reads as no record. */
+/**
+ * The bytes of `file`, `undefined` when it is gone. What cannot be a record of ours reads as bytes that are no record
+ * (set aside): a symlink, a file of another user, anything but a regular file. Any other failure (EMFILE, EIO) throws:
+ * the store's open fails, and is tried again at the next use, the record kept.
+ */
 function readIfThere(file: string): Buffer | undefined {
   let fd: number
   try {
     fd = fs.openSync(file, fs.constants.O_RDONLY | NO_FOLLOW)
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
-    return NOT_A_RECORD // a symlink (ELOOP), a file of another user (EACCES), …: set aside
+    const code = (error as NodeJS.ErrnoException).code
+    if (code === 'ENOENT') return undefined
+    if (code === 'ELOOP' || code === 'EACCES' || code === 'EPERM') return NOT_A_RECORD
+    throw error
   }
   try {
     return fs.fstatSync(fd).isFile() ? fs.readFileSync(fd) : NOT_A_RECORD
-  } catch {
-    return NOT_A_RECORD // EIO, EISDIR: set aside (renamed, its bytes kept), the other slots load
   } finally {
     closeQuietly(fd)
   }
