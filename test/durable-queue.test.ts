@@ -83,22 +83,30 @@ async function storeHolding(count: number): Promise<string> {
   return dir
 }
 
+/** A guarded client on a store holding `count` messages, its resend under way (the first resent, unacknowledged). */
+async function resending(count: number) {
+  const dir = await storeHolding(count)
+  const broker = await slowBroker()
+  const store = new FileMessageStore(dir)
+  const c = client(broker.url, store)
+  guardQueuedPublishes(c, store[KEEP_QUEUED])
+  await until(() => broker.received.length === 1, 3000, 'the resend under way')
+  return { dir, broker, store, c }
+}
+
+/** What a store's outgoing side holds, in order (PacketDir.packets(), beside mqtt.js's IStore). */
+const held = (store: FileMessageStore) =>
+  (store.outgoing as unknown as { packets(): Array<{ payload: string; messageId: number }> }).packets()
+
 describe('publishes made while mqtt.js resends its store', () => {
   test('guarded: on disk before publish() returns; the next store on the directory sends them after the stored ones', async () => {
-    const dir = await storeHolding(3)
-    const broker = await slowBroker()
-    const store = new FileMessageStore(dir)
-    const c = client(broker.url, store)
-    guardQueuedPublishes(c, store[KEEP_QUEUED])
-    await until(() => broker.received.length === 1, 3000, 'the resend under way') // "stored 1", not acknowledged
+    const { dir, c } = await resending(3) // "stored 1" resent, not acknowledged
     for (let i = 1; i <= 5; i++) c.publish('q', `during ${i}`, { qos: 1 })
     expect((c as unknown as { _storeProcessingQueue: unknown[] })._storeProcessingQueue).toHaveLength(5)
 
     // The process dies here: a new store on the directory has them all, the resend's first, in order.
     const next = new FileMessageStore(dir)
-    const payloads = (next.outgoing as unknown as { packets(): Array<{ payload: string }> })
-      .packets()
-      .map((p) => p.payload)
+    const payloads = held(next).map((p) => p.payload)
     expect(payloads).toEqual([
       'stored 1',
       'stored 2',
@@ -109,19 +117,12 @@ describe('publishes made while mqtt.js resends its store', () => {
       'during 4',
       'during 5',
     ])
-    const ids = (next.outgoing as unknown as { packets(): Array<{ messageId: number }> })
-      .packets()
-      .map((p) => p.messageId)
+    const ids = held(next).map((p) => p.messageId)
     expect(new Set(ids).size).toBe(8)
   })
 
   test('once mqtt.js has put them in its store, the queued records go; nothing is sent twice by the next boot', async () => {
-    const dir = await storeHolding(2)
-    const broker = await slowBroker()
-    const store = new FileMessageStore(dir)
-    const c = client(broker.url, store)
-    guardQueuedPublishes(c, store[KEEP_QUEUED])
-    await until(() => broker.received.length === 1, 3000, 'the resend under way')
+    const { dir, broker, store, c } = await resending(2)
     const sent = [1, 2, 3].map((i) => c.publishAsync('q', `during ${i}`, { qos: 1 }))
     broker.release()
     await Promise.all(sent)
@@ -132,12 +133,7 @@ describe('publishes made while mqtt.js resends its store', () => {
   })
 
   test('the connection closes during the resend: mqtt.js would drop them; they go to the store, and are sent later', async () => {
-    const dir = await storeHolding(2)
-    const broker = await slowBroker()
-    const store = new FileMessageStore(dir)
-    const c = client(broker.url, store)
-    guardQueuedPublishes(c, store[KEEP_QUEUED])
-    await until(() => broker.received.length === 1, 3000, 'the resend under way')
+    const { dir, broker, store, c } = await resending(2)
     let settled: unknown
     c.publishAsync('q', 'with a callback', { qos: 1 }).then(
       () => (settled = 'acknowledged'),
@@ -147,9 +143,7 @@ describe('publishes made while mqtt.js resends its store', () => {
     broker.drop()
     await until(() => store.pending === 4, 3000, 'both in the outgoing store, offline')
     expect(settled).toBeUndefined() // not failed: waiting for its PUBACK, as an offline publish does
-    const payloads = (store.outgoing as unknown as { packets(): Array<{ payload: string }> })
-      .packets()
-      .map((p) => p.payload)
+    const payloads = held(store).map((p) => p.payload)
     expect(payloads).toEqual(['stored 1', 'stored 2', 'with a callback', 'without one'])
     await store.sync() // the queued records go once the outgoing copies are synced
     const next = new FileMessageStore(dir)

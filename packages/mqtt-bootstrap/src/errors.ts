@@ -7,8 +7,6 @@
  */
 import { brand } from './brand.js'
 
-export { brand }
-
 /** Every code an error of this library can carry. */
 export type ErrorCode =
   | InvalidOptionError['code']

@@ -92,10 +92,10 @@ export class PacketDir implements IStore {
   }
 
   put(packet: Packet, cb: DoneCallback): this {
-    const id = packet.messageId
     const failure = this.open()
-    const error = failure ?? (typeof id === 'number' ? undefined : new Error('a packet without a messageId'))
-    if (error !== undefined || id === undefined) return this.#refused(packet, error as Error, cb)
+    if (failure !== undefined) return this.#refused(packet, failure, cb)
+    const id = packet.messageId
+    if (id === undefined) return this.#refused(packet, new Error('a packet without a messageId'), cb)
     let written = true
     try {
       this.#files.write(id, encodePacket(packet, this.#nextSeq++))

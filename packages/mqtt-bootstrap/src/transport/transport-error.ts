@@ -4,7 +4,8 @@
  * registration. PointAccess (point-access.ts) and the registration strategy (registration/aliyun.ts) map each code to
  * their own error, with their own words, from the fields here: never by reading the message.
  */
-import { brand, type ErrorDetails, errorCode, MqttBootstrapError, type TransportErrorCode } from '../errors.js'
+import { brand } from '../brand.js'
+import { type ErrorDetails, errorCode, MqttBootstrapError, type TransportErrorCode } from '../errors.js'
 import { isCertificateError } from '../tls-failures.js'
 
 export interface TransportErrorDetails extends ErrorDetails {
